@@ -1,0 +1,148 @@
+"""REINFORCE for the neural batch sampler, readable top to bottom (CleanRL style).
+
+One episode = the N patches of one AE update. The policy (5 conv + 2 FC, models/policy.py) samples
+an action per step; at the episode's end the discounted returns weight the log-probabilities:
+
+    loss = -sum_t log pi(a_t | s_t) * G_t  -  ent_coef * sum_t H(pi(. | s_t)),   G_t = sum_k gamma^k r_{t+k}
+
+No reward or return normalisation, on purpose: the prediction reward arrives only on the last step
+of an episode, and its *level* (how low l_pred got) is the signal. Standardising returns within an
+episode would subtract it away (the terminal reward shifts every G_t by almost the same amount),
+leaving only the dense cloning/coverage terms. The agent knows the env only through its spaces.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from models.policy import OBSERVATION_KEYS, PolicyNet
+
+
+@dataclass
+class ReinforceConfig:
+    """Hyper-parameters of REINFORCE."""
+
+    learning_rate: float = 1e-4
+    """Adam step size of the policy"""
+    gamma: float = 0.99
+    """discount of the return"""
+    ent_coef: float = 0.01
+    """entropy bonus, keeps the sampler exploring while the terminal reward is still noisy"""
+    max_grad_norm: float = 1.0
+    """gradient clipping of the policy update"""
+    features_dim: int = 256
+    """width of the first FC layer"""
+
+
+def discounted_returns(rewards: list[float], gamma: float) -> np.ndarray:
+    """G_t = r_t + gamma * G_{t+1}, computed backwards."""
+    out = np.zeros(len(rewards), dtype=np.float32)
+    g = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        g = rewards[t] + gamma * g
+        out[t] = g
+    return out
+
+
+def observation_channels(space: gym.spaces.Dict) -> int:
+    """Number of stacked channels the policy sees from a Dict observation space."""
+    return sum(space[k].shape[0] for k in OBSERVATION_KEYS if k in space.spaces)
+
+
+class REINFORCE:
+    """Monte-Carlo policy gradient with `learn` / `predict` / `save` / `load` like SB3's agents."""
+
+    def __init__(self, env: gym.Env, config: ReinforceConfig | None = None,
+                 device: str | torch.device = "cpu", seed: int = 0) -> None:
+        self.env = env
+        self.config = config or ReinforceConfig()
+        self.device = torch.device(device)
+        torch.manual_seed(seed)  # policy initialisation
+        self.policy = PolicyNet(observation_channels(env.observation_space), int(env.action_space.n),
+                                self.config.features_dim).to(self.device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate)
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)  # action sampling
+        self.episodes = 0
+
+    def _tensor_obs(self, obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {k: torch.as_tensor(v, device=self.device).unsqueeze(0) for k, v in obs.items()}
+
+    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> int:
+        """Action for one observation: the most likely one, or a sample from the policy."""
+        with torch.no_grad():
+            logits = self.policy(self._tensor_obs(obs))[0].cpu()
+        if deterministic:
+            return int(logits.argmax())
+        return int(torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator))
+
+    def learn(self, total_episodes: int,
+              callback: Callable[[dict[str, Any]], bool] | None = None) -> "REINFORCE":
+        """Run episodes until `self.episodes == total_episodes`; one policy update per episode.
+
+        `callback(stats)` is called after every update; returning False stops training (used by
+        train.py for checkpoints and Ctrl-C)."""
+        cfg = self.config
+        while self.episodes < total_episodes:
+            # 1. Roll out one episode with the current policy.
+            obs, _ = self.env.reset()
+            observations, actions, rewards = [], [], []
+            done = False
+            info: dict[str, Any] = {}
+            while not done:
+                action = self.predict(obs)
+                observations.append(obs)
+                actions.append(action)
+                obs, reward, terminated, truncated, info = self.env.step(action)
+                rewards.append(reward)
+                done = terminated or truncated
+
+            # 2. Policy gradient on the whole episode in one batched forward pass.
+            returns = torch.as_tensor(discounted_returns(rewards, cfg.gamma), device=self.device)
+            batch = {k: torch.as_tensor(np.stack([o[k] for o in observations]), device=self.device)
+                     for k in observations[0]}
+            dist = torch.distributions.Categorical(logits=self.policy(batch))
+            log_probs = dist.log_prob(torch.as_tensor(actions, device=self.device))
+            entropy = dist.entropy()
+            loss = -(log_probs * returns).sum() - cfg.ent_coef * entropy.sum()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+            self.optimizer.step()
+            self.episodes += 1
+
+            stats = {"episode": self.episodes, "return": float(sum(rewards)),
+                     "policy_loss": float(loss.detach()), "entropy": float(entropy.mean().detach()),
+                     "jump_rate": float(np.mean(np.asarray(actions) == 8)), **info}
+            if callback is not None and callback(stats) is False:
+                break
+        return self
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {"algorithm": "reinforce", "config": dataclasses.asdict(self.config),
+                "policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(), "episodes": self.episodes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("algorithm") != "reinforce":
+            raise ValueError(f"not a REINFORCE checkpoint (algorithm={state.get('algorithm')!r})")
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.episodes = int(state["episodes"])
+
+    def save(self, path: str | Path) -> None:
+        torch.save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | Path, env: gym.Env, device: str | torch.device = "cpu") -> "REINFORCE":
+        state = torch.load(path, map_location=device, weights_only=False)
+        agent = cls(env, ReinforceConfig(**state["config"]), device)
+        agent.load_state_dict(state)
+        return agent

@@ -1,0 +1,222 @@
+"""Loader for one category of a dataset in the MVTec AD folder layout.
+
+Layout::
+
+    <root>/<category>/train/good/*.png
+    <root>/<category>/test/<defect_type>/*.png          ("good" has no masks)
+    <root>/<category>/ground_truth/<defect_type>/<stem>_mask.png
+
+Everything downstream (split, env, evaluation) works on in-memory ``Sample``s at one fixed
+``image_size``, so the loader resizes once here and never again. Layout problems raise
+``DatasetError`` naming the offending path, because a wrong ``--data-root`` is the most common
+first-run failure and a bare ``FileNotFoundError`` from deep inside OpenCV does not say what was
+expected.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+GOOD = "good"
+
+
+class DatasetError(ValueError):
+    """Bad dataset layout or file; the message always names the offending path."""
+
+
+@dataclass
+class Sample:
+    """One image with its pixel mask, resized to the category's ``image_size``."""
+
+    name: str
+    """``"<defect_type>/<stem>"``, e.g. ``"broken_large/000"``; unique within a split."""
+    defect_type: str
+    """``"good"`` or the defect folder name."""
+    image: np.ndarray
+    """uint8 (S, S, 3) RGB."""
+    mask: np.ndarray
+    """bool (S, S); all False for good images."""
+    path: Path
+    """The image file it was read from."""
+
+    @property
+    def is_anomalous(self) -> bool:
+        """True when at least one pixel is labelled anomalous (a resized mask can vanish)."""
+        return bool(self.mask.any())
+
+
+@dataclass
+class CategoryData:
+    """All images of one category, loaded and resized."""
+
+    category: str
+    root: Path
+    """``<root>/<category>``."""
+    image_size: int
+    test: list[Sample] = field(default_factory=list)
+    """Sorted by name, so splits drawn from it are reproducible across file systems."""
+    train_good: list[Sample] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Human-readable counts per split and per defect type, for logs and the CLI."""
+        counts = Counter(s.defect_type for s in self.test)
+        per_type = ", ".join(f"{k}={counts[k]}" for k in sorted(counts))
+        n_anom = sum(s.is_anomalous for s in self.test)
+        return (
+            f"{self.category} ({self.root}, {self.image_size}x{self.image_size}): "
+            f"test={len(self.test)} [{per_type}; {n_anom} with anomalous pixels], "
+            f"train/good={len(self.train_good)}"
+        )
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name (masks excluded)."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.endswith("_mask")
+    )
+
+
+def _read(path: Path) -> np.ndarray:
+    """Read an image unchanged (keeps channel count and bit depth), or raise DatasetError."""
+    # np.fromfile + imdecode also handles non-ASCII paths, which cv2.imread does not on Windows.
+    try:
+        buf = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        raise DatasetError(f"cannot read image file {path}: {exc}") from exc
+    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if arr is None:
+        raise DatasetError(f"cannot decode image file {path}: expected a PNG/JPEG/BMP/TIFF image")
+    if arr.dtype != np.uint8:  # 16-bit PNG/TIFF: scale to 8 bit
+        arr = (arr.astype(np.float64) * (255.0 / np.iinfo(arr.dtype).max)).round().astype(np.uint8)
+    return arr
+
+
+def _to_rgb(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Grayscale → repeated RGB, BGR(A) → RGB; MVTec mixes 1- and 3-channel classes."""
+    if arr.ndim == 2:
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        return cv2.cvtColor(arr[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        return cv2.cvtColor(arr, cv2.COLOR_BGRA2RGB)
+    raise DatasetError(f"unsupported image shape {arr.shape} in {path}: expected 1, 3 or 4 channels")
+
+
+def _resize_image(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[:2] == (size, size):
+        return img
+    # INTER_AREA averages when shrinking (no aliasing); it falls back to bilinear-like when growing.
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _load_sample(
+    image_path: Path, defect_type: str, mask_path: Path | None, size: int
+) -> Sample:
+    raw = _read(image_path)
+    image = _resize_image(_to_rgb(raw, image_path), size)
+    if mask_path is None:
+        mask = np.zeros((size, size), dtype=bool)
+    else:
+        raw_mask = _read(mask_path)
+        if raw_mask.ndim == 3:
+            raw_mask = raw_mask.max(axis=2)
+        if raw_mask.shape[:2] != raw.shape[:2]:
+            raise DatasetError(
+                f"mask {mask_path} has size {raw_mask.shape[1]}x{raw_mask.shape[0]} but its image "
+                f"{image_path} has size {raw.shape[1]}x{raw.shape[0]}: expected equal sizes"
+            )
+        # Nearest keeps the mask binary; thresholding >0 treats any non-zero label as anomalous.
+        mask = cv2.resize(raw_mask, (size, size), interpolation=cv2.INTER_NEAREST) > 0
+    return Sample(
+        name=f"{defect_type}/{image_path.stem}",
+        defect_type=defect_type,
+        image=image,
+        mask=mask,
+        path=image_path,
+    )
+
+
+def _mask_path(cat_root: Path, defect_type: str, image_path: Path) -> Path:
+    """The mask for a defect image; MVTec names it ``<stem>_mask.png``, other extensions allowed."""
+    folder = cat_root / "ground_truth" / defect_type
+    expected = folder / f"{image_path.stem}_mask.png"
+    if expected.is_file():
+        return expected
+    for ext in IMAGE_EXTENSIONS:
+        alt = folder / f"{image_path.stem}_mask{ext}"
+        if alt.is_file():
+            return alt
+    raise DatasetError(
+        f"defect image {image_path} has no mask: expected {expected} "
+        f"(only test/{GOOD}/ images may lack a mask)"
+    )
+
+
+def list_categories(root: str | Path) -> list[str]:
+    """Subfolders of ``root`` that look like categories (contain both ``train/`` and ``test/``)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"dataset root {root} does not exist or is not a directory")
+    return sorted(
+        p.name for p in root.iterdir() if (p / "train").is_dir() and (p / "test").is_dir()
+    )
+
+
+def load_mvtec_category(
+    root: str | Path,
+    category: str,
+    image_size: int = 128,
+    load_train_good: bool = True,
+) -> CategoryData:
+    """Load and resize one category's test set (with masks) and, optionally, its train/good set.
+
+    ``load_train_good=False`` skips the (usually larger) training folder for runs that use only
+    the paper's test-set protocol.
+    """
+    if image_size < 1:
+        raise ValueError(f"image_size must be >= 1, got {image_size}")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"dataset root {root} does not exist or is not a directory")
+    cat_root = root / category
+    if not cat_root.is_dir():
+        available = list_categories(root)
+        raise DatasetError(
+            f"category folder {cat_root} does not exist; available categories in {root}: "
+            f"{', '.join(available) if available else '(none: expected <root>/<category>/train and test)'}"
+        )
+    test_root = cat_root / "test"
+    if not test_root.is_dir():
+        raise DatasetError(f"test folder {test_root} does not exist: expected test/<defect_type>/*.png")
+
+    test: list[Sample] = []
+    for defect_dir in sorted(p for p in test_root.iterdir() if p.is_dir()):
+        defect_type = defect_dir.name
+        for image_path in _image_files(defect_dir):
+            mask_path = None if defect_type == GOOD else _mask_path(cat_root, defect_type, image_path)
+            test.append(_load_sample(image_path, defect_type, mask_path, image_size))
+    if not test:
+        raise DatasetError(
+            f"test folder {test_root} holds no images: expected test/<defect_type>/*"
+            f"{{{','.join(IMAGE_EXTENSIONS)}}}"
+        )
+    test.sort(key=lambda s: s.name)
+
+    train_good: list[Sample] = []
+    if load_train_good:
+        good_root = cat_root / "train" / GOOD
+        if good_root.is_dir():
+            train_good = [_load_sample(p, GOOD, None, image_size) for p in _image_files(good_root)]
+    return CategoryData(
+        category=category, root=cat_root, image_size=image_size, test=test, train_good=train_good
+    )

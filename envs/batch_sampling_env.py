@@ -1,0 +1,387 @@
+"""BatchSamplingEnv: the neural batch sampler's world, as a Gymnasium environment.
+
+The env owns the whole training process the sampler serves: the autoencoder (AE), the loss
+profiles, the replay buffer and the predictor. An agent only picks patches. That is what lets any
+RL algorithm (our REINFORCE, any SB3 algorithm with Discrete actions) train against it unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Iterator
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+
+from data.split import Split
+from envs.buffers import ProfileRing, ReplayBuffer, dihedral, snapshot
+from envs.config import DataConfig, EnvConfig
+from envs.rewards import alpha_from_masks, beta_schedule, clone_reward, cover_reward
+from models.autoencoder import ConvAutoencoder, reconstruction_loss_map
+from models.predictor import DilatedFCN, normalize_profiles, weighted_bce
+
+#: (dy, dx) of actions 0-7: N, NE, E, SE, S, SW, W, NW. Action 8 jumps to a random image.
+MOVES: tuple[tuple[int, int], ...] = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))
+JUMP = 8
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when present, else CPU; anything else is passed to torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_split(data: DataConfig) -> Split:
+    """The semi-supervised split a DataConfig describes (the built-in data when data_root is None)."""
+    from data.mvtec import load_mvtec_category
+    from data.split import make_split
+    from data.synthetic import ensure_default_dataset
+
+    root = data.data_root if data.data_root is not None else ensure_default_dataset()
+    category = load_mvtec_category(root, data.category, image_size=data.image_size,
+                                   load_train_good=data.include_train_good)
+    return make_split(category, n_labeled=data.n_labeled, seed=data.split_seed,
+                      include_train_good=data.include_train_good)
+
+
+class BatchSamplingEnv(gym.Env):
+    """Pick the N patches of each AE update; get rewarded for patches that make anomalies findable.
+
+    Observation (`spaces.Dict`, float32, channel-first, side V = image_size, or crop_size when
+    config.observation == 'crop', the crop centred on the patch and zero-padded):
+      - "rgb"     (3, V, V) in [0, 1]: the current image
+      - "loss"    (1, V, V) in [0, loss_obs_clip]: the AE's current per-pixel reconstruction loss
+                  of that image divided by its mean
+      - "history" (1, V, V) in {0, 1}: pixels of that image covered by patches this episode
+      - "patch"   (1, V, V) in {0, 1}: where the current patch is
+    Actions (`Discrete(9)`): 0-7 move the patch centre by `stride` to N, NE, E, SE, S, SW, W, NW
+    (clipped to the image); 8 jumps to a random image at a random centre.
+    Episode: `patches_per_update` steps, each sampling the patch at the new position. The last step
+    trains the AE one step on those patches, appends every labeled image's loss map to its profile,
+    pushes augmented (profile, mask) pairs to the replay buffer, trains the predictor one step and
+    re-initialises the AE every `reinit_every` updates (followed by `warmup_updates` updates on
+    random patches done here, unseen by the agent).
+    Reward: beta * (R_clone + R_cover) per step (R_clone only on labeled images), plus
+    (1 - beta) * R_pred on the last step, R_pred = -l_pred of the predictor on the current labeled
+    profiles. `info` carries the terms and the training figures.
+    Seeding: `reset(seed=s)` starts the training process afresh from s (AE, predictor, buffer,
+    profiles); `reset()` without a seed starts the next episode of the running process.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, split: Split | None = None, data: DataConfig | None = None,
+                 config: EnvConfig | None = None) -> None:
+        super().__init__()
+        self.data_config = data or DataConfig()
+        self.split = split if split is not None else load_split(self.data_config)
+        images = self.split.labeled + self.split.unlabeled + self.split.extra_unlabeled
+        if not self.split.labeled:
+            raise ValueError("the split has no labeled image: BatchSamplingEnv needs D_l")
+        size = images[0].image.shape[0]
+        for s in images:
+            if s.image.shape != (size, size, 3):
+                raise ValueError(f"image {s.name} has shape {s.image.shape}; expected ({size}, {size}, 3)")
+        self.image_size = size
+        self.config = (config or EnvConfig()).resolved(size)
+        c = self.config
+        self.n_labeled = len(self.split.labeled)
+        self.n_scored = len(self.split.unlabeled)
+        self.n_images = len(images)
+        self.device = resolve_device(c.device)
+
+        # Host copies used every step (observation, clone reward); device copies for training.
+        self._rgb = np.stack([s.image.transpose(2, 0, 1) for s in images]).astype(np.float32) / 255.0
+        self._masks = np.stack([s.mask for s in self.split.labeled]).astype(bool)
+        self._images = torch.from_numpy(self._rgb).to(self.device)
+        self._label_masks = torch.from_numpy(self._masks).to(self.device)
+        self.alpha = c.alpha if c.alpha is not None else alpha_from_masks(self._masks)
+
+        v = c.crop_size if c.observation == "crop" else size
+        unit = spaces.Box(0.0, 1.0, (1, v, v), np.float32)
+        self.observation_space = spaces.Dict({
+            "rgb": spaces.Box(0.0, 1.0, (3, v, v), np.float32),
+            "loss": spaces.Box(0.0, c.loss_obs_clip, (1, v, v), np.float32),
+            "history": unit,
+            "patch": unit,
+        })
+        self.action_space = spaces.Discrete(9)
+        self._half = c.patch_size // 2
+        self._initialised = False
+
+    # ------------------------------------------------------------------ training state
+    @contextlib.contextmanager
+    def _torch_rng(self) -> Iterator[None]:
+        """Run torch's random ops (init, dropout) from a seed drawn from self.np_random, without
+        disturbing the caller's global torch RNG: the env is then deterministic given its seed."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(self.np_random.integers(2**31 - 1)))
+            yield
+
+    def _init_training_state(self, warmup: bool = True) -> None:
+        c, s, dev = self.config, self.image_size, self.device
+        with self._torch_rng():
+            self.predictor = DilatedFCN(c.profile_length, c.predictor_width).to(dev)
+        self.predictor_opt = torch.optim.Adam(self.predictor.parameters(), lr=c.predictor_lr)
+        self.labeled_profiles = ProfileRing(self.n_labeled, c.profile_length, s, s, dev)
+        self.unlabeled_profiles = (ProfileRing(self.n_images - self.n_labeled, c.profile_length, s, s, dev)
+                                   if c.unlabeled_profiles == "eager" else None)
+        self.buffer = ReplayBuffer(c.buffer_size, c.profile_length, s, s, dev)
+        self.snapshots: list[dict[str, torch.Tensor]] = []
+        self.best: dict[str, Any] | None = None
+        self.best_l_pred = math.inf
+        self.updates = 0
+        self.reinits = 0
+        self.last_ae_loss = math.nan
+        self.last_l_pred = math.nan
+        self._reinit_ae(warmup)
+        self._initialised = True
+
+    def _new_ae(self) -> ConvAutoencoder:
+        return ConvAutoencoder(self.config.patch_size, self.config.ae).to(self.device)
+
+    def _reinit_ae(self, warmup: bool = True) -> None:
+        """Fresh AE weights and optimiser, empty current profiles, then M warm-up updates."""
+        with self._torch_rng():
+            self.ae = self._new_ae()
+        self.ae_opt = torch.optim.Adam(self.ae.parameters(), lr=self.config.ae_lr)
+        self.labeled_profiles.reset()
+        if self.unlabeled_profiles is not None:
+            self.unlabeled_profiles.reset()
+        self.snapshots = []
+        self.reinits += 1
+        for _ in range(self.config.warmup_updates if warmup else 0):
+            self._train_iteration(self._random_patches(self.config.patches_per_update), warmup=True)
+
+    def _random_patches(self, n: int) -> list[tuple[int, int, int]]:
+        lo, hi = self._half, self.image_size - self._half
+        return [(int(self.np_random.integers(self.n_images)), int(self.np_random.integers(lo, hi + 1)),
+                 int(self.np_random.integers(lo, hi + 1))) for _ in range(n)]
+
+    def _train_iteration(self, patches: list[tuple[int, int, int]], warmup: bool = False) -> float:
+        """One AE update on `patches` and everything that follows it; returns l_pred (nan while
+        the predictor is not trained yet)."""
+        h = self._half
+        x = torch.stack([self._images[i, :, cy - h:cy + h, cx - h:cx + h] for i, cy, cx in patches])
+        with self._torch_rng():
+            self.ae.train()
+            recon = self.ae(x)
+            loss = F.mse_loss(recon, x)
+            self.ae_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.ae_opt.step()
+        self.last_ae_loss = float(loss.detach())
+        self.updates += 1
+        self.ae.eval()
+        with torch.no_grad():
+            self._labeled_loss = self._loss_maps(self.ae, range(self.n_labeled))
+            self.labeled_profiles.append(self._labeled_loss)
+            if self.unlabeled_profiles is not None:
+                self.unlabeled_profiles.append(self._loss_maps(self.ae, range(self.n_labeled, self.n_images)))
+        self.snapshots.append(snapshot(self.ae))
+        if len(self.snapshots) > self.config.profile_length:
+            self.snapshots.pop(0)
+        l_pred = self._predictor_step() if self.labeled_profiles.full else math.nan
+        self.last_l_pred = l_pred
+        if not math.isnan(l_pred) and l_pred < self.best_l_pred:
+            self._record_best(l_pred)
+        if not warmup and self.updates % self.config.reinit_every == 0:
+            self._reinit_ae()
+        return l_pred
+
+    def _loss_maps(self, ae: ConvAutoencoder, indices: range, batch: int = 16) -> torch.Tensor:
+        out = []
+        idx = list(indices)
+        for k in range(0, len(idx), batch):
+            out.append(reconstruction_loss_map(ae, self._images[idx[k:k + batch]], self.config.absolute_error))
+        if not out:
+            return torch.zeros(0, self.image_size, self.image_size, device=self.device)
+        return torch.cat(out)
+
+    def _predictor_step(self) -> float:
+        """Push augmented labeled profiles, one predictor step on a buffer batch, then l_pred of
+        the current (unaugmented) labeled profiles: the reward follows what this AE update did."""
+        c = self.config
+        profiles = normalize_profiles(self.labeled_profiles.ordered())
+        ks = self.np_random.integers(0, 8, size=self.n_labeled)
+        self.buffer.push(torch.stack([dihedral(p, int(k)) for p, k in zip(profiles, ks)]),
+                         torch.stack([dihedral(m, int(k)) for m, k in zip(self._label_masks, ks)]))
+        batch_p, batch_m = self.buffer.sample(c.predictor_batch, self.np_random)
+        self.predictor.train()
+        loss = weighted_bce(self.predictor(batch_p)[:, 0], batch_m, self.alpha)
+        self.predictor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.predictor_opt.step()
+        self.predictor.eval()
+        with torch.no_grad():
+            return float(weighted_bce(self.predictor(profiles)[:, 0], self._label_masks, self.alpha))
+
+    def _record_best(self, l_pred: float) -> None:
+        """Keep what is needed to rebuild the D_u profiles of this moment: the T AE snapshots
+        (the snapshots are immutable copies, so keeping references is enough)."""
+        self.best_l_pred = l_pred
+        self.best = {"l_pred": l_pred, "update": self.updates, "snapshots": list(self.snapshots),
+                     "labeled": self.labeled_profiles.ordered()}
+        if self.unlabeled_profiles is not None:
+            self.best["unlabeled"] = self.unlabeled_profiles.ordered()
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if seed is not None or not self._initialised:
+            self._init_training_state()
+        self._t = 0
+        self._patches: list[tuple[int, int, int]] = []
+        self._history: dict[int, np.ndarray] = {}
+        self._loss_cache: dict[int, np.ndarray] = {}
+        self._jump()
+        return self._observation(), self._info()
+
+    def step(self, action):
+        if not self._initialised:
+            raise RuntimeError("call reset() before step()")
+        if self._t >= self.config.patches_per_update:
+            raise RuntimeError("episode is over: call reset()")
+        a = int(action)
+        if not 0 <= a < 9:
+            raise ValueError(f"action must be in 0..8, got {action!r}")
+        if a == JUMP:
+            self._jump()
+        else:
+            dy, dx = MOVES[a]
+            lo, hi = self._half, self.image_size - self._half
+            self._cy = int(np.clip(self._cy + dy * self.config.stride, lo, hi))
+            self._cx = int(np.clip(self._cx + dx * self.config.stride, lo, hi))
+        i, cy, cx, h = self._img, self._cy, self._cx, self._half
+        self._patches.append((i, cy, cx))
+        hist = self._history.setdefault(i, np.zeros((self.image_size, self.image_size), np.float32))
+        beta = beta_schedule(self.updates, self.config.beta_horizon, self.config.beta_min)
+        r_clone = clone_reward(self._masks[i, cy - h:cy + h, cx - h:cx + h]) if i < self.n_labeled else 0.0
+        r_cover = cover_reward(hist[cy - h:cy + h, cx - h:cx + h], self.config.cover_bonus)
+        hist[cy - h:cy + h, cx - h:cx + h] = 1.0
+        reward = beta * (r_clone + r_cover)
+        self._t += 1
+        terminated = self._t == self.config.patches_per_update
+        info = {"r_clone": r_clone, "r_cover": r_cover, "beta": beta}
+        if terminated:
+            reinit_before = self.reinits
+            l_pred = self._train_iteration(self._patches)
+            r_pred = 0.0 if math.isnan(l_pred) else -l_pred
+            reward += (1.0 - beta) * r_pred
+            self._loss_cache = {}
+            info.update(r_pred=r_pred, reinit=self.reinits != reinit_before)
+        info.update(self._info())
+        return self._observation(), float(reward), terminated, False, info
+
+    # ------------------------------------------------------------------ observation
+    def _jump(self) -> None:
+        (self._img, self._cy, self._cx), = self._random_patches(1)
+
+    def _current_loss(self) -> np.ndarray:
+        i = self._img
+        if i not in self._loss_cache:
+            with torch.no_grad():
+                self.ae.eval()
+                m = self._loss_maps(self.ae, range(i, i + 1))[0]
+                m = torch.clamp(m / (m.mean() + 1e-12), 0.0, self.config.loss_obs_clip)
+            self._loss_cache[i] = m.cpu().numpy().astype(np.float32)
+        return self._loss_cache[i]
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        s, h, i = self.image_size, self._half, self._img
+        patch = np.zeros((s, s), np.float32)
+        patch[self._cy - h:self._cy + h, self._cx - h:self._cx + h] = 1.0
+        hist = self._history.get(i)
+        maps = {"rgb": self._rgb[i], "loss": self._current_loss()[None],
+                "history": (hist if hist is not None else np.zeros((s, s), np.float32))[None],
+                "patch": patch[None]}
+        if self.config.observation == "crop":
+            maps = {k: self._crop(v) for k, v in maps.items()}
+        # Fresh arrays every call: users (and replay buffers) keep what they are given.
+        return {k: np.array(v, dtype=np.float32, copy=True) for k, v in maps.items()}
+
+    def _crop(self, x: np.ndarray) -> np.ndarray:
+        v = self.config.crop_size
+        out = np.zeros((x.shape[0], v, v), np.float32)
+        y0, x0 = self._cy - v // 2, self._cx - v // 2
+        sy0, sx0 = max(0, y0), max(0, x0)
+        sy1, sx1 = min(self.image_size, y0 + v), min(self.image_size, x0 + v)
+        out[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = x[:, sy0:sy1, sx0:sx1]
+        return out
+
+    def _info(self) -> dict[str, Any]:
+        return {"ae_updates": self.updates, "ae_loss": self.last_ae_loss, "l_pred": self.last_l_pred,
+                "best_l_pred": self.best_l_pred,
+                "beta": beta_schedule(self.updates, self.config.beta_horizon, self.config.beta_min),
+                "image": self._img, "centre": (self._cy, self._cx)}
+
+    # ------------------------------------------------------------------ results and checkpoints
+    def best_profiles(self) -> dict[str, np.ndarray]:
+        """The loss profiles of the moment l_pred was lowest, raw (not normalised), float32
+        (n, T, S, S): "labeled" (D_l), "unlabeled" (the scored D_u), "extra" (train/good in D_u).
+        In 'snapshots' mode the D_u profiles are computed here from the AE weights kept then."""
+        if self.best is None:
+            raise RuntimeError("no best profiles yet: the predictor has not trained (run longer "
+                               "than profile_length AE updates)")
+        if "unlabeled" in self.best:
+            unl = self.best["unlabeled"]
+        else:
+            ae = self._new_ae()
+            maps = []
+            with torch.no_grad():
+                for snap in self.best["snapshots"]:
+                    ae.load_state_dict(snap)
+                    ae.eval()
+                    maps.append(self._loss_maps(ae, range(self.n_labeled, self.n_images)))
+            unl = torch.stack(maps, dim=1)
+        unl = unl.cpu().numpy()
+        return {"labeled": self.best["labeled"].cpu().numpy(),
+                "unlabeled": unl[:self.n_scored], "extra": unl[self.n_scored:]}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume training exactly (taken between episodes)."""
+        best = None
+        if self.best is not None:
+            best = {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in self.best.items()
+                    if k != "snapshots"}
+            best["snapshots"] = [{k: t.cpu() for k, t in s.items()} for s in self.best["snapshots"]]
+        return {
+            "ae": self.ae.state_dict(), "ae_opt": self.ae_opt.state_dict(),
+            "predictor": self.predictor.state_dict(), "predictor_opt": self.predictor_opt.state_dict(),
+            "labeled_profiles": self.labeled_profiles.state_dict(),
+            "unlabeled_profiles": None if self.unlabeled_profiles is None else self.unlabeled_profiles.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "snapshots": [{k: t.cpu() for k, t in s.items()} for s in self.snapshots],
+            "best": best, "best_l_pred": self.best_l_pred, "updates": self.updates,
+            "reinits": self.reinits, "last_ae_loss": self.last_ae_loss, "last_l_pred": self.last_l_pred,
+            "np_random": self.np_random.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state_dict(); the next reset() (without seed) continues the same run."""
+        if not self._initialised:
+            self._init_training_state(warmup=False)  # everything is overwritten below
+        dev = self.device
+        self.ae.load_state_dict(state["ae"])
+        self.ae_opt.load_state_dict(state["ae_opt"])
+        self.predictor.load_state_dict(state["predictor"])
+        self.predictor_opt.load_state_dict(state["predictor_opt"])
+        self.labeled_profiles.load_state_dict(state["labeled_profiles"])
+        if self.unlabeled_profiles is not None and state["unlabeled_profiles"] is not None:
+            self.unlabeled_profiles.load_state_dict(state["unlabeled_profiles"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.snapshots = [{k: t.to(dev) for k, t in s.items()} for s in state["snapshots"]]
+        best = state["best"]
+        if best is not None:
+            best = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in best.items()}
+            best["snapshots"] = [{k: t.to(dev) for k, t in s.items()} for s in best["snapshots"]]
+        self.best = best
+        self.best_l_pred = float(state["best_l_pred"])
+        self.updates, self.reinits = int(state["updates"]), int(state["reinits"])
+        self.last_ae_loss, self.last_l_pred = float(state["last_ae_loss"]), float(state["last_l_pred"])
+        self.np_random.bit_generator.state = state["np_random"]

@@ -1,0 +1,131 @@
+"""Configuration of the batch-sampling environment: plain dataclasses with working defaults.
+
+A preset is a set of field overrides (see `PRESETS`); every field can still be overridden one by
+one. Memory the env holds, for image side S, profile length T, n_l labeled and n_u unlabeled
+images (float32 unless said):
+  - labeled loss profiles      n_l * T * S^2 * 4 B
+  - replay buffer (float16)    buffer_size * (T + 1) * S^2 * 2 B   (S=128, T=20, 512: 352 MB)
+  - AE weight snapshots        2 * T * |AE| (current ring and the best one; ~2.4 MB each at S=128)
+  - unlabeled profiles: none while training ("snapshots" mode); n_u * T * S^2 * 4 B in "eager"
+    mode, twice (current and best).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.autoencoder import AEConfig
+
+
+@dataclass
+class DataConfig:
+    """Which images the env trains on (the semi-supervised split)."""
+
+    data_root: str | None = None
+    """MVTec-AD-layout root; None = the built-in synthetic dataset (generated on first use)"""
+    category: str = "brick"
+    """category folder under data_root"""
+    image_size: int = 128
+    """images are resized to image_size x image_size (paper: 256; CPU default: 128)"""
+    n_labeled: int = 5
+    """|D_l|: images drawn with the seed from the test set, with their masks"""
+    split_seed: int = 0
+    """seed of the labeled/unlabeled draw"""
+    include_train_good: bool = False
+    """add train/good images to D_u (sampled by the AE, never scored)"""
+
+
+@dataclass
+class EnvConfig:
+    """Everything the env needs besides the data: sampler, AE, predictor, rewards, schedule."""
+
+    patch_size: int | None = None
+    """AE training patch side (power of two); None = image_size // 4 (64 at 256 as in the papers)"""
+    stride: int | None = None
+    """centre shift of actions 0-7; None = patch_size // 2"""
+    patches_per_update: int = 32
+    """N: patches chosen per AE update = steps per episode"""
+    observation: str = "image"
+    """'image': maps of the whole current image; 'crop': a crop_size window around the patch"""
+    crop_size: int = 64
+    """side of the observation window when observation == 'crop'"""
+    loss_obs_clip: float = 10.0
+    """the observed loss map is loss / mean(loss of the image), clipped to [0, loss_obs_clip]"""
+
+    ae: AEConfig = field(default_factory=AEConfig)
+    ae_lr: float = 1e-3
+    absolute_error: bool = False
+    """profile entry |x - x_hat| (noghredeh2025) instead of the squared error (chu2020)"""
+    reinit_every: int = 200
+    """K: AE updates between re-initialisations"""
+    warmup_updates: int = 20
+    """M: updates after each re-init done inside the env with uniformly random patches"""
+
+    profile_length: int = 20
+    """T: loss maps kept per image (FIFO)"""
+    predictor_width: int = 32
+    predictor_lr: float = 1e-3
+    predictor_batch: int = 8
+    buffer_size: int = 512
+    """FIFO replay buffer of augmented (labeled profile, mask) pairs"""
+    alpha: float | None = None
+    """weight of normal pixels in l_pred; None = anomalous/normal pixel ratio of D_l (chu2020)"""
+
+    beta_min: float = 0.0
+    beta_horizon: int = 2000
+    """L: beta = max(beta_min, 1 - j / L), j = AE updates so far"""
+    cover_bonus: float = 0.1
+    """R_cover = cover_bonus * fraction of the patch not yet covered this episode"""
+    unlabeled_profiles: str = "snapshots"
+    """'snapshots': keep the last T AE weights and compute D_u profiles only when needed;
+    'eager': evaluate D_u after every update (same profiles, much slower; for benchmarks)"""
+    device: str = "auto"
+    """'auto' = CUDA when available, else CPU"""
+
+    def resolved(self, image_size: int) -> "EnvConfig":
+        """Copy with the image-size-dependent defaults filled in, validated."""
+        c = dataclasses.replace(self)
+        if c.patch_size is None:
+            c.patch_size = max(8, image_size // 4)
+        if c.stride is None:
+            c.stride = max(1, c.patch_size // 2)
+        if c.patch_size > image_size:
+            raise ValueError(f"patch_size {c.patch_size} is larger than image_size {image_size}")
+        if c.observation not in ("image", "crop"):
+            raise ValueError(f"observation must be 'image' or 'crop', got {c.observation!r}")
+        if c.unlabeled_profiles not in ("snapshots", "eager"):
+            raise ValueError(f"unlabeled_profiles must be 'snapshots' or 'eager', got {c.unlabeled_profiles!r}")
+        if c.warmup_updates >= c.reinit_every:
+            raise ValueError("warmup_updates must be smaller than reinit_every")
+        for name in ("patches_per_update", "profile_length", "buffer_size", "predictor_batch"):
+            if getattr(c, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
+        return c
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # chu2020 is the dataclass defaults.
+    "chu2020": {},
+}
+
+
+def make_env_config(preset: str = "chu2020", **overrides: Any) -> EnvConfig:
+    """EnvConfig of a preset with field overrides applied."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    return EnvConfig(**{**PRESETS[preset], **overrides})
+
+
+def config_to_dict(obj: Any) -> dict[str, Any]:
+    """JSON-able dict of a (nested) config dataclass."""
+    return dataclasses.asdict(obj)
+
+
+def env_config_from_dict(d: dict[str, Any]) -> EnvConfig:
+    """Inverse of config_to_dict for EnvConfig (tuples restored in the AE config)."""
+    d = dict(d)
+    ae = dict(d.pop("ae", {}))
+    if "skip_levels" in ae:
+        ae["skip_levels"] = tuple(ae["skip_levels"])
+    return EnvConfig(ae=AEConfig(**ae), **d)

@@ -1,0 +1,245 @@
+"""Train the neural batch sampler (and with it the AE and the predictor) on one category.
+
+    python train.py                                   # built-in synthetic data, CPU-sized defaults
+    python train.py --data-root /data/mvtec_anomaly_detection --category bottle --image-size 256
+    python train.py --set patches_per_update=16 --set ae.bottleneck=32    # any EnvConfig field
+    python train.py --resume runs/<run>               # continue after Ctrl-C or a crash
+
+Writes a run folder: config.json, split.json, log.csv, checkpoint.pt (latest, for --resume),
+best_profiles.npz (D_l and D_u loss profiles of the lowest prediction loss), predictor.pt and
+summary.json. Evaluate it with `python evaluate.py <run folder>`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from agents.reinforce import REINFORCE, ReinforceConfig
+from data.mvtec import DatasetError
+from envs.batch_sampling_env import BatchSamplingEnv, load_split, resolve_device
+from envs.config import DataConfig, EnvConfig, config_to_dict, env_config_from_dict, make_env_config
+
+
+def arg(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class Args:
+    """Command-line arguments of train.py."""
+
+    data_root: str | None = arg(None, "MVTec-AD-layout folder; default: the built-in synthetic data")
+    category: str = arg("brick", "category to train on")
+    image_size: int = arg(128, "images are resized to this side (paper: 256)")
+    n_labeled: int = arg(5, "|D_l|: labeled images drawn from the test set")
+    include_train_good: bool = arg(False, "add train/good images to D_u")
+    preset: str = arg("chu2020", "env preset")
+    seed: int = arg(0, "seed of the split, the env and the agent")
+    updates: int = arg(600, "AE updates chosen by the agent (= agent episodes)")
+    agent: str = arg("reinforce", "agent: reinforce")
+    learning_rate: float = arg(1e-4, "policy learning rate")
+    gamma: float = arg(0.99, "discount")
+    ent_coef: float = arg(0.01, "entropy bonus")
+    device: str = arg("auto", "auto | cpu | cuda[:i]")
+    threads: int = arg(0, "torch CPU threads (0: torch's default)")
+    run_dir: str | None = arg(None, "run folder; default runs/<category>-<agent>-seed<seed>-<time>")
+    checkpoint_every: int = arg(50, "episodes between checkpoints")
+    resume: str | None = arg(None, "run folder to continue from its last checkpoint")
+    set: list[str] = arg(None, "EnvConfig overrides KEY=VALUE (e.g. profile_length=10, ae.width=16)")
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+        elif f.name == "set":
+            parser.add_argument(flag, action="append", default=[], metavar="KEY=VALUE", help=f.metadata["help"])
+        else:
+            typ = {"int": int, "float": float}.get(str(f.type), str)
+            parser.add_argument(flag, type=typ, default=f.default, help=f.metadata["help"])
+    return Args(**vars(parser.parse_args(argv)))
+
+
+def apply_overrides(config: EnvConfig, overrides: list[str]) -> EnvConfig:
+    """Set EnvConfig fields from KEY=VALUE strings, converting VALUE to the field's type."""
+    d = config_to_dict(config)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        target, parts = d, key.split(".")
+        for p in parts[:-1]:
+            if not isinstance(target.get(p), dict):
+                raise SystemExit(f"--set {key}: {p!r} is not a config section")
+            target = target[p]
+        if parts[-1] not in target:
+            raise SystemExit(f"--set {key}: unknown field; fields: {sorted(target)}")
+        old = target[parts[-1]]
+        try:
+            target[parts[-1]] = (json.loads(value) if not isinstance(old, str) else value)
+        except json.JSONDecodeError:
+            target[parts[-1]] = value
+    try:
+        return env_config_from_dict(d)
+    except TypeError as e:
+        raise SystemExit(f"--set: {e}") from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves a half-written file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def export_results(env: BatchSamplingEnv, run: Path) -> None:
+    """best_profiles.npz and predictor.pt: what evaluate.py needs, nothing of the agent."""
+    profiles = env.best_profiles()
+    scale = float(np.mean(profiles["labeled"])) or 1.0  # float16 storage of loss/scale keeps precision
+    split = env.split
+    tmp = run / "best_profiles.tmp.npz"
+    np.savez(tmp, scale=np.float32(scale),
+             **{k: (v / scale).astype(np.float16) for k, v in profiles.items()},
+             labeled_names=np.array([s.name for s in split.labeled]),
+             unlabeled_names=np.array([s.name for s in split.unlabeled]),
+             extra_names=np.array([s.name for s in split.extra_unlabeled]),
+             best_update=np.int64(env.best["update"]), best_l_pred=np.float32(env.best_l_pred))
+    os.replace(tmp, run / "best_profiles.npz")
+    save_atomic({"state_dict": env.predictor.state_dict(), "profile_length": env.config.profile_length,
+                 "width": env.config.predictor_width, "alpha": env.alpha}, run / "predictor.pt")
+
+
+LOG_COLUMNS = ["episode", "ae_updates", "return", "ae_loss", "l_pred", "best_l_pred", "beta",
+               "policy_loss", "entropy", "jump_rate", "wall_s"]
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_args(argv)
+    resume = args.resume is not None
+    if resume:
+        run = Path(args.resume)
+        if not (run / "checkpoint.pt").is_file():
+            raise SystemExit(f"--resume {run}: no checkpoint.pt in that folder")
+        saved = json.loads((run / "config.json").read_text())
+        total = args.updates if "--updates" in (argv if argv is not None else sys.argv) else saved["args"]["updates"]
+        args = Args(**{**saved["args"], "resume": str(run), "updates": total})
+        env_config = env_config_from_dict(saved["env"])
+    else:
+        env_config = apply_overrides(make_env_config(args.preset), args.set or [])
+    if args.agent != "reinforce":
+        raise SystemExit(f"--agent {args.agent!r}: only 'reinforce' is available")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+
+    data = DataConfig(args.data_root, args.category, args.image_size, args.n_labeled, args.seed,
+                      args.include_train_good)
+    try:
+        split = load_split(data)
+    except DatasetError as e:
+        raise SystemExit(f"dataset error: {e}") from None
+    env_config = dataclasses.replace(env_config, device=args.device)
+    env = BatchSamplingEnv(split=split, data=data, config=env_config)
+    device = resolve_device(args.device)
+    agent = REINFORCE(env, ReinforceConfig(args.learning_rate, args.gamma, args.ent_coef),
+                      device=device, seed=args.seed)
+
+    if resume:
+        ckpt = torch.load(run / "checkpoint.pt", map_location=env.device, weights_only=False)
+        env.load_state_dict(ckpt["env"])
+        agent.load_state_dict(ckpt["agent"])
+        wall0 = float(ckpt["wall_s"])
+        print(f"resuming {run} at episode {agent.episodes}/{args.updates}")
+    else:
+        run = Path(args.run_dir or f"runs/{args.category}-{args.agent}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if (run / "checkpoint.pt").exists():
+            raise SystemExit(f"{run} already holds a run: use --resume {run} or another --run-dir")
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.json").write_text(json.dumps(
+            {"args": dataclasses.asdict(args), "env": config_to_dict(env.config),
+             "data": dataclasses.asdict(data)}, indent=2))
+        (run / "split.json").write_text(json.dumps(split.describe(), indent=2))
+        env.reset(seed=args.seed)
+        wall0 = 0.0
+    print(f"run folder: {run}\ndevice: {env.device}  |D_l|={env.n_labeled}  |D_u|={env.n_images - env.n_labeled} "
+          f"image {env.image_size}px  patch {env.config.patch_size}px  alpha={env.alpha:.4f}")
+
+    stop = {"requested": False}
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        # First Ctrl-C: finish this episode, checkpoint, exit. Second: stop at once.
+        stop["requested"] = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        tqdm.write("interrupt: saving a checkpoint after this episode (Ctrl-C again to abort)")
+
+    signal.signal(signal.SIGINT, on_sigint)
+    t0 = time.time()
+
+    def checkpoint() -> None:
+        save_atomic({"env": env.state_dict(), "agent": agent.state_dict(),
+                     "wall_s": wall0 + time.time() - t0}, run / "checkpoint.pt")
+
+    log_path = run / "log.csv"
+    new_log = not log_path.exists()
+    with open(log_path, "a", newline="") as log_file, \
+            tqdm(total=args.updates, initial=agent.episodes, desc="updates", dynamic_ncols=True,
+                 mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
+        log = csv.DictWriter(log_file, LOG_COLUMNS, extrasaction="ignore")
+        if new_log:
+            log.writeheader()
+
+        def callback(stats: dict[str, Any]) -> bool:
+            stats["wall_s"] = round(wall0 + time.time() - t0, 2)
+            log.writerow(stats)
+            bar.update(1)
+            bar.set_postfix(ae=f"{stats['ae_loss']:.4f}", pred=f"{stats['l_pred']:.4f}",
+                            R=f"{stats['return']:.3f}", beta=f"{stats['beta']:.2f}", refresh=False)
+            if stats["episode"] % args.checkpoint_every == 0 or stop["requested"]:
+                log_file.flush()
+                checkpoint()
+            return not stop["requested"]
+
+        agent.learn(args.updates, callback)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    checkpoint()
+    if env.best is not None:
+        export_results(env, run)
+    summary = {"episodes": agent.episodes, "ae_updates": env.updates, "reinits": env.reinits,
+               "best_l_pred": env.best_l_pred, "best_update": None if env.best is None else env.best["update"],
+               "wall_s": round(wall0 + time.time() - t0, 1), "device": str(env.device),
+               "finished": agent.episodes >= args.updates}
+    (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    if summary["finished"]:
+        print(f"done in {summary['wall_s']} s. Evaluate with:  python evaluate.py {run}")
+    else:
+        print(f"stopped at episode {agent.episodes}. Continue with:  python train.py --resume {run}")
+    return run
+
+
+if __name__ == "__main__":
+    main()
