@@ -212,6 +212,10 @@ class BatchSamplingEnv(gym.Env):
         self.buffer.push(torch.stack([dihedral(p, int(k)) for p, k in zip(profiles, ks)]),
                          torch.stack([dihedral(m, int(k)) for m, k in zip(self._label_masks, ks)]))
         batch_p, batch_m = self.buffer.sample(c.predictor_batch, self.np_random)
+        if c.predictor_crop is not None:
+            y, x = self.np_random.integers(0, self.image_size - c.predictor_crop + 1, size=2)
+            batch_p = batch_p[..., y:y + c.predictor_crop, x:x + c.predictor_crop]
+            batch_m = batch_m[..., y:y + c.predictor_crop, x:x + c.predictor_crop]
         self.predictor.train()
         loss = weighted_bce(self.predictor(batch_p)[:, 0], batch_m, self.alpha)
         self.predictor_opt.zero_grad(set_to_none=True)

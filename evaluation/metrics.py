@@ -312,7 +312,9 @@ def aupro(score_maps: np.ndarray, gt_masks: np.ndarray, fpr_limit: float = 0.3) 
     """Normalised area under the PRO curve up to ``fpr_limit`` (MVTec AD / anomalib AUPRO).
 
     The curve is exact (every distinct score is a threshold, see ``pro_curve``), so no threshold
-    grid has to be chosen and the result does not depend on one. The curve is cut at
+    grid has to be chosen and the result does not depend on one. This is the MVTec AD evaluation
+    code's algorithm; anomalib computes the same PRO/FPR quantities but resamples per-region ROC
+    curves onto a shared grid, so its value can differ from ours in the last digits. The curve is cut at
     ``fpr_limit`` by linear interpolation, integrated with the trapezoid rule and divided by
     ``fpr_limit``, so perfect scores give 1.0 and a random ranking about ``fpr_limit / 2``.
 

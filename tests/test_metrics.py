@@ -200,13 +200,13 @@ def test_aupro_regions_are_eight_connected() -> None:
                        [0.0, 0.0, 0.0]])
     # t=1.0 covers (0,0) only: PRO = 1/3 (8-conn) -- 4-conn would give mean(1, 0) = 1/2.
     # t=0.0 covers everything: (FPR, PRO) = (1, 1).
-    # Area to 0.3: segment (0, 1/3) -> (0.3, 1/3 + 0.3 * 2/3 = 0.5): 0.3 * (1/3 + 0.5) / 2
-    # AUPRO = (1/3 + 0.5) / 2 = 0.416667
+    # Area to 0.3: segment (0, 1/3) -> (0.3, 1/3 + 0.3 * 2/3 = 8/15): 0.3 * (1/3 + 8/15) / 2
+    # AUPRO = (1/3 + 8/15) / 2 = 13/30 = 0.433333
     fpr, pro = pro_curve(scores, gt)
     np.testing.assert_allclose(fpr, [0, 0, 1, 1])
     np.testing.assert_allclose(pro, [0, 1 / 3, 1, 1])
-    assert aupro(scores, gt) == pytest.approx((1 / 3 + 0.5) / 2)
-    assert _slow_aupro(scores[None], gt[None], 0.3) == pytest.approx((1 / 3 + 0.5) / 2)
+    assert aupro(scores, gt) == pytest.approx(13 / 30)
+    assert _slow_aupro(scores[None], gt[None], 0.3) == pytest.approx(13 / 30)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
