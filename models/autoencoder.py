@@ -21,9 +21,10 @@ class AEConfig:
     """channels of the first encoder level; doubled per level up to 4x"""
     bottleneck: int = 64
     """channels K of the 1x1xK bottleneck reached on a training patch"""
-    skip_levels: tuple[int, ...] = (2, 3)
-    """encoder levels (0 = first, full-resolution/2) joined to the decoder by additive shortcuts.
-    Only the coarse levels by default: a shortcut at fine resolution lets the AE copy anomalies."""
+    skip_levels: tuple[int, ...] = (1, 2)
+    """encoder levels (0 = the first, at half resolution) joined to the decoder by additive
+    shortcuts. The last level (the 4x4 map entering the bottleneck) never is: a shortcut there
+    would bypass the bottleneck. Level 0 would let the AE copy fine detail, anomalies included."""
     norm: bool = False
     """BatchNorm2d(affine=False) after each conv (noghredeh2025)"""
     dropout: float = 0.0
@@ -74,7 +75,7 @@ class ConvAutoencoder(nn.Module):
         self.decoder = nn.ModuleList(
             block(cin, cout, transpose=True) for cin, cout in zip(chans[::-1], dec_out))
         self.head = nn.Conv2d(c.width, 3, 3, padding=1)
-        self.skip_levels = tuple(s for s in c.skip_levels if 0 <= s < self.levels)
+        self.skip_levels = tuple(s for s in c.skip_levels if 0 <= s < self.levels - 1)
 
     @property
     def multiple(self) -> int:

@@ -1,0 +1,238 @@
+"""BatchSamplingEnv: spaces, env checkers, reward terms, schedules, re-init, buffers, determinism."""
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import envs
+from envs import BatchSamplingEnv, EnvConfig
+from envs.buffers import ProfileRing, ReplayBuffer, dihedral
+from envs.rewards import alpha_from_masks, beta_schedule, clone_reward, cover_reward
+from tests.helpers import toy_split
+
+TINY = EnvConfig(patch_size=8, patches_per_update=4, reinit_every=10, warmup_updates=4,
+                 profile_length=4, buffer_size=16, predictor_batch=4, predictor_crop=None,
+                 device="cpu")
+
+
+def tiny_env(**overrides) -> BatchSamplingEnv:
+    return BatchSamplingEnv(split=toy_split(32), config=dataclasses.replace(TINY, **overrides))
+
+
+def run_episodes(env: BatchSamplingEnv, n: int, actions_seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(actions_seed)
+    returns = []
+    for _ in range(n):
+        env.reset()
+        done, total = False, 0.0
+        while not done:
+            _, r, done, _, _ = env.step(int(rng.integers(9)))
+            total += r
+        returns.append(total)
+    return returns
+
+
+# ---------------------------------------------------------------- reward terms and schedules
+def test_clone_reward_on_hand_made_masks():
+    m = np.zeros((8, 8), bool)
+    assert clone_reward(m) == 1.0
+    m[7, 7] = True
+    assert clone_reward(m) == -1.0
+
+
+def test_cover_reward_counts_uncovered_fraction():
+    h = np.zeros((4, 4), np.float32)
+    assert cover_reward(h, 0.1) == pytest.approx(0.1)
+    h[:2] = 1.0  # half covered
+    assert cover_reward(h, 0.1) == pytest.approx(0.05)
+    h[:] = 1.0
+    assert cover_reward(h, 0.1) == 0.0
+
+
+def test_beta_schedule():
+    assert beta_schedule(0, 2000) == 1.0
+    assert beta_schedule(500, 2000) == pytest.approx(0.75)
+    assert beta_schedule(5000, 2000) == 0.0
+    assert beta_schedule(5000, 2000, beta_min=0.15) == 0.15
+    assert beta_schedule(100, 2000, beta_min=0.15) == pytest.approx(0.95)
+
+
+def test_alpha_is_pixel_ratio():
+    masks = np.zeros((2, 10, 10), bool)
+    masks[0, :2, :5] = True  # 10 anomalous of 200
+    assert alpha_from_masks(masks) == pytest.approx(10 / 190)
+
+
+def test_step_rewards_follow_the_mask():
+    """A patch on a labeled anomaly earns beta*(-1 + cover); on clean ground beta*(+1 + cover)."""
+    env = tiny_env()
+    env.reset(seed=0)
+    mask = env._masks[0]
+    ys, xs = np.nonzero(mask)
+    env._img, env._cy, env._cx = 0, int(np.clip(ys[0], 4, 28)), int(np.clip(xs[0], 4, 28))
+    _, r, _, _, info = env.step(0)  # move north by the stride, then sample
+    cy, cx = info["centre"]
+    expected_clone = -1.0 if mask[cy - 4:cy + 4, cx - 4:cx + 4].any() else 1.0
+    assert info["r_clone"] == expected_clone
+    assert info["r_cover"] == pytest.approx(0.1)  # first visit: nothing covered yet
+    assert r == pytest.approx(info["beta"] * (expected_clone + 0.1))
+    _, _, _, _, info2 = env.step(4)  # back south ...
+    _, _, _, _, info3 = env.step(0)  # ... and north again: the same patch, already covered
+    assert info3["centre"] == info["centre"] and info3["r_cover"] == 0.0
+
+
+def test_unlabeled_patches_get_no_clone_reward():
+    env = tiny_env()
+    env.reset(seed=0)
+    env._img = env.n_labeled  # first unlabeled image
+    _, _, _, _, info = env.step(2)
+    assert info["r_clone"] == 0.0
+
+
+def test_moves_are_clipped_to_the_image():
+    env = tiny_env()
+    env.reset(seed=0)
+    env._cy = env._cx = 12
+    for _ in range(3):
+        _, _, done, _, info = env.step(7)  # north-west by 3 strides of 4 px: past the corner
+    assert info["centre"] == (4, 4)
+
+
+# ---------------------------------------------------------------- spaces and checkers
+def test_registered_and_spaces():
+    env = gym.make(envs.ENV_ID, split=toy_split(32), config=TINY)
+    obs, info = env.reset(seed=3)
+    assert env.observation_space.contains(obs)
+    assert env.action_space == gym.spaces.Discrete(9)
+    assert set(obs) == {"rgb", "loss", "history", "patch"}
+    assert obs["rgb"].shape == (3, 32, 32) and obs["loss"].dtype == np.float32
+    env.close()
+
+
+def test_crop_observation():
+    env = tiny_env(observation="crop", crop_size=16)
+    obs, _ = env.reset(seed=0)
+    assert obs["rgb"].shape == (3, 16, 16)
+    assert env.observation_space.contains(obs)
+    assert obs["patch"][0, 4:12, 4:12].all()  # the patch is centred in the crop
+
+
+def test_gymnasium_env_checker():
+    from gymnasium.utils.env_checker import check_env
+    check_env(tiny_env(), skip_render_check=True)
+
+
+def test_sb3_env_checker():
+    from stable_baselines3.common.env_checker import check_env
+    check_env(tiny_env(), warn=True)
+
+
+def test_bad_config_is_reported():
+    with pytest.raises(ValueError, match="patch_size"):
+        tiny_env(patch_size=64)
+    with pytest.raises(ValueError, match="observation"):
+        tiny_env(observation="pixels")
+
+
+# ---------------------------------------------------------------- training process
+def test_episode_trains_the_ae_and_fills_profiles():
+    env = tiny_env()
+    env.reset(seed=0)
+    assert env.updates == TINY.warmup_updates and env.labeled_profiles.full
+    before = {k: v.clone() for k, v in env.ae.state_dict().items()}
+    run_episodes(env, 1)
+    assert env.updates == TINY.warmup_updates + 1
+    assert any(not torch.equal(before[k], v) for k, v in env.ae.state_dict().items())
+    assert np.isfinite(env.last_l_pred)
+
+
+def test_ae_is_reinitialised_every_k_updates():
+    env = tiny_env()
+    env.reset(seed=0)
+    assert env.reinits == 1
+    run_episodes(env, TINY.reinit_every - TINY.warmup_updates - 1)
+    assert env.reinits == 1
+    old = env.ae
+    run_episodes(env, 1)  # update K: re-init, then M warm-up updates inside the env
+    assert env.reinits == 2 and env.ae is not old
+    assert env.updates == TINY.reinit_every + TINY.warmup_updates
+    assert len(env.snapshots) == TINY.profile_length and env.labeled_profiles.full
+
+
+def test_buffer_is_bounded():
+    env = tiny_env()
+    env.reset(seed=0)
+    run_episodes(env, 8)
+    assert env.buffer.size == TINY.buffer_size
+    assert env.buffer.profiles.shape[0] == TINY.buffer_size
+
+
+def test_profile_ring_and_replay_buffer():
+    ring = ProfileRing(2, 3, 4, 4, torch.device("cpu"))
+    for k in range(5):
+        ring.append(torch.full((2, 4, 4), float(k)))
+    assert ring.full and ring.ordered()[0, :, 0, 0].tolist() == [2.0, 3.0, 4.0]
+    buf = ReplayBuffer(3, 2, 4, 4, torch.device("cpu"))
+    for k in range(5):
+        buf.push(torch.full((1, 2, 4, 4), float(k)), torch.zeros(1, 4, 4, dtype=torch.bool))
+    assert buf.size == 3 and sorted(buf.profiles[:, 0, 0, 0].tolist()) == [2.0, 3.0, 4.0]
+    p, m = buf.sample(5, np.random.default_rng(0))
+    assert p.shape == (5, 2, 4, 4) and p.dtype == torch.float32
+
+
+def test_dihedral_group():
+    x = torch.arange(9.0).reshape(3, 3)
+    images = {tuple(dihedral(x, k).flatten().tolist()) for k in range(8)}
+    assert len(images) == 8
+
+
+def test_same_seed_same_numbers():
+    a, b = tiny_env(), tiny_env()
+    a.reset(seed=7)
+    b.reset(seed=7)
+    ra, rb = run_episodes(a, 6), run_episodes(b, 6)
+    assert ra == rb
+    pa, pb = a.best_profiles(), b.best_profiles()
+    np.testing.assert_array_equal(pa["unlabeled"], pb["unlabeled"])
+
+
+def test_seeded_reset_restarts_training():
+    env = tiny_env()
+    env.reset(seed=1)
+    first = run_episodes(env, 3)
+    env.reset(seed=1)
+    assert env.updates == TINY.warmup_updates
+    assert run_episodes(env, 3) == first
+
+
+def test_snapshot_profiles_equal_eager_profiles():
+    """D_u profiles rebuilt from kept AE weights are exactly those of evaluating every update."""
+    lazy, eager = tiny_env(), tiny_env(unlabeled_profiles="eager")
+    lazy.reset(seed=2)
+    eager.reset(seed=2)
+    run_episodes(lazy, 9)
+    run_episodes(eager, 9)
+    pl, pe = lazy.best_profiles(), eager.best_profiles()
+    assert lazy.best["update"] == eager.best["update"]
+    np.testing.assert_allclose(pl["unlabeled"], pe["unlabeled"], rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(pl["labeled"], pe["labeled"])
+
+
+def test_state_dict_round_trip_resumes_exactly():
+    ref = tiny_env()
+    ref.reset(seed=4)
+    run_episodes(ref, 3)
+    blob = io.BytesIO()
+    torch.save(ref.state_dict(), blob)  # as train.py does; state_dict() holds live references
+    expected = run_episodes(ref, 4, actions_seed=1)
+
+    resumed = tiny_env()
+    blob.seek(0)
+    resumed.load_state_dict(torch.load(blob, weights_only=False))
+    assert run_episodes(resumed, 4, actions_seed=1) == expected
+    np.testing.assert_array_equal(ref.best_profiles()["unlabeled"], resumed.best_profiles()["unlabeled"])

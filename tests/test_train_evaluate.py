@@ -1,0 +1,106 @@
+"""End to end: train.py -> evaluate.py on a tiny generated dataset, Ctrl-C-style resume, bad input."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data.synthetic import generate_synthetic_mvtec
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets" / "mvtec_ad"
+TINY_ARGS = ["--category", "brick", "--image-size", "32", "--n-labeled", "3", "--device", "cpu",
+             "--threads", "1", "--set", "patches_per_update=4", "--set", "profile_length=4",
+             "--set", "warmup_updates=4", "--set", "reinit_every=20", "--set", "buffer_size=16",
+             "--set", "predictor_batch=4"]
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    return generate_synthetic_mvtec(tmp_path_factory.mktemp("data"), seed=0, image_size=64,
+                                    n_train_good=2, n_test_good=2, n_per_defect=2)
+
+
+def run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-W", "ignore", str(ROOT / script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def log_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_then_evaluate(tiny_root, tmp_path):
+    run_dir = tmp_path / "run"
+    run("train.py", "--data-root", str(tiny_root), "--updates", "6", "--run-dir", str(run_dir), *TINY_ARGS)
+    for name in ("config.json", "split.json", "log.csv", "checkpoint.pt", "best_profiles.npz",
+                 "predictor.pt", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    assert len(log_rows(run_dir)) == 6
+    out = run("evaluate.py", str(run_dir), "--overlays", "2").stdout
+    assert "NBS + CRF" in out and "F1-max" in out
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["seed"] == 0 and metrics["split"]["n_labeled"] == 3
+    for row in metrics["rows"]:
+        assert 0.0 <= row["pixel AUROC"] <= 1.0 and 0.0 <= row["F1-max"] <= 1.0
+    assert len(list((run_dir / "overlays").glob("*.png"))) == 2
+    report = (run_dir / "report.md").read_text()
+    assert "seed: 0" in report and "Results" in report
+
+
+def test_resume_continues_the_same_run(tiny_root, tmp_path):
+    """3 updates, stop, --resume to 6 == 6 updates straight (same seed, CPU)."""
+    straight, split_run = tmp_path / "straight", tmp_path / "split"
+    run("train.py", "--data-root", str(tiny_root), "--updates", "6", "--run-dir", str(straight), *TINY_ARGS)
+    run("train.py", "--data-root", str(tiny_root), "--updates", "3", "--run-dir", str(split_run), *TINY_ARGS)
+    out = run("train.py", "--resume", str(split_run), "--updates", "6").stdout
+    assert "resuming" in out
+    a, b = log_rows(straight), log_rows(split_run)
+    assert [r["return"] for r in a] == [r["return"] for r in b]
+    assert [r["l_pred"] for r in a] == [r["l_pred"] for r in b]
+
+
+def test_existing_run_folder_is_not_overwritten(tiny_root, tmp_path):
+    run_dir = tmp_path / "run"
+    run("train.py", "--data-root", str(tiny_root), "--updates", "1", "--run-dir", str(run_dir), *TINY_ARGS)
+    proc = run("train.py", "--data-root", str(tiny_root), "--updates", "1", "--run-dir", str(run_dir),
+               *TINY_ARGS, check=False)
+    assert proc.returncode != 0 and "--resume" in proc.stderr
+
+
+def test_bad_data_root_names_the_path(tmp_path):
+    missing = tmp_path / "nowhere"
+    proc = run("train.py", "--data-root", str(missing), "--updates", "1", check=False)
+    assert proc.returncode != 0
+    assert str(missing) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_override_is_reported(tiny_root, tmp_path):
+    proc = run("train.py", "--data-root", str(tiny_root), "--set", "no_such_field=1", check=False)
+    assert proc.returncode != 0 and "no_such_field" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_evaluate_rejects_a_non_run_folder(tmp_path):
+    proc = run("evaluate.py", str(tmp_path), check=False)
+    assert proc.returncode != 0 and "config.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "bottle").is_dir(), reason="../shared/datasets/mvtec_ad/bottle not present")
+def test_real_bottle_short_run(tmp_path):
+    """A short run on real MVTec AD bottle images through the MVTec loader, evaluated."""
+    run_dir = tmp_path / "bottle"
+    run("train.py", "--data-root", str(SHARED), "--category", "bottle", "--image-size", "64",
+        "--updates", "40", "--run-dir", str(run_dir), "--device", "cpu",
+        "--set", "profile_length=10", "--set", "warmup_updates=10", "--set", "buffer_size=64")
+    run("evaluate.py", str(run_dir), "--overlays", "1")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["category"] == "bottle" and metrics["split"]["n_unlabeled"] == 78
