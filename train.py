@@ -34,6 +34,9 @@ from envs.batch_sampling_env import BatchSamplingEnv, load_split, resolve_device
 from envs.config import DataConfig, EnvConfig, config_to_dict, env_config_from_dict, make_env_config
 
 
+DEFAULT_UPDATES = 600  # ~7 minutes on 2 CPU cores with the default config
+
+
 def arg(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse
     return field(default=default, metadata={"help": help})
 
@@ -49,7 +52,8 @@ class Args:
     include_train_good: bool = arg(False, "add train/good images to D_u")
     preset: str = arg("chu2020", "env preset")
     seed: int = arg(0, "seed of the split, the env and the agent")
-    updates: int = arg(600, "AE updates chosen by the agent (= agent episodes)")
+    updates: int | None = arg(None, "AE updates chosen by the agent (= agent episodes); default 600, "
+                                    "or with --resume the run's own")
     agent: str = arg("reinforce", "agent: reinforce")
     learning_rate: float = arg(1e-4, "policy learning rate")
     gamma: float = arg(0.99, "discount")
@@ -72,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
         elif f.name == "set":
             parser.add_argument(flag, action="append", default=[], metavar="KEY=VALUE", help=f.metadata["help"])
         else:
-            typ = {"int": int, "float": float}.get(str(f.type), str)
+            typ = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
             parser.add_argument(flag, type=typ, default=f.default, help=f.metadata["help"])
     return Args(**vars(parser.parse_args(argv)))
 
@@ -146,11 +150,12 @@ def main(argv: list[str] | None = None) -> Path:
         if not (run / "checkpoint.pt").is_file():
             raise SystemExit(f"--resume {run}: no checkpoint.pt in that folder")
         saved = json.loads((run / "config.json").read_text())
-        total = args.updates if "--updates" in (argv if argv is not None else sys.argv) else saved["args"]["updates"]
+        total = args.updates if args.updates is not None else saved["args"]["updates"]
         args = Args(**{**saved["args"], "resume": str(run), "updates": total})
         env_config = env_config_from_dict(saved["env"])
     else:
         env_config = apply_overrides(make_env_config(args.preset), args.set or [])
+        args.updates = DEFAULT_UPDATES if args.updates is None else args.updates
     if args.agent != "reinforce":
         raise SystemExit(f"--agent {args.agent!r}: only 'reinforce' is available")
     if args.threads > 0:

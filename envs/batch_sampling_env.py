@@ -348,7 +348,10 @@ class BatchSamplingEnv(gym.Env):
                 "unlabeled": unl[:self.n_scored], "extra": unl[self.n_scored:]}
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume training exactly (taken between episodes)."""
+        """Everything needed to resume training exactly (take it between episodes).
+
+        Like `nn.Module.state_dict`, it holds references to live tensors: save it (torch.save)
+        before stepping the env again."""
         best = None
         if self.best is not None:
             best = {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in self.best.items()

@@ -1,0 +1,9 @@
+"""Pure networks and post-processing: the AE, the predictor, the sampler's policy net, the CRF."""
+from models.autoencoder import AEConfig, ConvAutoencoder, reconstruction_loss_map
+from models.crf import CRFConfig, dense_crf
+from models.policy import OBSERVATION_KEYS, PolicyNet, SamplerFeatures
+from models.predictor import DilatedFCN, normalize_profiles, weighted_bce
+
+__all__ = ["AEConfig", "ConvAutoencoder", "reconstruction_loss_map", "CRFConfig", "dense_crf",
+           "OBSERVATION_KEYS", "PolicyNet", "SamplerFeatures", "DilatedFCN", "normalize_profiles",
+           "weighted_bce"]
