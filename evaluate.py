@@ -133,7 +133,7 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
             f"- seed: {config['args']['seed']}; D_l ({sd['n_labeled']}): {', '.join(sd['labeled'])}\n"
             f"- D_u scored: {sd['n_unlabeled']} images {sd['unlabeled_per_defect_type']}; "
             f"extra unlabeled (not scored): {sd['n_extra_unlabeled']}\n"
-            f"- best D_u profiles from AE update {prof['best_update']} (l_pred {prof['best_l_pred']:.4f}); "
+            f"- best D_u profiles from AE update {prof['best_update']} (l_pred {prof['best_l_pred']:.3g}); "
             f"training: {summary.get('ae_updates', '?')} AE updates, {summary.get('wall_s', '?')} s on "
             f"{summary.get('device', '?')}")
     notes = ("Pixel metrics pooled over all pixels of the scored D_u images. Precision/recall/F1: final "

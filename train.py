@@ -169,7 +169,10 @@ def main(argv: list[str] | None = None) -> Path:
     except DatasetError as e:
         raise SystemExit(f"dataset error: {e}") from None
     env_config = dataclasses.replace(env_config, device=args.device)
-    env = BatchSamplingEnv(split=split, data=data, config=env_config)
+    try:
+        env = BatchSamplingEnv(split=split, data=data, config=env_config)
+    except ValueError as e:
+        raise SystemExit(f"configuration error: {e}") from None
     device = resolve_device(args.device)
     agent = REINFORCE(env, ReinforceConfig(args.learning_rate, args.gamma, args.ent_coef),
                       device=device, seed=args.seed)

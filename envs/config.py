@@ -91,8 +91,10 @@ class EnvConfig:
     def resolved(self, image_size: int) -> "EnvConfig":
         """Copy with the image-size-dependent defaults filled in, validated."""
         c = dataclasses.replace(self)
-        if c.patch_size is None:
-            c.patch_size = max(8, image_size // 4)
+        if c.patch_size is None:  # the largest power of two <= image_size / 4, at least 8
+            c.patch_size = max(8, 1 << max(0, (image_size // 4).bit_length() - 1))
+        if c.patch_size < 8 or c.patch_size & (c.patch_size - 1):
+            raise ValueError(f"patch_size must be a power of two >= 8, got {c.patch_size}")
         if c.stride is None:
             c.stride = max(1, c.patch_size // 2)
         if c.patch_size > image_size:

@@ -137,6 +137,18 @@ def test_bad_config_is_reported():
         tiny_env(patch_size=64)
     with pytest.raises(ValueError, match="observation"):
         tiny_env(observation="pixels")
+    with pytest.raises(ValueError, match="power of two"):
+        tiny_env(patch_size=12)
+
+
+def test_make_with_no_arguments_uses_the_built_in_data(tmp_path, monkeypatch):
+    """gym.make(ENV_ID) alone works on a fresh machine: the built-in dataset is generated."""
+    monkeypatch.setenv("NBS_DATA_DIR", str(tmp_path / "builtin"))
+    env = gym.make(envs.ENV_ID, config=dataclasses.replace(TINY, warmup_updates=4))
+    obs, _ = env.reset(seed=0)
+    assert obs["rgb"].shape == (3, 128, 128) and env.observation_space.contains(obs)
+    assert (tmp_path / "builtin" / "brick" / "test").is_dir()
+    env.close()
 
 
 # ---------------------------------------------------------------- training process
