@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import inspect
 import json
 import os
 import random
@@ -54,10 +55,11 @@ class Args:
     seed: int = arg(0, "seed of the split, the env and the agent")
     updates: int | None = arg(None, "AE updates chosen by the agent (= agent episodes); default 600, "
                                     "or with --resume the run's own")
-    agent: str = arg("reinforce", "agent: reinforce")
+    agent: str = arg("reinforce", "reinforce, or sb3:<ALGO> for any Stable-Baselines3 (or sb3-contrib) "
+                                  "algorithm with Discrete actions, e.g. sb3:PPO, sb3:A2C, sb3:DQN")
     learning_rate: float = arg(1e-4, "policy learning rate")
     gamma: float = arg(0.99, "discount")
-    ent_coef: float = arg(0.01, "entropy bonus")
+    ent_coef: float = arg(0.01, "entropy bonus (REINFORCE, PPO, A2C)")
     device: str = arg("auto", "auto | cpu | cuda[:i]")
     threads: int = arg(0, "torch CPU threads (0: torch's default)")
     run_dir: str | None = arg(None, "run folder; default runs/<category>-<agent>-seed<seed>-<time>")
@@ -104,6 +106,22 @@ def apply_overrides(config: EnvConfig, overrides: list[str]) -> EnvConfig:
         return env_config_from_dict(d)
     except TypeError as e:
         raise SystemExit(f"--set: {e}") from None
+
+
+def make_agent(args: Args, env: BatchSamplingEnv, device: torch.device) -> Any:
+    """The agent named by --agent; every agent has learn / state_dict / load_state_dict."""
+    if args.agent == "reinforce":
+        return REINFORCE(env, ReinforceConfig(args.learning_rate, args.gamma, args.ent_coef),
+                         device=device, seed=args.seed)
+    if args.agent.startswith("sb3:"):
+        from agents.sb3 import SB3Agent, algorithm_class
+
+        name = args.agent[4:]
+        kwargs: dict[str, Any] = {"learning_rate": args.learning_rate, "gamma": args.gamma}
+        if "ent_coef" in inspect.signature(algorithm_class(name)).parameters:
+            kwargs["ent_coef"] = args.ent_coef
+        return SB3Agent(env, name, device=device, seed=args.seed, **kwargs)
+    raise ValueError("expected 'reinforce' or 'sb3:<ALGO>' (e.g. sb3:PPO)")
 
 
 def seed_everything(seed: int) -> None:
@@ -156,8 +174,6 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         env_config = apply_overrides(make_env_config(args.preset), args.set or [])
         args.updates = DEFAULT_UPDATES if args.updates is None else args.updates
-    if args.agent != "reinforce":
-        raise SystemExit(f"--agent {args.agent!r}: only 'reinforce' is available")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
@@ -173,9 +189,10 @@ def main(argv: list[str] | None = None) -> Path:
         env = BatchSamplingEnv(split=split, data=data, config=env_config)
     except ValueError as e:
         raise SystemExit(f"configuration error: {e}") from None
-    device = resolve_device(args.device)
-    agent = REINFORCE(env, ReinforceConfig(args.learning_rate, args.gamma, args.ent_coef),
-                      device=device, seed=args.seed)
+    try:
+        agent = make_agent(args, env, resolve_device(args.device))
+    except ValueError as e:
+        raise SystemExit(f"--agent {args.agent}: {e}") from None
 
     if resume:
         ckpt = torch.load(run / "checkpoint.pt", map_location=env.device, weights_only=False)
@@ -184,7 +201,7 @@ def main(argv: list[str] | None = None) -> Path:
         wall0 = float(ckpt["wall_s"])
         print(f"resuming {run} at episode {agent.episodes}/{args.updates}")
     else:
-        run = Path(args.run_dir or f"runs/{args.category}-{args.agent}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+        run = Path(args.run_dir or f"runs/{args.category}-{args.agent.replace(':', '-')}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
         if (run / "checkpoint.pt").exists():
             raise SystemExit(f"{run} already holds a run: use --resume {run} or another --run-dir")
         run.mkdir(parents=True, exist_ok=True)

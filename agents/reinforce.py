@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from models.policy import OBSERVATION_KEYS, PolicyNet
+from models.policy import PolicyNet, observation_channels
 
 
 @dataclass
@@ -48,11 +48,6 @@ def discounted_returns(rewards: list[float], gamma: float) -> np.ndarray:
         g = rewards[t] + gamma * g
         out[t] = g
     return out
-
-
-def observation_channels(space: gym.spaces.Dict) -> int:
-    """Number of stacked channels the policy sees from a Dict observation space."""
-    return sum(space[k].shape[0] for k in OBSERVATION_KEYS if k in space.spaces)
 
 
 class REINFORCE:

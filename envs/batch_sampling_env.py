@@ -113,6 +113,11 @@ class BatchSamplingEnv(gym.Env):
         self._half = c.patch_size // 2
         self._initialised = False
 
+    @property
+    def episode_steps(self) -> int:
+        """Steps per episode (patches per AE update), for agents that budget in steps."""
+        return self.config.patches_per_update
+
     # ------------------------------------------------------------------ training state
     @contextlib.contextmanager
     def _torch_rng(self) -> Iterator[None]:

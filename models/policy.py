@@ -2,10 +2,19 @@
 from __future__ import annotations
 
 import torch
+import gymnasium as gym
 from torch import nn
 
 #: Order in which the observation's maps are stacked into channels.
 OBSERVATION_KEYS: tuple[str, ...] = ("rgb", "loss", "history", "patch")
+
+
+def observation_channels(space: gym.spaces.Dict) -> int:
+    """Number of channels stacked from a Dict observation space's maps (see OBSERVATION_KEYS)."""
+    keys = [k for k in OBSERVATION_KEYS if k in space.spaces]
+    if not keys:
+        raise ValueError(f"observation space has none of the keys {OBSERVATION_KEYS}")
+    return sum(space[k].shape[0] for k in keys)
 
 
 class SamplerFeatures(nn.Module):

@@ -1,0 +1,132 @@
+"""Any Stable-Baselines3 algorithm with Discrete actions as a batch sampler, unchanged.
+
+The spec's policy network (models/policy.py: 5 conv + FC) becomes the algorithm's features
+extractor for the env's Dict observation; SB3's own extractors would flatten the float maps or
+expect uint8 images, neither of which fits. `net_arch=[]` puts the action (and value) head straight
+on top, so the network is the spec's 5 conv + 2 FC whatever the algorithm.
+
+`SB3Agent` gives an SB3 model the verbs train.py uses for every agent: `learn(total_episodes,
+callback)`, `predict`, `state_dict` / `load_state_dict`, `episodes`.
+"""
+from __future__ import annotations
+
+import importlib
+import io
+from typing import Any, Callable
+
+import gymnasium as gym
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.utils import set_random_seed
+
+from models.policy import SamplerFeatures, observation_channels
+
+#: Settings that make each algorithm fit this env: short episodes (one AE update each), large
+#: image observations (a replay buffer of 10^6 of them would not fit in memory).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "PPO": {"n_steps": 128, "batch_size": 32, "n_epochs": 4, "learning_rate": 1e-4},
+    "A2C": {"n_steps": 32, "learning_rate": 1e-4},
+    "DQN": {"buffer_size": 2000, "learning_starts": 200, "train_freq": 4, "target_update_interval": 500,
+            "learning_rate": 1e-4},
+    "QRDQN": {"buffer_size": 2000, "learning_starts": 200, "train_freq": 4, "learning_rate": 1e-4},
+    "RecurrentPPO": {"n_steps": 128, "batch_size": 32, "n_epochs": 4, "learning_rate": 1e-4},
+}
+
+
+class SamplerExtractor(BaseFeaturesExtractor):
+    """SB3 features extractor wrapping the spec's SamplerFeatures (5 conv + the first FC)."""
+
+    def __init__(self, observation_space: gym.spaces.Dict, features_dim: int = 256) -> None:
+        super().__init__(observation_space, features_dim)
+        self.net = SamplerFeatures(observation_channels(observation_space), features_dim)
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(observations)
+
+
+def algorithm_class(name: str) -> type[BaseAlgorithm]:
+    """'PPO' / 'A2C' / 'DQN' from stable_baselines3, else from sb3_contrib (e.g. 'QRDQN')."""
+    for module in ("stable_baselines3", "sb3_contrib"):
+        try:
+            cls = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type) and issubclass(cls, BaseAlgorithm):
+            return cls
+    raise ValueError(f"unknown SB3 algorithm {name!r}: not in stable_baselines3 "
+                     f"(nor in sb3_contrib, if installed)")
+
+
+class _EpisodeCallback(BaseCallback):
+    """Counts finished episodes, reports each to the user's callback, stops at the target."""
+
+    def __init__(self, agent: "SB3Agent", total: int, user: Callable[[dict[str, Any]], bool] | None) -> None:
+        super().__init__()
+        self.agent, self.total, self.user = agent, total, user
+
+    def _on_step(self) -> bool:
+        for done, info in zip(self.locals["dones"], self.locals["infos"]):
+            if not done:
+                continue
+            self.agent.episodes += 1
+            stats = {k: v for k, v in info.items() if k not in ("episode", "terminal_observation")}
+            stats.update(episode=self.agent.episodes, **{"return": float(info["episode"]["r"])})
+            if self.user is not None and self.user(stats) is False:
+                return False
+            if self.agent.episodes >= self.total:
+                return False
+        return True
+
+
+class SB3Agent:
+    """An SB3 model behind the same verbs as agents.reinforce.REINFORCE."""
+
+    def __init__(self, env: gym.Env, algorithm: str = "PPO", device: str | torch.device = "cpu",
+                 seed: int = 0, **kwargs: Any) -> None:
+        self.algorithm = algorithm
+        self.cls = algorithm_class(algorithm)
+        self.env = env
+        self.device = torch.device(device)
+        policy_kwargs = {"features_extractor_class": SamplerExtractor,
+                         "features_extractor_kwargs": {"features_dim": 256}, "net_arch": []}
+        settings = {**DEFAULTS.get(algorithm, {}), **kwargs}
+        self.model = self.cls("MultiInputPolicy", env, seed=seed, device=self.device,
+                              policy_kwargs=policy_kwargs, verbose=0, **settings)
+        self.episodes = 0
+        self.seed = seed
+
+    def learn(self, total_episodes: int,
+              callback: Callable[[dict[str, Any]], bool] | None = None) -> "SB3Agent":
+        """Train until `self.episodes == total_episodes` (or `callback` returns False)."""
+        remaining = total_episodes - self.episodes
+        if remaining <= 0:
+            return self
+        # SB3 counts steps; its schedules (e.g. DQN's exploration) need a realistic total.
+        steps = int(getattr(self.env.unwrapped, "episode_steps", 1000))
+        self.model.learn(total_timesteps=remaining * steps, reset_num_timesteps=False,
+                         callback=_EpisodeCallback(self, total_episodes, callback))
+        return self
+
+    def predict(self, obs: dict[str, Any], deterministic: bool = False) -> int:
+        action, _ = self.model.predict(obs, deterministic=deterministic)
+        return int(action)
+
+    def state_dict(self) -> dict[str, Any]:
+        buf = io.BytesIO()
+        self.model.save(buf)
+        return {"algorithm": f"sb3:{self.algorithm}", "zip": buf.getvalue(), "episodes": self.episodes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("algorithm") != f"sb3:{self.algorithm}":
+            raise ValueError(f"checkpoint holds {state.get('algorithm')!r}, not sb3:{self.algorithm}")
+        # seed=None: SB3 would otherwise re-seed the env on load, and a seeded reset restarts the
+        # env's training process; the run must continue where the checkpoint left it. The agent's
+        # own RNGs are re-seeded from (seed, episodes): a resumed run is reproducible, though not
+        # bit-identical to an uninterrupted one (SB3 does not save its RNG states).
+        self.model = self.cls.load(io.BytesIO(state["zip"]), env=self.env, device=self.device, seed=None)
+        self.episodes = int(state["episodes"])
+        self.model.seed = self.seed
+        set_random_seed(self.seed + self.episodes, using_cuda=self.device.type == "cuda")
+        self.model.action_space.seed(self.seed + self.episodes)
