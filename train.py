@@ -156,6 +156,18 @@ def export_results(env: BatchSamplingEnv, run: Path) -> None:
                  "width": env.config.predictor_width, "alpha": env.alpha}, run / "predictor.pt")
 
 
+def truncate_log(path: Path, episodes: int) -> None:
+    """Drop log rows written after the checkpoint being resumed: those episodes are redone."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["episode"]) <= episodes]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, LOG_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 LOG_COLUMNS = ["episode", "ae_updates", "return", "ae_loss", "l_pred", "best_l_pred", "beta",
                "policy_loss", "entropy", "jump_rate", "wall_s"]
 
@@ -199,6 +211,7 @@ def main(argv: list[str] | None = None) -> Path:
         env.load_state_dict(ckpt["env"])
         agent.load_state_dict(ckpt["agent"])
         wall0 = float(ckpt["wall_s"])
+        truncate_log(run / "log.csv", agent.episodes)
         print(f"resuming {run} at episode {agent.episodes}/{args.updates}")
     else:
         run = Path(args.run_dir or f"runs/{args.category}-{args.agent.replace(':', '-')}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -229,6 +242,8 @@ def main(argv: list[str] | None = None) -> Path:
         save_atomic({"env": env.state_dict(), "agent": agent.state_dict(),
                      "wall_s": wall0 + time.time() - t0}, run / "checkpoint.pt")
 
+    if not resume:
+        checkpoint()  # from here on, --resume always has something to continue from
     log_path = run / "log.csv"
     new_log = not log_path.exists()
     with open(log_path, "a", newline="") as log_file, \

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,27 @@ def test_unknown_agent_is_reported(tiny_root, tmp_path):
     proc = run("train.py", "--data-root", str(tiny_root), "--agent", "sb3:NOPE", "--run-dir",
                str(tmp_path / "r"), *TINY_ARGS, check=False)
     assert proc.returncode != 0 and "NOPE" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_checkpoints_and_resume_finishes(tiny_root, tmp_path):
+    """SIGINT mid-training: the current update finishes, a checkpoint is written, exit code 0;
+    --resume then completes the run with one log row per update."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-W", "ignore", str(ROOT / "train.py"), "--data-root", str(tiny_root),
+                             "--updates", "500", "--run-dir", str(run_dir), *TINY_ARGS],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run_dir / "log.csv").exists():
+        time.sleep(0.2)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Continue with" in out
+    done = json.loads((run_dir / "summary.json").read_text())["episodes"]
+    assert 0 < done < 500
+    run("train.py", "--resume", str(run_dir), "--updates", str(done + 2))
+    assert [int(r["episode"]) for r in log_rows(run_dir)] == list(range(1, done + 3))
 
 
 def test_existing_run_folder_is_not_overwritten(tiny_root, tmp_path):
