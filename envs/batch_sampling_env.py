@@ -268,7 +268,9 @@ class BatchSamplingEnv(gym.Env):
             self._cx = int(np.clip(self._cx + dx * self.config.stride, lo, hi))
         i, cy, cx, h = self._img, self._cy, self._cx, self._half
         self._patches.append((i, cy, cx))
-        hist = self._history.setdefault(i, np.zeros((self.image_size, self.image_size), np.float32))
+        hist = self._history.get(i)
+        if hist is None:  # allocated once per image and episode, not on every step
+            hist = self._history[i] = np.zeros((self.image_size, self.image_size), np.float32)
         beta = beta_schedule(self.updates, self.config.beta_horizon, self.config.beta_min)
         r_clone = clone_reward(self._masks[i, cy - h:cy + h, cx - h:cx + h]) if i < self.n_labeled else 0.0
         r_cover = cover_reward(hist[cy - h:cy + h, cx - h:cx + h], self.config.cover_bonus)
@@ -310,7 +312,7 @@ class BatchSamplingEnv(gym.Env):
                 "history": (hist if hist is not None else np.zeros((s, s), np.float32))[None],
                 "patch": patch[None]}
         if self.config.observation == "crop":
-            maps = {k: self._crop(v) for k, v in maps.items()}
+            return {k: self._crop(v) for k, v in maps.items()}  # _crop returns new arrays
         # Fresh arrays every call: users (and replay buffers) keep what they are given.
         return {k: np.array(v, dtype=np.float32, copy=True) for k, v in maps.items()}
 
