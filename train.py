@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import inspect
 import json
+import math
 import os
 import random
 import signal
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from agents.baselines import BASELINES
 from agents.reinforce import REINFORCE, ReinforceConfig
 from data.mvtec import DatasetError
 from envs.batch_sampling_env import BatchSamplingEnv, load_split, resolve_device
@@ -55,8 +57,9 @@ class Args:
     seed: int = arg(0, "seed of the split, the env and the agent")
     updates: int | None = arg(None, "AE updates chosen by the agent (= agent episodes); default 600, "
                                     "or with --resume the run's own")
-    agent: str = arg("reinforce", "reinforce, or sb3:<ALGO> for any Stable-Baselines3 (or sb3-contrib) "
-                                  "algorithm with Discrete actions, e.g. sb3:PPO, sb3:A2C, sb3:DQN")
+    agent: str = arg("reinforce", "reinforce; sb3:<ALGO> for any Stable-Baselines3 (or sb3-contrib) "
+                                  "algorithm with Discrete actions, e.g. sb3:PPO, sb3:A2C, sb3:DQN; or a "
+                                  "non-learning baseline: uniform, random-walk, heuristic")
     learning_rate: float = arg(1e-4, "policy learning rate")
     gamma: float = arg(0.99, "discount")
     ent_coef: float = arg(0.01, "entropy bonus (REINFORCE, PPO, A2C)")
@@ -64,23 +67,44 @@ class Args:
     threads: int = arg(0, "torch CPU threads (0: torch's default)")
     run_dir: str | None = arg(None, "run folder; default runs/<category>-<agent>-seed<seed>-<time>")
     checkpoint_every: int = arg(50, "episodes between checkpoints")
+    no_tensorboard: bool = arg(False, "do not log to <run>/tensorboard even if tensorboard is installed")
     resume: str | None = arg(None, "run folder to continue from its last checkpoint")
     set: list[str] = arg(None, "EnvConfig overrides KEY=VALUE (e.g. profile_length=10, ae.width=16)")
 
 
-def parse_args(argv: list[str] | None = None) -> Args:
+def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
+    """The CLI of Args; with defaults=False, absent flags stay absent (to see what was given)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     argument_default=None if defaults else argparse.SUPPRESS)
     for f in dataclasses.fields(Args):
         flag = "--" + f.name.replace("_", "-")
+        default = {} if not defaults else {"default": [] if f.name == "set" else f.default}
         if f.type == "bool":
-            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+            parser.add_argument(flag, action="store_true", help=f.metadata["help"], **default)
         elif f.name == "set":
-            parser.add_argument(flag, action="append", default=[], metavar="KEY=VALUE", help=f.metadata["help"])
+            parser.add_argument(flag, action="append", metavar="KEY=VALUE", help=f.metadata["help"], **default)
         else:
             typ = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
-            parser.add_argument(flag, type=typ, default=f.default, help=f.metadata["help"])
-    return Args(**vars(parser.parse_args(argv)))
+            parser.add_argument(flag, type=typ, help=f.metadata["help"], **default)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Args, set[str]]:
+    """The arguments, and the names of those given on the command line (for --resume)."""
+    parser = build_parser()
+    args = Args(**vars(parser.parse_args(argv)))
+    given = set(vars(build_parser(defaults=False).parse_args(argv))) - {"resume"}
+    if args.resume is not None and given - RESUME_OVERRIDES:
+        # Only runtime settings may change on resume; the rest comes from the run's config.json.
+        flags = lambda names: ", ".join("--" + k.replace("_", "-") for k in sorted(names))  # noqa: E731
+        parser.error(f"with --resume only {flags(RESUME_OVERRIDES)} can be given; the run's "
+                     f"config.json fixes the rest (got {flags(given - RESUME_OVERRIDES)})")
+    return args, given
+
+
+#: Arguments that may differ when a run is resumed (none of them changes what is computed).
+RESUME_OVERRIDES = {"updates", "device", "threads", "checkpoint_every", "no_tensorboard"}
 
 
 def apply_overrides(config: EnvConfig, overrides: list[str]) -> EnvConfig:
@@ -121,7 +145,9 @@ def make_agent(args: Args, env: BatchSamplingEnv, device: torch.device) -> Any:
         if "ent_coef" in inspect.signature(algorithm_class(name)).parameters:
             kwargs["ent_coef"] = args.ent_coef
         return SB3Agent(env, name, device=device, seed=args.seed, **kwargs)
-    raise ValueError("expected 'reinforce' or 'sb3:<ALGO>' (e.g. sb3:PPO)")
+    if args.agent in BASELINES:
+        return BASELINES[args.agent](env, seed=args.seed)
+    raise ValueError(f"expected 'reinforce', 'sb3:<ALGO>' (e.g. sb3:PPO) or one of {sorted(BASELINES)}")
 
 
 def seed_everything(seed: int) -> None:
@@ -156,6 +182,17 @@ def export_results(env: BatchSamplingEnv, run: Path) -> None:
                  "width": env.config.predictor_width, "alpha": env.alpha}, run / "predictor.pt")
 
 
+def tensorboard_writer(run: Path, episodes: int) -> Any:
+    """A SummaryWriter on <run>/tensorboard when tensorboard is installed, else None. On resume,
+    `purge_step` hides the events written after the checkpoint, like truncate_log does for the CSV."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # torch raises this when the tensorboard package is missing
+        return None
+    # purge_step: events of steps >= it (episodes after the checkpoint) are dropped from display.
+    return SummaryWriter(str(run / "tensorboard"), purge_step=episodes + 1 if episodes > 0 else None)
+
+
 def truncate_log(path: Path, episodes: int) -> None:
     """Drop log rows written after the checkpoint being resumed: those episodes are redone."""
     if not path.exists():
@@ -173,15 +210,14 @@ LOG_COLUMNS = ["episode", "ae_updates", "return", "ae_loss", "l_pred", "best_l_p
 
 
 def main(argv: list[str] | None = None) -> Path:
-    args = parse_args(argv)
+    args, given = parse_args(argv)
     resume = args.resume is not None
     if resume:
         run = Path(args.resume)
         if not (run / "checkpoint.pt").is_file():
             raise SystemExit(f"--resume {run}: no checkpoint.pt in that folder")
         saved = json.loads((run / "config.json").read_text())
-        total = args.updates if args.updates is not None else saved["args"]["updates"]
-        args = Args(**{**saved["args"], "resume": str(run), "updates": total})
+        args = Args(**{**saved["args"], **{k: getattr(args, k) for k in given}, "resume": str(run)})
         env_config = env_config_from_dict(saved["env"])
     else:
         env_config = apply_overrides(make_env_config(args.preset), args.set or [])
@@ -246,6 +282,7 @@ def main(argv: list[str] | None = None) -> Path:
         checkpoint()  # from here on, --resume always has something to continue from
     log_path = run / "log.csv"
     new_log = not log_path.exists()
+    writer = None if args.no_tensorboard else tensorboard_writer(run, agent.episodes)
     with open(log_path, "a", newline="") as log_file, \
             tqdm(total=args.updates, initial=agent.episodes, desc="updates", dynamic_ncols=True,
                  mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
@@ -256,6 +293,11 @@ def main(argv: list[str] | None = None) -> Path:
         def callback(stats: dict[str, Any]) -> bool:
             stats["wall_s"] = round(wall0 + time.time() - t0, 2)
             log.writerow(stats)
+            if writer is not None:
+                for key in LOG_COLUMNS[1:]:
+                    value = stats.get(key)
+                    if isinstance(value, (int, float)) and math.isfinite(value):
+                        writer.add_scalar(f"train/{key}", value, stats["episode"])
             bar.update(1)
             bar.set_postfix(ae=f"{stats['ae_loss']:.4f}", pred=f"{stats['l_pred']:.4f}",
                             R=f"{stats['return']:.3f}", beta=f"{stats['beta']:.2f}", refresh=False)
@@ -265,6 +307,8 @@ def main(argv: list[str] | None = None) -> Path:
             return not stop["requested"]
 
         agent.learn(args.updates, callback)
+    if writer is not None:
+        writer.close()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     checkpoint()
     if env.best is not None:

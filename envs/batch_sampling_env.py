@@ -59,7 +59,8 @@ class BatchSamplingEnv(gym.Env):
       - "history" (1, V, V) in {0, 1}: pixels of that image covered by patches this episode
       - "patch"   (1, V, V) in {0, 1}: where the current patch is
     Actions (`Discrete(9)`): 0-7 move the patch centre by `stride` to N, NE, E, SE, S, SW, W, NW
-    (clipped to the image); 8 jumps to a random image at a random centre.
+    (clipped to the image); 8 jumps to a random image at a random centre. `action_masks()` tells
+    which actions lead to a patch free of labeled anomalies (for heuristic samplers, MaskablePPO).
     Episode: `patches_per_update` steps, each sampling the patch at the new position. The last step
     trains the AE one step on those patches, appends every labeled image's loss map to its profile,
     pushes augmented (profile, mask) pairs to the replay buffer, trains the predictor one step and
@@ -248,6 +249,7 @@ class BatchSamplingEnv(gym.Env):
         self._patches: list[tuple[int, int, int]] = []
         self._history: dict[int, np.ndarray] = {}
         self._loss_cache: dict[int, np.ndarray] = {}
+        self._next_jump = self._random_patches(1)[0]
         self._jump()
         return self._observation(), self._info()
 
@@ -262,10 +264,7 @@ class BatchSamplingEnv(gym.Env):
         if a == JUMP:
             self._jump()
         else:
-            dy, dx = MOVES[a]
-            lo, hi = self._half, self.image_size - self._half
-            self._cy = int(np.clip(self._cy + dy * self.config.stride, lo, hi))
-            self._cx = int(np.clip(self._cx + dx * self.config.stride, lo, hi))
+            _, self._cy, self._cx = self._destination(a)
         i, cy, cx, h = self._img, self._cy, self._cx, self._half
         self._patches.append((i, cy, cx))
         hist = self._history.get(i)
@@ -291,7 +290,38 @@ class BatchSamplingEnv(gym.Env):
 
     # ------------------------------------------------------------------ observation
     def _jump(self) -> None:
-        (self._img, self._cy, self._cx), = self._random_patches(1)
+        # The destination of every jump is drawn one jump ahead, so that action_masks() can tell
+        # whether the next jump lands on a known anomaly; it is still uniform and agent-independent.
+        self._img, self._cy, self._cx = self._next_jump
+        self._next_jump = self._random_patches(1)[0]
+
+    def _destination(self, action: int) -> tuple[int, int, int]:
+        """(image, cy, cx) of the patch that `action` would sample next."""
+        if action == JUMP:
+            return self._next_jump
+        dy, dx = MOVES[action]
+        lo, hi = self._half, self.image_size - self._half
+        return (self._img, int(np.clip(self._cy + dy * self.config.stride, lo, hi)),
+                int(np.clip(self._cx + dx * self.config.stride, lo, hi)))
+
+    def clean_actions(self) -> np.ndarray:
+        """bool (9,): True for the actions whose next patch holds no *labeled* anomalous pixel.
+
+        Uses only what R_clone uses (the masks of D_l); on unlabeled images every move is clean.
+        This is the knowledge of the paper's heuristic sampler."""
+        h = self._half
+        clean = np.ones(9, bool)
+        for a in range(9):
+            i, cy, cx = self._destination(a)
+            if i < self.n_labeled:
+                clean[a] = not self._masks[i, cy - h:cy + h, cx - h:cx + h].any()
+        return clean
+
+    def action_masks(self) -> np.ndarray:
+        """clean_actions(), or all True when no action is clean: the form sb3-contrib's
+        MaskablePPO expects from `env.action_masks()` (at least one valid action)."""
+        clean = self.clean_actions()
+        return clean if clean.any() else np.ones(9, bool)
 
     def _current_loss(self) -> np.ndarray:
         i = self._img

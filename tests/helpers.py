@@ -11,20 +11,23 @@ from data.split import Split
 
 def toy_split(size: int = 32, n_labeled: int = 3, n_unlabeled: int = 4, seed: int = 0,
               defect_region: str = "random") -> Split:
-    """Noise textures with a bright square defect in most images.
+    """Noise textures with a defect in most images (every 4th image is defect-free).
 
-    defect_region='left' puts every defect in the left half, so a sampler that learns to stay
-    right sees only normal patches (a toy problem with a known optimal policy)."""
+    defect_region='random': a small bright square anywhere. defect_region='left': the whole left
+    half of the image is the defect (a bright band), so a sampler that moves right and stays
+    there sees only normal patches: a toy problem with a known optimal policy ("always east")."""
     rng = np.random.default_rng(seed)
     samples = []
     for k in range(n_labeled + n_unlabeled):
         img = (rng.normal(120, 20, (size, size, 3))).clip(0, 255).astype(np.uint8)
         mask = np.zeros((size, size), bool)
         if k % 4 != 3:
-            d = max(2, size // 8)
-            x_hi = size // 2 - d if defect_region == "left" else size - d
-            y, x = rng.integers(0, size - d), rng.integers(0, max(1, x_hi))
-            mask[y:y + d, x:x + d] = True
+            if defect_region == "left":
+                mask[:, :size // 2] = True
+            else:
+                d = max(2, size // 8)
+                y, x = rng.integers(0, size - d), rng.integers(0, size - d)
+                mask[y:y + d, x:x + d] = True
             img[mask] = (250, 40, 40)
         kind = "defect" if mask.any() else "good"
         samples.append(Sample(name=f"{kind}/{k:03d}", defect_type=kind, image=img, mask=mask,

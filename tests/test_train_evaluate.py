@@ -58,6 +58,31 @@ def test_train_then_evaluate(tiny_root, tmp_path):
     assert "seed: 0" in report and "Results" in report
 
 
+def test_tensorboard_logs_the_same_numbers_as_the_csv(tiny_root, tmp_path):
+    pytest.importorskip("tensorboard", reason="TensorBoard logging is optional: pip install -e '.[tensorboard]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "run"
+    run("train.py", "--data-root", str(tiny_root), "--updates", "4", "--run-dir", str(run_dir), *TINY_ARGS)
+    run("train.py", "--resume", str(run_dir), "--updates", "6")
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    logged = {e.step: e.value for e in events.Scalars("train/return")}
+    assert logged == pytest.approx({int(r["episode"]): float(r["return"]) for r in log_rows(run_dir)}, rel=1e-6)
+    assert {"train/l_pred", "train/ae_loss", "train/policy_loss"} <= set(events.Tags()["scalars"])
+    no_tb = tmp_path / "quiet"
+    run("train.py", "--data-root", str(tiny_root), "--updates", "1", "--run-dir", str(no_tb),
+        "--no-tensorboard", *TINY_ARGS)
+    assert not (no_tb / "tensorboard").exists()
+
+
+def test_resume_refuses_settings_fixed_by_the_run(tiny_root, tmp_path):
+    run_dir = tmp_path / "run"
+    run("train.py", "--data-root", str(tiny_root), "--updates", "1", "--run-dir", str(run_dir), *TINY_ARGS)
+    proc = run("train.py", "--resume", str(run_dir), "--seed", "3", check=False)
+    assert proc.returncode != 0 and "--seed" in proc.stderr and "config.json" in proc.stderr
+
+
 def test_resume_continues_the_same_run(tiny_root, tmp_path):
     """3 updates, stop, --resume to 6 == 6 updates straight (same seed, CPU)."""
     straight, split_run = tmp_path / "straight", tmp_path / "split"

@@ -1,0 +1,344 @@
+"""Ablation sweep: agents × seeds × categories × presets, one train.py + evaluate.py run per cell.
+
+    python ablate.py                                          # 6 agents × 3 seeds on brick
+    python ablate.py --categories all --updates 300 --workers 2
+    python ablate.py --agents reinforce sb3:PPO heuristic --seeds 0 1 --out sweeps/mine
+    python ablate.py --ray-address auto                       # on an existing Ray cluster
+
+Each cell is an ordinary run folder, <out>/<category>/<preset>/<agent>/seed<k>, written by
+train.py and evaluated by evaluate.py in their own processes (pinned threads, device and seed;
+logs in train.log / evaluate.log). Re-running the same command skips finished cells, resumes
+interrupted ones from their checkpoint and only evaluates what is not evaluated yet, so a sweep
+stopped half way (Ctrl-C, crash, lost node) continues where it was. At the end it writes, from the
+evaluated folders alone: cells.csv (one row per run), summary.csv and summary.md (mean ± std over
+seeds of pixel F1 after CRF, F1-max and pixel AUROC per category, preset and agent), summary.png,
+and curves_<category>.png (return, l_pred and AE loss vs. episode of every agent).
+
+Locally, at most --workers cells run at once, each with --threads torch threads (default: the
+cores divided among the workers), on the devices of --devices in turn. With --ray-address each
+cell is a Ray task asking for --threads CPUs (and --ray-gpus GPUs); --out and --data-root must
+then be on a filesystem that all nodes see, and the package installed on each of them.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import queue
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from agents.baselines import BASELINES
+from envs.batch_sampling_env import resolve_device
+from evaluation.sweep import SWEEP_METRICS, markdown_summary, read_cell, read_log, summarize, write_csv
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_AGENTS = ["reinforce", "sb3:PPO", "sb3:A2C", *BASELINES]
+#: train.py settings that define a cell's results; a folder run with other values is not reused.
+FIXED_SETTINGS = ["category", "preset", "agent", "seed", "data_root", "image_size", "n_labeled",
+                  "include_train_good", "set"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid, and where it lives."""
+
+    category: str
+    preset: str
+    agent: str
+    seed: int
+
+    def folder(self, out: Path) -> Path:
+        return out / self.category / self.preset / self.agent.replace(":", "-") / f"seed{self.seed}"
+
+
+@dataclass
+class Plan:
+    """What every cell shares: train.py settings and the per-cell resources."""
+
+    out: str
+    updates: int | None
+    train_args: list[str]  # --data-root/--image-size/... passed through to train.py
+    threads: int
+    overlays: int
+
+
+def cell_train_args(cell: Cell, plan: Plan) -> list[str]:
+    args = ["--category", cell.category, "--preset", cell.preset, "--agent", cell.agent,
+            "--seed", str(cell.seed), *plan.train_args]
+    return args + (["--updates", str(plan.updates)] if plan.updates is not None else [])
+
+
+def cell_status(folder: Path, updates: int | None) -> str:
+    """'new', 'resume' (checkpoint, not finished), 'evaluate' (trained, not evaluated) or 'done'."""
+    if not (folder / "checkpoint.pt").is_file():
+        return "new"
+    summary_path = folder / "summary.json"
+    if not summary_path.is_file():
+        return "resume"
+    summary = json.loads(summary_path.read_text())
+    target = updates if updates is not None else json.loads((folder / "config.json").read_text())["args"]["updates"]
+    if not summary.get("finished") or summary["episodes"] < target:
+        return "resume"
+    metrics = folder / "metrics.json"
+    if not metrics.is_file() or metrics.stat().st_mtime < summary_path.stat().st_mtime:
+        return "evaluate"
+    return "done"
+
+
+def check_reusable(cell: Cell, plan: Plan, out: Path) -> str | None:
+    """Why the cell's existing folder cannot be reused for this plan (None if it can)."""
+    config_path = cell.folder(out) / "config.json"
+    if not (cell.folder(out) / "checkpoint.pt").is_file() or not config_path.is_file():
+        return None
+    import train  # the parser train.py would use, to compare like with like
+
+    wanted, _ = train.parse_args(cell_train_args(cell, plan))
+    saved = json.loads(config_path.read_text())["args"]
+    diffs = [f"{k}: {saved.get(k)!r} there, {getattr(wanted, k)!r} now" for k in FIXED_SETTINGS
+             if saved.get(k) != getattr(wanted, k)]
+    return "; ".join(diffs) or None
+
+
+def run_cell(cell: Cell, plan: Plan, device: str) -> dict[str, Any]:
+    """Train (or resume) and evaluate one cell in subprocesses; returns its status and timings.
+
+    Safe to call again on the same folder: it does only what is left to do."""
+    out = Path(plan.out)
+    folder = cell.folder(out)
+    status = cell_status(folder, plan.updates)
+    result: dict[str, Any] = {"cell": asdict(cell), "folder": str(folder), "device": device,
+                              "before": status, "train_s": 0.0, "eval_s": 0.0}
+    if status == "done":
+        return {**result, "status": "skipped"}
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(plan.threads), "MKL_NUM_THREADS": str(plan.threads)}
+    runtime = ["--device", device, "--threads", str(plan.threads)]
+    if status in ("new", "resume"):
+        if status == "new":
+            cmd = [*cell_train_args(cell, plan), "--run-dir", str(folder)]
+        else:
+            cmd = ["--resume", str(folder)] + (["--updates", str(plan.updates)] if plan.updates else [])
+        t0 = time.time()
+        with open(folder / "train.log", "a") as log:
+            rc = subprocess.call([sys.executable, str(ROOT / "train.py"), *cmd, *runtime],
+                                 stdout=log, stderr=subprocess.STDOUT, env=env)
+        result["train_s"] = round(time.time() - t0, 1)
+        if rc != 0:
+            return {**result, "status": "failed", "log": str(folder / "train.log")}
+        if cell_status(folder, plan.updates) != "evaluate":
+            return {**result, "status": "interrupted"}
+    t0 = time.time()
+    with open(folder / "evaluate.log", "w") as log:
+        rc = subprocess.call([sys.executable, str(ROOT / "evaluate.py"), str(folder), "--device", device,
+                              "--overlays", str(plan.overlays)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    result["eval_s"] = round(time.time() - t0, 1)
+    if rc != 0:
+        return {**result, "status": "failed", "log": str(folder / "evaluate.log")}
+    return {**result, "status": "done"}
+
+
+def run_local(cells: list[Cell], plan: Plan, workers: int, devices: list[str],
+              report: Callable[[dict[str, Any]], None]) -> None:
+    """At most `workers` cells at once; worker slot k runs on devices[k % len(devices)].
+
+    Ctrl-C reaches the running train.py processes too (same process group): they checkpoint and
+    stop, no new cell starts, and the next run of the same command resumes them."""
+    slots: queue.Queue[int] = queue.Queue()
+    for k in range(workers):
+        slots.put(k)
+
+    def job(cell: Cell) -> dict[str, Any]:
+        slot = slots.get()
+        try:
+            return run_cell(cell, plan, devices[slot % len(devices)])
+        finally:
+            slots.put(slot)
+
+    pool = ThreadPoolExecutor(max_workers=workers)
+    futures: set[Future] = {pool.submit(job, c) for c in cells}
+    try:
+        while futures:
+            done, futures = wait(futures, return_when=FIRST_COMPLETED)
+            for f in done:
+                report(f.result())
+    except KeyboardInterrupt:
+        print("interrupt: letting running cells checkpoint; no new cell starts", flush=True)
+        for f in futures:
+            f.cancel()
+        for f in futures:
+            if not f.cancelled():
+                try:
+                    report(f.result())
+                except KeyboardInterrupt:
+                    pass
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_ray(cells: list[Cell], plan: Plan, address: str, gpus: float,
+            report: Callable[[dict[str, Any]], None]) -> None:
+    """Each cell a Ray task with `plan.threads` CPUs and `gpus` GPUs. address='local' starts a
+    private single-machine Ray instance (what the tests use), anything else joins that cluster."""
+    try:
+        import ray
+    except ImportError:
+        raise SystemExit("--ray-address needs Ray: pip install -e '.[ray]'") from None
+    ray.init(address=None if address == "local" else address, include_dashboard=False,
+             log_to_driver=False, **({"num_cpus": os.cpu_count()} if address == "local" else {}))
+    import ablate  # by reference, so that each node runs its own installed copy
+
+    try:
+        task = ray.remote(ablate.run_cell).options(num_cpus=plan.threads, num_gpus=gpus)
+        device = "cuda" if gpus > 0 else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES per task
+        pending = {task.remote(c, plan, device): c for c in cells}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                pending.pop(ref)
+                report(ray.get(ref))
+    finally:
+        ray.shutdown()
+
+
+def list_categories(data_root: str | None) -> list[str]:
+    from data.mvtec import list_categories as categories_in
+    from data.synthetic import ensure_default_dataset
+
+    return categories_in(data_root if data_root is not None else ensure_default_dataset())
+
+
+def write_outputs(out: Path, cells: list[Cell], agents: list[str]) -> list[dict[str, Any]]:
+    """cells.csv, summary.csv/.md/.png and curves_<category>.png from the evaluated folders."""
+    rows = [read_cell(c.folder(out)) for c in cells if cell_status(c.folder(out), None) == "done"]
+    missing = [str(c.folder(out)) for c in cells if cell_status(c.folder(out), None) != "done"]
+    if not rows:
+        return []
+    summary = summarize(rows, order=agents)
+    write_csv(out / "cells.csv", rows)
+    write_csv(out / "summary.csv", summary)
+    text = ["# Ablation summary", "",
+            f"Mean ± sample std over seeds. F1: pixel F1 of the final masks (predictor + dense CRF) "
+            f"on the scored D_u images; F1-max and pixel AUROC: of the predictor's probability maps. "
+            f"Train wall: mean seconds per run.", "", markdown_summary(summary), ""]
+    if missing:
+        text += ["Cells not finished yet (re-run the same command to complete them):", ""]
+        text += [f"- `{m}`" for m in missing] + [""]
+    (out / "summary.md").write_text("\n".join(text))
+
+    from evaluation.plots import plot_sweep_bars, plot_training_curves
+
+    plot_sweep_bars(summary, SWEEP_METRICS, out / "summary.png", title=f"{out.name}: mean ± std over seeds")
+    for category in dict.fromkeys(r["category"] for r in rows):
+        curves: dict[str, list[dict]] = {}
+        for r in rows:
+            if r["category"] == category:
+                label = r["agent"] if r["preset"] == rows[0]["preset"] else f"{r['agent']} [{r['preset']}]"
+                curves.setdefault(label, []).append(read_log(Path(r["run"])))
+        plot_training_curves(curves, out / f"curves_{category}.png", title=f"{category}: training curves")
+    return summary
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--agents", nargs="+", default=DEFAULT_AGENTS, help="agents as train.py --agent names them")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--categories", nargs="+", default=["brick"], help="category names, or 'all' (every "
+                   "category of the data root)")
+    p.add_argument("--presets", nargs="+", default=["chu2020"])
+    p.add_argument("--updates", type=int, default=None, help="AE updates per run (default: train.py's)")
+    p.add_argument("--out", default="sweeps/default", help="sweep folder (re-use it to resume)")
+    p.add_argument("--data-root", default=None, help="as train.py; default: the built-in data")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--n-labeled", type=int, default=None)
+    p.add_argument("--include-train-good", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="EnvConfig override for all cells")
+    p.add_argument("--workers", type=int, default=1, help="cells run at once (local mode)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per cell (0: cores / workers)")
+    p.add_argument("--devices", default="auto", help="comma-separated devices for the worker slots, "
+                   "e.g. cuda:0,cuda:1 (auto: cuda when present, else cpu)")
+    p.add_argument("--overlays", type=int, default=0, help="overlay PNGs per cell")
+    p.add_argument("--ray-address", default=None, help="run cells as Ray tasks on this cluster "
+                   "('auto', 'ray://host:10001', or 'local' for a private one-machine instance)")
+    p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per cell with --ray-address")
+    args = p.parse_args(argv)
+    if args.workers < 1:
+        p.error("--workers must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    out = Path(args.out).resolve()  # absolute: Ray tasks do not share our working directory
+    for agent in args.agents:
+        if agent not in ("reinforce", *BASELINES) and not agent.startswith("sb3:"):
+            raise SystemExit(f"--agents: unknown agent {agent!r}; expected reinforce, sb3:<ALGO> or one of "
+                             f"{sorted(BASELINES)}")
+    categories = list_categories(args.data_root) if args.categories == ["all"] else args.categories
+    passthrough = []
+    for flag in ("data_root", "image_size", "n_labeled"):
+        if getattr(args, flag) is not None:
+            value = getattr(args, flag)
+            value = Path(value).resolve() if flag == "data_root" else value
+            passthrough += ["--" + flag.replace("_", "-"), str(value)]
+    passthrough += ["--include-train-good"] if args.include_train_good else []
+    for item in args.set:
+        passthrough += ["--set", item]
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    plan = Plan(str(out), args.updates, passthrough, threads, args.overlays)
+    cells = [Cell(c, p, a, s) for c, p, a, s in itertools.product(categories, args.presets, args.agents, args.seeds)]
+
+    conflicts = [f"  {c.folder(out)}: {why}" for c in cells if (why := check_reusable(c, plan, out))]
+    if conflicts:
+        raise SystemExit("these cell folders hold runs with other settings; use another --out or remove them:\n"
+                         + "\n".join(conflicts))
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [c for c in cells if cell_status(c.folder(out), args.updates) != "done"]
+    print(f"{len(cells)} cells ({len(categories)} categories × {len(args.presets)} presets × "
+          f"{len(args.agents)} agents × {len(args.seeds)} seeds); {len(cells) - len(todo)} done, "
+          f"{len(todo)} to run; {threads} threads per cell; sweep folder {out}", flush=True)
+
+    failed: list[dict[str, Any]] = []
+    finished = [0]
+    t0 = time.time()
+
+    def report(r: dict[str, Any]) -> None:
+        finished[0] += 1
+        c = r["cell"]
+        print(f"[{finished[0]}/{len(todo)}] {c['category']} {c['preset']} {c['agent']} seed {c['seed']}: "
+              f"{r['status']} (train {r['train_s']} s, evaluate {r['eval_s']} s, {r['device']})"
+              + (f" — see {r['log']}" if r["status"] == "failed" else ""), flush=True)
+        if r["status"] == "failed":
+            failed.append(r)
+
+    interrupted = False
+    try:
+        if args.ray_address:
+            run_ray(todo, plan, args.ray_address, args.ray_gpus, report)
+        else:
+            devices = [str(resolve_device(d.strip())) for d in args.devices.split(",") if d.strip()]
+            run_local(todo, plan, args.workers, devices, report)
+    except KeyboardInterrupt:
+        interrupted = True
+    summary = write_outputs(out, cells, args.agents)
+    if summary:
+        print("\n" + markdown_summary(summary))
+        print(f"\nwrote {out / 'summary.md'}, summary.csv, cells.csv, summary.png, curves_*.png "
+              f"({time.time() - t0:.0f} s)")
+    if interrupted:
+        raise SystemExit(f"interrupted: run the same command again to resume the sweep in {out}")
+    if failed:
+        raise SystemExit(f"{len(failed)} cell(s) failed: " + ", ".join(r["log"] for r in failed))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Non-learning batch samplers: the floors every learned sampler is compared against.
+
+They have the verbs of the learning agents (`learn(total_episodes, callback)`, `predict`,
+`state_dict` / `load_state_dict`, `episodes`), so train.py, the checkpoints, evaluate.py and
+ablate.py treat them like any other agent. "Learning" here only runs the env: the AE and the
+predictor still train on the patches these samplers pick.
+
+- `uniform`:     always jump, i.e. every patch is uniform over images and centres (random batches,
+                 the usual way to train an AE).
+- `random-walk`: each of the 9 actions with probability 1/9.
+- `heuristic`:   chu2020's hand-made sampler: patches only where the labeled masks are normal,
+                 uniform otherwise. It jumps (uniform patch) unless the next jump would land on a
+                 labeled anomaly; then it moves to a clean neighbouring patch. The knowledge of
+                 the labeled masks comes from the env's `action_masks()`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+JUMP = 8
+
+
+class FixedSampler:
+    """A sampler whose action distribution never changes; subclasses define `predict`."""
+
+    name = "fixed"
+
+    def __init__(self, env: gym.Env, seed: int = 0) -> None:
+        if not (isinstance(env.action_space, gym.spaces.Discrete) and env.action_space.n == 9):
+            raise ValueError(f"{self.name} needs the 9 actions of BatchSamplingEnv, got {env.action_space}")
+        self.env = env
+        self.rng = np.random.default_rng(seed)
+        self.episodes = 0
+
+    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> int:
+        raise NotImplementedError
+
+    def learn(self, total_episodes: int,
+              callback: Callable[[dict[str, Any]], bool] | None = None) -> "FixedSampler":
+        """Run episodes until `self.episodes == total_episodes` (or `callback` returns False)."""
+        while self.episodes < total_episodes:
+            obs, _ = self.env.reset()
+            done, ret, actions = False, 0.0, []
+            info: dict[str, Any] = {}
+            while not done:
+                action = self.predict(obs)
+                actions.append(action)
+                obs, reward, terminated, truncated, info = self.env.step(action)
+                ret += float(reward)
+                done = terminated or truncated
+            self.episodes += 1
+            stats = {"episode": self.episodes, "return": ret,
+                     "jump_rate": float(np.mean(np.asarray(actions) == JUMP)), **info}
+            if callback is not None and callback(stats) is False:
+                break
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"algorithm": self.name, "rng": self.rng.bit_generator.state, "episodes": self.episodes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("algorithm") != self.name:
+            raise ValueError(f"checkpoint holds {state.get('algorithm')!r}, not {self.name}")
+        self.rng.bit_generator.state = state["rng"]
+        self.episodes = int(state["episodes"])
+
+
+class UniformSampler(FixedSampler):
+    """Every patch uniform over all images and centres."""
+
+    name = "uniform"
+
+    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> int:
+        return JUMP
+
+
+class RandomWalkSampler(FixedSampler):
+    """Uniform over the 9 actions: a random walk with random restarts."""
+
+    name = "random-walk"
+
+    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> int:
+        return int(self.rng.integers(9))
+
+
+class HeuristicSampler(FixedSampler):
+    """Uniform patches, except none that overlaps an anomaly of a labeled image."""
+
+    name = "heuristic"
+
+    def __init__(self, env: gym.Env, seed: int = 0) -> None:
+        super().__init__(env, seed)
+        try:
+            self._masks = env.get_wrapper_attr("action_masks")
+        except AttributeError:
+            raise ValueError("the heuristic sampler needs an env with action_masks() "
+                             "(BatchSamplingEnv has it)") from None
+
+    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> int:
+        allowed = np.asarray(self._masks(), bool)
+        if allowed[JUMP]:
+            return JUMP
+        return int(self.rng.choice(np.flatnonzero(allowed)))
+
+
+BASELINES: dict[str, type[FixedSampler]] = {
+    cls.name: cls for cls in (UniformSampler, RandomWalkSampler, HeuristicSampler)}

@@ -1,0 +1,98 @@
+"""Tables of an ablation sweep: the evaluated run folders of a grid, reduced to mean ± std per
+(category, preset, agent) over seeds. Only reads what train.py and evaluate.py wrote, so the
+numbers of a table are always those of its runs.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluation.report import format_markdown_table
+
+#: Metrics reduced over seeds, as named in evaluate.py's "NBS + CRF" row (F1 is after the CRF;
+#: F1-max and pixel AUROC are of the predictor's probability maps).
+SWEEP_METRICS = ["F1", "F1-max", "pixel AUROC"]
+METHOD_ROW = "NBS + CRF"
+GROUP_KEYS = ["category", "preset", "agent"]
+
+
+def read_cell(folder: Path) -> dict[str, Any]:
+    """One evaluated run folder as a flat row: its grid coordinates, the metrics, the wall time."""
+    config = json.loads((folder / "config.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    summary = json.loads((folder / "summary.json").read_text())
+    row = next((r for r in metrics["rows"] if r["method"] == METHOD_ROW), None)
+    if row is None:
+        raise ValueError(f"{folder / 'metrics.json'} has no {METHOD_ROW!r} row")
+    args = config["args"]
+    out = {"category": args["category"], "preset": args["preset"], "agent": args["agent"],
+           "seed": int(args["seed"]), "episodes": int(summary["episodes"]),
+           "train_wall_s": float(summary["wall_s"]), "device": summary.get("device", "?"),
+           "run": str(folder)}
+    out.update({m: float(row[m]) for m in SWEEP_METRICS})
+    return out
+
+
+def summarize(cells: list[dict[str, Any]], order: list[str] | None = None) -> list[dict[str, Any]]:
+    """mean, sample std (ddof=1; 0 for one seed) and n over seeds per (category, preset, agent).
+
+    Groups keep the order of first appearance; `order` (agent names) sorts agents within a class."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for c in cells:
+        groups.setdefault(tuple(c[k] for k in GROUP_KEYS), []).append(c)
+    rank = {a: i for i, a in enumerate(order or [])}
+    keys = sorted(groups, key=lambda k: (k[0], k[1], rank.get(k[2], len(rank))))
+    rows = []
+    for key in keys:
+        members = groups[key]
+        row: dict[str, Any] = dict(zip(GROUP_KEYS, key))
+        row["n"] = len(members)
+        row["seeds"] = " ".join(str(m["seed"]) for m in sorted(members, key=lambda m: m["seed"]))
+        for metric in SWEEP_METRICS + ["train_wall_s"]:
+            values = np.array([m[metric] for m in members], dtype=np.float64)
+            row[f"{metric} mean"] = float(values.mean())
+            row[f"{metric} std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def _pm(mean: float, std: float) -> str:
+    return "-" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}"
+
+
+def markdown_summary(rows: list[dict[str, Any]]) -> str:
+    """Markdown table: one line per (category, preset, agent), mean ± std per metric."""
+    cols = GROUP_KEYS + ["n"] + SWEEP_METRICS + ["train wall (s)"]
+    table = []
+    for r in rows:
+        t = {k: r[k] for k in GROUP_KEYS + ["n"]}
+        t.update({m: _pm(r[f"{m} mean"], r[f"{m} std"]) for m in SWEEP_METRICS})
+        t["train wall (s)"] = f"{r['train_wall_s mean']:.1f}"
+        table.append(t)
+    return format_markdown_table(table, cols)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """CSV with the union of the rows' keys as header, in first-seen order."""
+    columns: list[str] = []
+    for r in rows:
+        columns += [k for k in r if k not in columns]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_log(folder: Path) -> dict[str, np.ndarray]:
+    """log.csv of a run as float columns (blank cells -> nan)."""
+    with open(folder / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {k: np.array([float(r[k]) if r[k] not in ("", None) else math.nan for r in rows])
+            for k in rows[0]}

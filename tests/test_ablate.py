@@ -1,0 +1,109 @@
+"""ablate.py: a tiny grid end to end, its tables against its runs, resume, Ray."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ablate
+from data.synthetic import generate_synthetic_mvtec
+from evaluation.sweep import SWEEP_METRICS
+from tests.test_train_evaluate import log_rows, run
+
+SETS = ["--set", "patches_per_update=4", "--set", "profile_length=4", "--set", "warmup_updates=4",
+        "--set", "reinit_every=20", "--set", "buffer_size=16", "--set", "predictor_batch=4"]
+TINY_SWEEP = ["--categories", "brick", "--image-size", "32", "--n-labeled", "3", "--devices", "cpu",
+              "--threads", "1", *SETS]
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    return generate_synthetic_mvtec(tmp_path_factory.mktemp("data"), seed=0, image_size=64,
+                                    n_train_good=2, n_test_good=2, n_per_defect=2)
+
+
+def sweep(root: Path, out: Path, *extra: str) -> list[dict]:
+    return ablate.main(["--data-root", str(root), "--out", str(out), "--updates", "6", *TINY_SWEEP, *extra])
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_grid_tables_equal_the_runs_and_rerun_skips(tiny_root, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    sweep(tiny_root, out, "--agents", "heuristic", "random-walk", "--seeds", "0", "1", "--workers", "2")
+    folders = {(a, s): out / "brick" / "chu2020" / a / f"seed{s}" for a in ("heuristic", "random-walk") for s in (0, 1)}
+    for f in folders.values():
+        assert (f / "metrics.json").is_file() and (f / "train.log").is_file()
+    for name in ("summary.md", "summary.csv", "cells.csv", "summary.png", "curves_brick.png"):
+        assert (out / name).is_file(), name
+
+    # The table's numbers are those of the runs: recompute them from each metrics.json.
+    summary = {r["agent"]: r for r in read_csv(out / "summary.csv")}
+    assert list(summary) == ["heuristic", "random-walk"]  # the order of --agents
+    md = (out / "summary.md").read_text()
+    for agent in ("heuristic", "random-walk"):
+        runs = [json.loads((folders[agent, s] / "metrics.json").read_text()) for s in (0, 1)]
+        assert summary[agent]["n"] == "2"
+        for metric in SWEEP_METRICS:
+            values = [next(r for r in m["rows"] if r["method"] == "NBS + CRF")[metric] for m in runs]
+            assert float(summary[agent][f"{metric} mean"]) == pytest.approx(np.mean(values), abs=1e-12)
+            assert float(summary[agent][f"{metric} std"]) == pytest.approx(np.std(values, ddof=1), abs=1e-12)
+            assert f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}" in md
+    cells = read_csv(out / "cells.csv")
+    assert len(cells) == 4 and {(c["agent"], c["seed"]) for c in cells} == {(a, str(s)) for a, s in folders}
+
+    # Re-running the same command does nothing but rewrite the tables.
+    stamps = {k: (f / "checkpoint.pt").stat().st_mtime_ns for k, f in folders.items()}
+    capsys.readouterr()
+    sweep(tiny_root, out, "--agents", "heuristic", "random-walk", "--seeds", "0", "1")
+    assert "4 done, 0 to run" in capsys.readouterr().out
+    assert stamps == {k: (f / "checkpoint.pt").stat().st_mtime_ns for k, f in folders.items()}
+
+
+def test_interrupted_sweep_resumes_only_what_is_left(tiny_root, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    partial = out / "brick" / "chu2020" / "heuristic" / "seed0"
+    # A cell stopped half way: same settings as the sweep's, 3 of 6 updates done.
+    run("train.py", "--data-root", str(tiny_root), "--agent", "heuristic", "--seed", "0", "--updates", "3",
+        "--run-dir", str(partial), "--category", "brick", "--image-size", "32", "--n-labeled", "3",
+        *SETS, "--device", "cpu", "--threads", "1")
+    assert len(log_rows(partial)) == 3
+    sweep(tiny_root, out, "--agents", "heuristic", "--seeds", "0", "1")
+    assert json.loads((partial / "summary.json").read_text())["episodes"] == 6
+    assert [int(r["episode"]) for r in log_rows(partial)] == [1, 2, 3, 4, 5, 6]
+    assert "resuming" in (partial / "train.log").read_text()
+
+    # A trained cell whose evaluation was lost is evaluated again, not retrained.
+    other = out / "brick" / "chu2020" / "heuristic" / "seed1"
+    stamp = (other / "checkpoint.pt").stat().st_mtime_ns
+    os.remove(other / "metrics.json")
+    capsys.readouterr()
+    sweep(tiny_root, out, "--agents", "heuristic", "--seeds", "0", "1")
+    printed = capsys.readouterr().out
+    assert "1 done, 1 to run" in printed and "train 0.0 s" in printed
+    assert (other / "metrics.json").is_file() and (other / "checkpoint.pt").stat().st_mtime_ns == stamp
+
+    # A folder trained with other settings is never mixed into the table.
+    with pytest.raises(SystemExit, match="other settings"):
+        sweep(tiny_root, out, "--agents", "heuristic", "--seeds", "0", "--set", "cover_bonus=0.5")
+
+
+def test_bad_agent_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(SystemExit, match="unknown agent 'ppo'"):
+        ablate.main(["--agents", "ppo", "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()
+
+
+def test_ray_runs_the_cells(tiny_root, tmp_path):
+    pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
+    out = tmp_path / "sweep"
+    summary = sweep(tiny_root, out, "--agents", "uniform", "--seeds", "0", "1", "--ray-address", "local")
+    assert [r["n"] for r in summary] == [2]
+    assert (out / "brick" / "chu2020" / "uniform" / "seed1" / "metrics.json").is_file()
