@@ -9,10 +9,17 @@ of the map), beside the same figures for the predictor thresholded at 0.5 withou
 the plain reconstruction-error baseline on the same profiles (threshold tuned on D_l). Outputs:
 report.md, metrics.json and overlays/*.png (image | ground truth | prediction | probability).
 All pixel metrics are pooled over every pixel of every scored D_u image.
+
+Runs of the residual-map classifier (train.py --env residual-classifier) get an image-level table
+instead: accuracy, precision, recall, F1 and AUROC of the policy's decisions on D_u, beside the
+classical decisions on the same residual maps (max residual with a threshold tuned on the labeled
+images; the MVTec AD paper's threshold + minimum defect area) and, with --segmentation-run, the
+image-level decisions of a batch-sampling run on the same split (max of its predicted map > 0.5).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -24,6 +31,8 @@ import torch
 from data.mvtec import DatasetError
 from envs.batch_sampling_env import load_split, resolve_device
 from envs.config import DataConfig
+from evaluation.classification import (decision_metrics, largest_region_areas, tune_threshold,
+                                       tune_threshold_min_area)
 from evaluation.metrics import aupro, auroc, best_f1_threshold, binary_scores, f1_max, image_scores_from_maps
 from evaluation.report import format_console_table, format_markdown_table, write_report
 from evaluation.visualize import save_overlay
@@ -31,6 +40,7 @@ from models.crf import CRFConfig, dense_crf
 from models.predictor import DilatedFCN, normalize_profiles
 
 COLUMNS = ["method", "precision", "recall", "F1", "F1-max", "pixel AUROC", "AUPRO", "image AUROC"]
+IMAGE_COLUMNS = ["method", "accuracy", "precision", "recall", "F1", "AUROC"]
 
 
 def load_profiles(run: Path) -> dict[str, Any]:
@@ -77,13 +87,17 @@ def score_row(method: str, pred: np.ndarray | None, scores: np.ndarray, gt: np.n
 
 
 def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
-                 crf: CRFConfig | None = None) -> dict[str, Any]:
-    """Score one run folder; writes report.md, metrics.json and overlays/ into it."""
+                 crf: CRFConfig | None = None, segmentation_run: str | Path | None = None) -> dict[str, Any]:
+    """Score one run folder; writes report.md, metrics.json and overlays/ into it.
+
+    Residual-classifier runs go to evaluate_classifier_run (with `segmentation_run`, if given)."""
     run = Path(run)
     cfg_path = run / "config.json"
     if not cfg_path.is_file():
         raise SystemExit(f"{run} is not a run folder (no config.json)")
     config = json.loads(cfg_path.read_text())
+    if config["args"].get("env") == "residual-classifier":
+        return evaluate_classifier_run(run, config, device, segmentation_run)
     data = DataConfig(**config["data"])
     try:
         split = load_split(data)
@@ -147,18 +161,84 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
     return result
 
 
+def segmentation_image_scores(seg_run: Path, unlabeled_names: list[str], device: torch.device) -> np.ndarray:
+    """Max of a batch-sampling run's predicted map per D_u image, checked to be the same split."""
+    prof = load_profiles(seg_run)
+    if prof["unlabeled_names"] != unlabeled_names:
+        raise SystemExit(f"--segmentation-run {seg_run}: its unlabeled images differ from the classifier "
+                         f"run's (train both with the same --category, --seed, --n-labeled, --image-size)")
+    return predict_probabilities(seg_run, prof["unlabeled"], device).max(axis=(1, 2))
+
+
+def evaluate_classifier_run(run: Path, config: dict[str, Any], device: str = "auto",
+                            segmentation_run: Path | None = None) -> dict[str, Any]:
+    """Image-level table of a residual-classifier run on D_u; writes report.md and metrics.json."""
+    import train  # builds the run's env and agent exactly as training did
+    from envs.residual_classifier_env import classifier_config_from_dict
+
+    args = train.Args(**config["args"])
+    data = DataConfig(**config["data"])
+    dev = resolve_device(device)
+    env = train.make_env(args, dataclasses.replace(classifier_config_from_dict(config["env"]), device=str(dev)), data)
+    if not (run / "checkpoint.pt").is_file():
+        raise SystemExit(f"{run / 'checkpoint.pt'} not found: train the run first")
+    ckpt = torch.load(run / "checkpoint.pt", map_location=env.device, weights_only=False)
+    env.load_state_dict(ckpt["env"])
+    agent = train.make_agent(args, env, env.device)
+    agent.load_state_dict(ckpt["agent"])
+
+    unlabeled = env.split.unlabeled
+    labels = np.array([s.mask.any() for s in unlabeled])
+    probs = np.stack([agent.action_probabilities(env.observation("unlabeled", k)) for k in range(len(unlabeled))])
+    pool_r, pool_y, res_u = env.residual_maps("pool"), env.pool_labels, env.residual_maps("unlabeled")
+    t_max = tune_threshold(pool_r.max(axis=(1, 2)), pool_y)
+    t_area, min_area = tune_threshold_min_area(pool_r, pool_y)
+    areas_u = largest_region_areas(res_u, t_area)
+    rows = [{"method": f"RL policy ({args.agent}; inputs {env.config.inputs})",
+             **decision_metrics(probs.argmax(1) == 1, labels, probs[:, 1])},
+            {"method": "max residual >= threshold tuned on labeled",
+             **decision_metrics(res_u.max(axis=(1, 2)) >= t_max, labels, res_u.max(axis=(1, 2)))},
+            {"method": "threshold + min. defect area (MVTec AD paper)",
+             **decision_metrics(areas_u >= min_area, labels, areas_u)}]
+    if segmentation_run is not None:
+        m = segmentation_image_scores(Path(segmentation_run), [s.name for s in unlabeled], dev)
+        rows.append({"method": f"NBS segmentation ({Path(segmentation_run).name}): max p > 0.5",
+                     **decision_metrics(m > 0.5, labels, m)})
+    sd = env.split.describe()
+    result = {"run": str(run), "category": env.split.category, "seed": args.seed, "task": "image-level",
+              "split": sd, "rows": rows, "max_residual_threshold": t_max, "area_rule": {"threshold": t_area,
+              "min_area": min_area}, "labeled_pool": {"anomalous": int(pool_y.sum()), "normal": int((pool_y == 0).sum())},
+              "training": json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}}
+    (run / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
+    meta = (f"- run: `{run}`; category **{env.split.category}**, image size {data.image_size}, seed {args.seed}\n"
+            f"- labeled pool: D_l ({sd['n_labeled']}: {', '.join(sd['labeled'])}) + {len(env.normal_holdout)} "
+            f"held-out train/good = {int(pool_y.sum())} anomalous, {int((pool_y == 0).sum())} normal\n"
+            f"- scored: D_u, {len(unlabeled)} images ({int(labels.sum())} anomalous); AE trained on "
+            f"{len(env.ae_train)} train/good images")
+    notes = (f"Anomalous = positive. The policy decides argmax pi(a | residual map); its AUROC ranks by "
+             f"pi(anomalous). Max-residual threshold {t_max:.4g}; area rule: residual >= {t_area:.4g} over a "
+             f"connected region of >= {min_area} px (AUROC ranks by the largest such region). Both tuned for "
+             f"balanced accuracy on the labeled pool.")
+    write_report(run / "report.md", f"Image-level evaluation: {env.split.category}", [
+        ("Setup", meta), ("Results", format_markdown_table(rows, IMAGE_COLUMNS)), ("Definitions", notes)])
+    return result
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders written by train.py")
     parser.add_argument("--overlays", type=int, default=16, help="overlay PNGs per run (-1: all)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--crf-iterations", type=int, default=CRFConfig().iterations)
+    parser.add_argument("--segmentation-run", default=None, help="for residual-classifier runs: a batch-sampling "
+                        "run on the same split whose image-level decisions join the table")
     args = parser.parse_args(argv)
     results = []
     for run in args.runs:
-        r = evaluate_run(Path(run), args.overlays, args.device, CRFConfig(iterations=args.crf_iterations))
+        r = evaluate_run(Path(run), args.overlays, args.device, CRFConfig(iterations=args.crf_iterations),
+                         args.segmentation_run)
         print(f"\n{r['category']} (seed {r['seed']}, {r['split']['n_unlabeled']} D_u images) — {run}")
-        print(format_console_table(r["rows"], COLUMNS))
+        print(format_console_table(r["rows"], IMAGE_COLUMNS if r.get("task") == "image-level" else COLUMNS))
         print(f"report: {Path(run) / 'report.md'}")
         results.append(r)
     return results

@@ -35,9 +35,14 @@ from agents.reinforce import REINFORCE, ReinforceConfig
 from data.mvtec import DatasetError
 from envs.batch_sampling_env import BatchSamplingEnv, load_split, resolve_device
 from envs.config import DataConfig, EnvConfig, config_to_dict, env_config_from_dict, make_env_config
+from envs.residual_classifier_env import (ClassifierConfig, ResidualClassifierEnv, classifier_config_from_dict,
+                                          load_classifier_data)
 
 
-DEFAULT_UPDATES = 600  # ~7 minutes on 2 CPU cores with the default config
+#: Default episodes per env: 600 AE updates (~5 minutes on 2 CPU cores with the default config);
+#: 3000 decisions of the residual classifier (its AE trains once, at the start).
+DEFAULT_UPDATES = {"batch-sampling": 600, "residual-classifier": 3000}
+ENVS = tuple(DEFAULT_UPDATES)
 
 
 def arg(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse
@@ -53,10 +58,12 @@ class Args:
     image_size: int = arg(128, "images are resized to this side (paper: 256)")
     n_labeled: int = arg(5, "|D_l|: labeled images drawn from the test set")
     include_train_good: bool = arg(False, "add train/good images to D_u")
-    preset: str = arg("chu2020", "env preset")
+    env: str = arg("batch-sampling", "batch-sampling (the neural batch sampler: segmentation) or "
+                                     "residual-classifier (image-level decisions from AE residual maps)")
+    preset: str = arg("chu2020", "env preset (batch-sampling)")
     seed: int = arg(0, "seed of the split, the env and the agent")
-    updates: int | None = arg(None, "AE updates chosen by the agent (= agent episodes); default 600, "
-                                    "or with --resume the run's own")
+    updates: int | None = arg(None, "agent episodes (batch-sampling: one AE update each); default 600 "
+                                    "(residual-classifier: 3000), or with --resume the run's own")
     agent: str = arg("reinforce", "reinforce; sb3:<ALGO> for any Stable-Baselines3 (or sb3-contrib) "
                                   "algorithm with Discrete actions, e.g. sb3:PPO, sb3:A2C, sb3:DQN; or a "
                                   "non-learning baseline: uniform, random-walk, heuristic")
@@ -107,8 +114,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, set[str]]:
 RESUME_OVERRIDES = {"updates", "device", "threads", "checkpoint_every", "no_tensorboard"}
 
 
-def apply_overrides(config: EnvConfig, overrides: list[str]) -> EnvConfig:
-    """Set EnvConfig fields from KEY=VALUE strings, converting VALUE to the field's type."""
+def apply_overrides(config: Any, overrides: list[str]) -> Any:
+    """Set config fields (EnvConfig or ClassifierConfig) from KEY=VALUE strings, converting VALUE
+    to the field's type."""
     d = config_to_dict(config)
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -127,9 +135,42 @@ def apply_overrides(config: EnvConfig, overrides: list[str]) -> EnvConfig:
         except json.JSONDecodeError:
             target[parts[-1]] = value
     try:
-        return env_config_from_dict(d)
+        return config_from_dict(type(config), d)
     except TypeError as e:
         raise SystemExit(f"--set: {e}") from None
+
+
+def config_from_dict(kind: type, d: dict[str, Any]) -> Any:
+    return classifier_config_from_dict(d) if kind is ClassifierConfig else env_config_from_dict(d)
+
+
+def default_config(args: Args) -> Any:
+    if args.env == "residual-classifier":
+        return ClassifierConfig()
+    return make_env_config(args.preset)
+
+
+def make_env(args: Args, config: Any, data: DataConfig) -> BatchSamplingEnv | ResidualClassifierEnv:
+    """The env named by --env on the data of `data`; bad data or settings exit with a message."""
+    try:
+        if args.env == "residual-classifier":
+            split, train_good = load_classifier_data(data)
+            return ResidualClassifierEnv(split, train_good, data, config)
+        return BatchSamplingEnv(split=load_split(data), data=data, config=config)
+    except DatasetError as e:
+        raise SystemExit(f"dataset error: {e}") from None
+    except ValueError as e:
+        raise SystemExit(f"configuration error: {e}") from None
+
+
+def describe(env: BatchSamplingEnv | ResidualClassifierEnv) -> str:
+    if isinstance(env, ResidualClassifierEnv):
+        n_anom = int(env.pool_labels.sum())
+        return (f"device: {env.device}  labeled pool {len(env.pool)} ({n_anom} anomalous, {len(env.pool) - n_anom} "
+                f"normal, of which {len(env.normal_holdout)} held-out train/good)  |D_u|={len(env.split.unlabeled)}  "
+                f"AE on {len(env.ae_train)} train/good images, {env.config.ae_steps} steps  inputs: {env.config.inputs}")
+    return (f"device: {env.device}  |D_l|={env.n_labeled}  |D_u|={env.n_images - env.n_labeled} "
+            f"image {env.image_size}px  patch {env.config.patch_size}px  alpha={env.alpha:.4f}")
 
 
 def make_agent(args: Args, env: BatchSamplingEnv, device: torch.device) -> Any:
@@ -218,25 +259,23 @@ def main(argv: list[str] | None = None) -> Path:
             raise SystemExit(f"--resume {run}: no checkpoint.pt in that folder")
         saved = json.loads((run / "config.json").read_text())
         args = Args(**{**saved["args"], **{k: getattr(args, k) for k in given}, "resume": str(run)})
-        env_config = env_config_from_dict(saved["env"])
+        env_config = config_from_dict(type(default_config(args)), saved["env"])
     else:
-        env_config = apply_overrides(make_env_config(args.preset), args.set or [])
-        args.updates = DEFAULT_UPDATES if args.updates is None else args.updates
+        if args.env not in ENVS:
+            raise SystemExit(f"--env {args.env}: expected one of {', '.join(ENVS)}")
+        try:
+            env_config = apply_overrides(default_config(args), args.set or [])
+        except ValueError as e:
+            raise SystemExit(f"--preset {args.preset}: {e}") from None
+        args.updates = DEFAULT_UPDATES[args.env] if args.updates is None else args.updates
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
 
     data = DataConfig(args.data_root, args.category, args.image_size, args.n_labeled, args.seed,
                       args.include_train_good)
-    try:
-        split = load_split(data)
-    except DatasetError as e:
-        raise SystemExit(f"dataset error: {e}") from None
-    env_config = dataclasses.replace(env_config, device=args.device)
-    try:
-        env = BatchSamplingEnv(split=split, data=data, config=env_config)
-    except ValueError as e:
-        raise SystemExit(f"configuration error: {e}") from None
+    env = make_env(args, dataclasses.replace(env_config, device=args.device), data)
+    split = env.split
     try:
         agent = make_agent(args, env, resolve_device(args.device))
     except ValueError as e:
@@ -260,8 +299,7 @@ def main(argv: list[str] | None = None) -> Path:
         (run / "split.json").write_text(json.dumps(split.describe(), indent=2))
         env.reset(seed=args.seed)
         wall0 = 0.0
-    print(f"run folder: {run}\ndevice: {env.device}  |D_l|={env.n_labeled}  |D_u|={env.n_images - env.n_labeled} "
-          f"image {env.image_size}px  patch {env.config.patch_size}px  alpha={env.alpha:.4f}")
+    print(f"run folder: {run}\n{describe(env)}")
 
     stop = {"requested": False}
 
@@ -299,8 +337,9 @@ def main(argv: list[str] | None = None) -> Path:
                     if isinstance(value, (int, float)) and math.isfinite(value):
                         writer.add_scalar(f"train/{key}", value, stats["episode"])
             bar.update(1)
-            bar.set_postfix(ae=f"{stats['ae_loss']:.4f}", pred=f"{stats['l_pred']:.4f}",
-                            R=f"{stats['return']:.3f}", beta=f"{stats['beta']:.2f}", refresh=False)
+            shown = {"ae": ("ae_loss", "{:.4f}"), "pred": ("l_pred", "{:.4f}"), "R": ("return", "{:.3f}"),
+                     "beta": ("beta", "{:.2f}")}
+            bar.set_postfix({k: f.format(stats[c]) for k, (c, f) in shown.items() if c in stats}, refresh=False)
             if stats["episode"] % args.checkpoint_every == 0 or stop["requested"]:
                 log_file.flush()
                 checkpoint()
@@ -311,12 +350,14 @@ def main(argv: list[str] | None = None) -> Path:
         writer.close()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     checkpoint()
-    if env.best is not None:
-        export_results(env, run)
-    summary = {"episodes": agent.episodes, "ae_updates": env.updates, "reinits": env.reinits,
-               "best_l_pred": env.best_l_pred, "best_update": None if env.best is None else env.best["update"],
-               "wall_s": round(wall0 + time.time() - t0, 1), "device": str(env.device),
-               "finished": agent.episodes >= args.updates}
+    summary: dict[str, Any] = {"episodes": agent.episodes}
+    if isinstance(env, BatchSamplingEnv):
+        if env.best is not None:
+            export_results(env, run)
+        summary.update(ae_updates=env.updates, reinits=env.reinits, best_l_pred=env.best_l_pred,
+                       best_update=None if env.best is None else env.best["update"])
+    summary.update(wall_s=round(wall0 + time.time() - t0, 1), device=str(env.device),
+                   finished=agent.episodes >= args.updates)
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
     if summary["finished"]:
         print(f"done in {summary['wall_s']} s. Evaluate with:  python evaluate.py {run}")

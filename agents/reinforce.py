@@ -76,6 +76,11 @@ class REINFORCE:
             return int(logits.argmax())
         return int(torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator))
 
+    def action_probabilities(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """pi(. | obs) as a numpy vector (used to score image-level decisions)."""
+        with torch.no_grad():
+            return torch.softmax(self.policy(self._tensor_obs(obs))[0], -1).cpu().numpy()
+
     def learn(self, total_episodes: int,
               callback: Callable[[dict[str, Any]], bool] | None = None) -> "REINFORCE":
         """Run episodes until `self.episodes == total_episodes`; one policy update per episode.

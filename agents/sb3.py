@@ -15,6 +15,7 @@ import io
 from typing import Any, Callable
 
 import gymnasium as gym
+import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -112,6 +113,18 @@ class SB3Agent:
     def predict(self, obs: dict[str, Any], deterministic: bool = False) -> int:
         action, _ = self.model.predict(obs, deterministic=deterministic)
         return int(action)
+
+    def action_probabilities(self, obs: dict[str, Any]) -> np.ndarray:
+        """pi(. | obs) for policy-gradient algorithms; for value-based ones (DQN) the softmax of
+        the Q-values: a ranking score rather than a calibrated probability."""
+        policy = self.model.policy
+        with torch.no_grad():
+            x, _ = policy.obs_to_tensor(obs)
+            if hasattr(policy, "get_distribution"):
+                probs = policy.get_distribution(x).distribution.probs
+            else:
+                probs = torch.softmax(policy.q_net(x), -1)
+        return probs[0].cpu().numpy()
 
     def state_dict(self) -> dict[str, Any]:
         buf = io.BytesIO()

@@ -1,6 +1,7 @@
 """Gymnasium environments for neural batch sampling.
 
-Importing this package registers `NeuralBatchSampling/BatchSampling-v0`:
+Importing this package registers `NeuralBatchSampling/BatchSampling-v0` (the batch sampler) and
+`NeuralBatchSampling/ResidualClassifier-v0` (image-level decisions from AE residual maps):
 
     import gymnasium, envs
     env = gymnasium.make("NeuralBatchSampling/BatchSampling-v0")            # built-in data
@@ -10,11 +11,15 @@ from gymnasium.envs.registration import register, registry
 
 from envs.batch_sampling_env import BatchSamplingEnv, load_split, resolve_device
 from envs.config import PRESETS, DataConfig, EnvConfig, make_env_config
+from envs.residual_classifier_env import ClassifierConfig, ResidualClassifierEnv
 
 ENV_ID = "NeuralBatchSampling/BatchSampling-v0"
+CLASSIFIER_ENV_ID = "NeuralBatchSampling/ResidualClassifier-v0"
 
 if ENV_ID not in registry:
     register(id=ENV_ID, entry_point="envs.batch_sampling_env:BatchSamplingEnv")
+if CLASSIFIER_ENV_ID not in registry:
+    register(id=CLASSIFIER_ENV_ID, entry_point="envs.residual_classifier_env:ResidualClassifierEnv")
 
-__all__ = ["ENV_ID", "BatchSamplingEnv", "DataConfig", "EnvConfig", "PRESETS", "load_split",
+__all__ = ["CLASSIFIER_ENV_ID", "ClassifierConfig", "ENV_ID", "ResidualClassifierEnv", "BatchSamplingEnv", "DataConfig", "EnvConfig", "PRESETS", "load_split",
            "make_env_config", "resolve_device"]

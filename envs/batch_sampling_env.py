@@ -13,14 +13,13 @@ from typing import Any, Iterator
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from gymnasium import spaces
 
 from data.split import Split
 from envs.buffers import ProfileRing, ReplayBuffer, dihedral, snapshot
 from envs.config import DataConfig, EnvConfig
 from envs.rewards import alpha_from_masks, beta_schedule, clone_reward, cover_reward
-from models.autoencoder import ConvAutoencoder, reconstruction_loss_map
+from models.autoencoder import ConvAutoencoder, ae_train_step, reconstruction_loss_map
 from models.predictor import DilatedFCN, normalize_profiles, weighted_bce
 
 #: (dy, dx) of actions 0-7: N, NE, E, SE, S, SW, W, NW. Action 8 jumps to a random image.
@@ -174,16 +173,9 @@ class BatchSamplingEnv(gym.Env):
         the predictor is not trained yet)."""
         h = self._half
         x = torch.stack([self._images[i, :, cy - h:cy + h, cx - h:cx + h] for i, cy, cx in patches])
-        with self._torch_rng():
-            self.ae.train()
-            recon = self.ae(x)
-            loss = F.mse_loss(recon, x)
-            self.ae_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.ae_opt.step()
-        self.last_ae_loss = float(loss.detach())
+        with self._torch_rng():  # dropout, if any
+            self.last_ae_loss = ae_train_step(self.ae, self.ae_opt, x)
         self.updates += 1
-        self.ae.eval()
         with torch.no_grad():
             self._labeled_loss = self._loss_maps(self.ae, range(self.n_labeled))
             self.labeled_profiles.append(self._labeled_loss)

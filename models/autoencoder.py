@@ -111,3 +111,18 @@ def reconstruction_loss_map(ae: ConvAutoencoder, images: torch.Tensor,
     err = ae(x)[..., :h, :w] - images
     err = err.abs() if absolute else err.square()
     return err.mean(dim=1)
+
+
+def ae_train_step(ae: ConvAutoencoder, optimizer: torch.optim.Optimizer, patches: torch.Tensor) -> float:
+    """One MSE reconstruction step on a batch of patches (B,3,P,P); returns the loss.
+
+    The single place the package trains an AE: the batch sampling env and the residual-map
+    classifier env both call it."""
+    ae.train()
+    loss = F.mse_loss(ae(patches), patches)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    ae.eval()
+    return float(loss.detach())
+

@@ -6,7 +6,8 @@ import gymnasium as gym
 from torch import nn
 
 #: Order in which the observation's maps are stacked into channels.
-OBSERVATION_KEYS: tuple[str, ...] = ("rgb", "loss", "history", "patch")
+#: rgb/loss/history/patch: BatchSamplingEnv; residual/rgb/residual_stats: ResidualClassifierEnv.
+OBSERVATION_KEYS: tuple[str, ...] = ("rgb", "loss", "history", "patch", "residual", "residual_stats")
 
 
 def observation_channels(space: gym.spaces.Dict) -> int:
