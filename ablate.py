@@ -225,9 +225,9 @@ def write_outputs(out: Path, cells: list[Cell], agents: list[str]) -> list[dict[
     write_csv(out / "cells.csv", rows)
     write_csv(out / "summary.csv", summary)
     text = ["# Ablation summary", "",
-            f"Mean ± sample std over seeds. F1: pixel F1 of the final masks (predictor + dense CRF) "
-            f"on the scored D_u images; F1-max and pixel AUROC: of the predictor's probability maps. "
-            f"Train wall: mean seconds per run.", "", markdown_summary(summary), ""]
+            "Mean ± sample std over seeds. F1: pixel F1 of the final masks (predictor + dense CRF) "
+            "on the scored D_u images; F1-max and pixel AUROC: of the predictor's probability maps. "
+            "Train wall: mean seconds per run.", "", markdown_summary(summary), ""]
     if missing:
         text += ["Cells not finished yet (re-run the same command to complete them):", ""]
         text += [f"- `{m}`" for m in missing] + [""]

@@ -34,7 +34,7 @@ from agents.baselines import BASELINES
 from agents.reinforce import REINFORCE, ReinforceConfig
 from data.mvtec import DatasetError
 from envs.batch_sampling_env import BatchSamplingEnv, load_split, resolve_device
-from envs.config import DataConfig, EnvConfig, config_to_dict, env_config_from_dict, make_env_config
+from envs.config import DataConfig, config_to_dict, env_config_from_dict, make_env_config
 from envs.residual_classifier_env import (ClassifierConfig, ResidualClassifierEnv, classifier_config_from_dict,
                                           load_classifier_data)
 

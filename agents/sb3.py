@@ -66,14 +66,22 @@ class _EpisodeCallback(BaseCallback):
     def __init__(self, agent: "SB3Agent", total: int, user: Callable[[dict[str, Any]], bool] | None) -> None:
         super().__init__()
         self.agent, self.total, self.user = agent, total, user
+        self._jumps: np.ndarray | None = None
 
     def _on_step(self) -> bool:
-        for done, info in zip(self.locals["dones"], self.locals["infos"]):
+        actions = np.asarray(self.locals["actions"]).reshape(-1)
+        if self._jumps is None:
+            self._jumps = np.zeros((len(actions), 2))  # per env: jumps, steps this episode
+        self._jumps[:, 0] += actions == 8
+        self._jumps[:, 1] += 1
+        for i, (done, info) in enumerate(zip(self.locals["dones"], self.locals["infos"])):
             if not done:
                 continue
             self.agent.episodes += 1
             stats = {k: v for k, v in info.items() if k not in ("episode", "terminal_observation")}
-            stats.update(episode=self.agent.episodes, **{"return": float(info["episode"]["r"])})
+            stats.update(episode=self.agent.episodes, **{"return": float(info["episode"]["r"])},
+                         jump_rate=float(self._jumps[i, 0] / max(1.0, self._jumps[i, 1])))
+            self._jumps[i] = 0
             if self.user is not None and self.user(stats) is False:
                 return False
             if self.agent.episodes >= self.total:

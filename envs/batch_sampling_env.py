@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterator
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -19,6 +19,7 @@ from data.split import Split
 from envs.buffers import ProfileRing, ReplayBuffer, dihedral, snapshot
 from envs.config import DataConfig, EnvConfig
 from envs.rewards import alpha_from_masks, beta_schedule, clone_reward, cover_reward
+from envs.seeding import torch_rng_from
 from models.autoencoder import ConvAutoencoder, ae_train_step, reconstruction_loss_map
 from models.predictor import DilatedFCN, normalize_profiles, weighted_bce
 
@@ -119,14 +120,8 @@ class BatchSamplingEnv(gym.Env):
         return self.config.patches_per_update
 
     # ------------------------------------------------------------------ training state
-    @contextlib.contextmanager
-    def _torch_rng(self) -> Iterator[None]:
-        """Run torch's random ops (init, dropout) from a seed drawn from self.np_random, without
-        disturbing the caller's global torch RNG: the env is then deterministic given its seed."""
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(self.np_random.integers(2**31 - 1)))
-            yield
+    def _torch_rng(self) -> contextlib.AbstractContextManager[None]:
+        return torch_rng_from(self.np_random, self.device)
 
     def _init_training_state(self, warmup: bool = True) -> None:
         c, s, dev = self.config, self.image_size, self.device

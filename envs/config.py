@@ -134,7 +134,12 @@ def config_to_dict(obj: Any) -> dict[str, Any]:
 def env_config_from_dict(d: dict[str, Any]) -> EnvConfig:
     """Inverse of config_to_dict for EnvConfig (tuples restored in the AE config)."""
     d = dict(d)
-    ae = dict(d.pop("ae", {}))
-    if "skip_levels" in ae:
-        ae["skip_levels"] = tuple(ae["skip_levels"])
-    return EnvConfig(ae=AEConfig(**ae), **d)
+    return EnvConfig(ae=ae_config_from_dict(d.pop("ae", {})), **d)
+
+
+def ae_config_from_dict(d: dict[str, Any]) -> AEConfig:
+    """AEConfig from its JSON form (lists back to tuples)."""
+    d = dict(d)
+    if "skip_levels" in d:
+        d["skip_levels"] = tuple(d["skip_levels"])
+    return AEConfig(**d)

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -25,7 +25,8 @@ from gymnasium import spaces
 from data.mvtec import Sample
 from data.split import Split
 from envs.buffers import dihedral, snapshot
-from envs.config import DataConfig
+from envs.config import DataConfig, ae_config_from_dict
+from envs.seeding import torch_rng_from
 from models.autoencoder import AEConfig, ConvAutoencoder, ae_train_step, reconstruction_loss_map
 
 NORMAL, ANOMALOUS = 0, 1
@@ -74,10 +75,7 @@ class ClassifierConfig:
 def classifier_config_from_dict(d: dict[str, Any]) -> ClassifierConfig:
     """Inverse of dataclasses.asdict for ClassifierConfig (tuples restored in the AE config)."""
     d = dict(d)
-    ae = dict(d.pop("ae", {}))
-    if "skip_levels" in ae:
-        ae["skip_levels"] = tuple(ae["skip_levels"])
-    return ClassifierConfig(ae=AEConfig(**ae), **d)
+    return ClassifierConfig(ae=ae_config_from_dict(d.pop("ae", {})), **d)
 
 
 def load_classifier_data(data: DataConfig) -> tuple[Split, list[Sample]]:
@@ -152,12 +150,8 @@ class ResidualClassifierEnv(gym.Env):
         return self.config.images_per_episode
 
     # ------------------------------------------------------------------ the AE and its residuals
-    @contextlib.contextmanager
-    def _torch_rng(self) -> Iterator[None]:
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(self.np_random.integers(2**31 - 1)))
-            yield
+    def _torch_rng(self) -> contextlib.AbstractContextManager[None]:
+        return torch_rng_from(self.np_random, self.device)
 
     def _tensor(self, samples: list[Sample]) -> torch.Tensor:
         x = np.stack([s.image.transpose(2, 0, 1) for s in samples]).astype(np.float32) / 255.0

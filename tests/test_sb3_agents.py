@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 
 import numpy as np
 import pytest
@@ -30,7 +29,7 @@ def test_algorithm_trains_and_reports_episodes(algo):
     seen = []
     agent.learn(5, lambda s: seen.append(s) or True)
     assert agent.episodes == 5 and [s["episode"] for s in seen] == [1, 2, 3, 4, 5]
-    assert all(np.isfinite(s["return"]) and "l_pred" in s for s in seen)
+    assert all(np.isfinite(s["return"]) and "l_pred" in s and 0 <= s["jump_rate"] <= 1 for s in seen)
     assert env.updates == TINY.warmup_updates + 5
     assert 0 <= agent.predict(env.reset()[0]) < 9
 
