@@ -15,6 +15,7 @@ predictor still train on the patches these samplers pick.
 """
 from __future__ import annotations
 
+import abc
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -23,7 +24,7 @@ import numpy as np
 JUMP = 8
 
 
-class FixedSampler:
+class FixedSampler(abc.ABC):
     """A sampler whose action distribution never changes; subclasses define `predict`."""
 
     name = "fixed"
@@ -35,8 +36,9 @@ class FixedSampler:
         self.rng = np.random.default_rng(seed)
         self.episodes = 0
 
+    @abc.abstractmethod
     def predict(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> int:
-        raise NotImplementedError
+        """The next action (the observation may be ignored: these samplers do not look)."""
 
     def learn(self, total_episodes: int,
               callback: Callable[[dict[str, Any]], bool] | None = None) -> "FixedSampler":

@@ -188,6 +188,7 @@ class ResidualClassifierEnv(gym.Env):
         groups = {"pool": self.pool, "unlabeled": self.split.unlabeled}
         self.scale = float(self._residuals(self.ae, self.ae_train).mean()) or 1.0
         self.raw: dict[str, torch.Tensor] = {g: self._residuals(self.ae, v) for g, v in groups.items() if v}
+        self.rgb = {g: self._tensor(v) for g, v in groups.items() if v} if "rgb" in self.observation_space.spaces else {}
         self.stats: dict[str, torch.Tensor] = {}
         if self.config.inputs == "residual+image+stats":
             ae = ConvAutoencoder(self.config.patch_size, self.config.ae).to(self.device)
@@ -210,10 +211,9 @@ class ResidualClassifierEnv(gym.Env):
         """The observation of image k of `group` ('pool' or 'unlabeled'); `augment` = (dihedral
         variant 0-7, vertical shift, horizontal shift), (0, 0, 0) for none."""
         c = self.config
-        samples = self.pool if group == "pool" else self.split.unlabeled
         obs = {"residual": (self.raw[group][k] / self.scale)[None]}
-        if "rgb" in self.observation_space.spaces:
-            obs["rgb"] = self._tensor([samples[k]])[0]
+        if self.rgb:
+            obs["rgb"] = self.rgb[group][k]
         if "residual_stats" in self.observation_space.spaces:
             obs["residual_stats"] = self.stats[group][k] / self.scale
         out = {}
