@@ -12,7 +12,9 @@ interrupted ones from their checkpoint and only evaluates what is not evaluated 
 stopped half way (Ctrl-C, crash, lost node) continues where it was. At the end it writes, from the
 evaluated folders alone: cells.csv (one row per run), summary.csv and summary.md (mean ± std over
 seeds of pixel F1 after CRF, F1-max and pixel AUROC per category, preset and agent), summary.png,
-and curves_<category>.png (return, l_pred and AE loss vs. episode of every agent).
+curves_<category>.png (return, l_pred and AE loss vs. episode of every agent), and methods.md /
+methods.csv: every method of evaluate.py's table (NBS per preset and agent, the U-Net and
+unsupervised-AE baselines, before and after the CRF) x every metric, with the published numbers.
 
 Locally, at most --workers cells run at once, each with --threads torch threads (default: the
 cores divided among the workers), on the devices of --devices in turn. With --ray-address each
@@ -36,13 +38,14 @@ from typing import Any, Callable
 
 from agents.baselines import BASELINES
 from envs.batch_sampling_env import resolve_device
-from evaluation.sweep import SWEEP_METRICS, markdown_summary, read_cell, read_log, summarize, write_csv
+from evaluation.sweep import (SWEEP_METRICS, markdown_methods, markdown_summary, read_cell, read_log,
+                              read_method_rows, summarize, summarize_methods, write_csv)
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_AGENTS = ["reinforce", "sb3:PPO", "sb3:A2C", *BASELINES]
 #: train.py settings that define a cell's results; a folder run with other values is not reused.
-FIXED_SETTINGS = ["category", "preset", "agent", "seed", "data_root", "image_size", "n_labeled",
-                  "include_train_good", "set"]
+FIXED_SETTINGS = ["category", "preset", "agent", "seed", "dataset", "data_root", "image_size", "n_labeled",
+                  "per_defect_type", "include_train_good", "include_unannotated", "set"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Plan:
     train_args: list[str]  # --data-root/--image-size/... passed through to train.py
     threads: int
     overlays: int
+    evaluate_args: tuple[str, ...] = ()  # --baselines/--unet-steps/--ae-steps passed to evaluate.py
 
 
 def cell_train_args(cell: Cell, plan: Plan) -> list[str]:
@@ -137,7 +141,8 @@ def run_cell(cell: Cell, plan: Plan, device: str) -> dict[str, Any]:
     t0 = time.time()
     with open(folder / "evaluate.log", "w") as log:
         rc = subprocess.call([sys.executable, str(ROOT / "evaluate.py"), str(folder), "--device", device,
-                              "--overlays", str(plan.overlays)], stdout=log, stderr=subprocess.STDOUT, env=env)
+                              "--overlays", str(plan.overlays), "--baseline-cache", str(out / "baseline_cache"),
+                              *plan.evaluate_args], stdout=log, stderr=subprocess.STDOUT, env=env)
     result["eval_s"] = round(time.time() - t0, 1)
     if rc != 0:
         return {**result, "status": "failed", "log": str(folder / "evaluate.log")}
@@ -232,6 +237,14 @@ def write_outputs(out: Path, cells: list[Cell], agents: list[str]) -> list[dict[
         text += ["Cells not finished yet (re-run the same command to complete them):", ""]
         text += [f"- `{m}`" for m in missing] + [""]
     (out / "summary.md").write_text("\n".join(text))
+    methods = summarize_methods([r for c in cells if cell_status(c.folder(out), None) == "done"
+                                 for r in read_method_rows(c.folder(out))])
+    write_csv(out / "methods.csv", methods)
+    (out / "methods.md").write_text("\n".join([
+        "# Methods × metrics", "", "Mean ± sample std over seeds, on the scored D_u images of each seed's "
+        "split. Baselines (U-Net, unsupervised AE) are trained once per seed on the same split; NBS rows "
+        "are per preset and agent. Published: ../shared/method.md (256 px, the papers' own splits).", "",
+        markdown_methods(methods), ""]))
 
     from evaluation.plots import plot_sweep_bars, plot_training_curves
 
@@ -256,10 +269,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--presets", nargs="+", default=["chu2020"])
     p.add_argument("--updates", type=int, default=None, help="AE updates per run (default: train.py's)")
     p.add_argument("--out", default="sweeps/default", help="sweep folder (re-use it to resume)")
+    p.add_argument("--dataset", default=None, help="as train.py: mvtec (default), crackforest or folder")
     p.add_argument("--data-root", default=None, help="as train.py; default: the built-in data")
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--n-labeled", type=int, default=None)
+    p.add_argument("--per-defect-type", type=int, default=None)
     p.add_argument("--include-train-good", action="store_true")
+    p.add_argument("--include-unannotated", action="store_true")
+    p.add_argument("--baselines", nargs="+", default=None, help="as evaluate.py (default: all)")
+    p.add_argument("--unet-steps", type=int, default=None, help="as evaluate.py")
+    p.add_argument("--ae-steps", type=int, default=None, help="as evaluate.py")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="EnvConfig override for all cells")
     p.add_argument("--workers", type=int, default=1, help="cells run at once (local mode)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per cell (0: cores / workers)")
@@ -284,16 +303,21 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                              f"{sorted(BASELINES)}")
     categories = list_categories(args.data_root) if args.categories == ["all"] else args.categories
     passthrough = []
-    for flag in ("data_root", "image_size", "n_labeled"):
+    for flag in ("dataset", "data_root", "image_size", "n_labeled", "per_defect_type"):
         if getattr(args, flag) is not None:
             value = getattr(args, flag)
             value = Path(value).resolve() if flag == "data_root" else value
             passthrough += ["--" + flag.replace("_", "-"), str(value)]
     passthrough += ["--include-train-good"] if args.include_train_good else []
+    passthrough += ["--include-unannotated"] if args.include_unannotated else []
+    evaluate_args = (["--baselines", *args.baselines] if args.baselines else [])
+    for flag in ("unet_steps", "ae_steps"):
+        if getattr(args, flag) is not None:
+            evaluate_args += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     for item in args.set:
         passthrough += ["--set", item]
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
-    plan = Plan(str(out), args.updates, passthrough, threads, args.overlays)
+    plan = Plan(str(out), args.updates, passthrough, threads, args.overlays, tuple(evaluate_args))
     cells = [Cell(c, p, a, s) for c, p, a, s in itertools.product(categories, args.presets, args.agents, args.seeds)]
 
     conflicts = [f"  {c.folder(out)}: {why}" for c in cells if (why := check_reusable(c, plan, out))]
@@ -331,7 +355,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     summary = write_outputs(out, cells, args.agents)
     if summary:
         print("\n" + markdown_summary(summary))
-        print(f"\nwrote {out / 'summary.md'}, summary.csv, cells.csv, summary.png, curves_*.png "
+        print(f"\nwrote {out / 'summary.md'}, methods.md, summary.csv, methods.csv, cells.csv, summary.png, curves_*.png "
               f"({time.time() - t0:.0f} s)")
     if interrupted:
         raise SystemExit(f"interrupted: run the same command again to resume the sweep in {out}")

@@ -3,12 +3,19 @@
     python evaluate.py runs/<run>               # one class
     python evaluate.py runs/a runs/b --overlays 8
 
-For each run it prints and writes (into the run folder) a table of pixel precision, recall and F1 of
-the final CRF masks, F1-max, pixel AUROC and AUPRO of the probability maps, and image AUROC (max
-of the map), beside the same figures for the predictor thresholded at 0.5 without the CRF, and for
-the plain reconstruction-error baseline on the same profiles (threshold tuned on D_l). Outputs:
-report.md, metrics.json and overlays/*.png (image | ground truth | prediction | probability).
-All pixel metrics are pooled over every pixel of every scored D_u image.
+For each run it prints and writes (into the run folder) one table, method x metric: pixel
+precision, recall and F1 of the binary masks, F1-max, pixel AUROC and AUPRO of the score maps, and
+image AUROC (max of the map), with the published numbers (../shared/method.md) in their own
+columns. Methods, each before and after the same dense CRF:
+  - NBS: the run's predictor on its best D_u loss profiles (p > 0.5);
+  - the reconstruction error of the same profiles, threshold chosen on D_l;
+  - the papers' baselines, trained here on the same split (--baselines): a U-Net trained supervised
+    on D_l with augmentation, and the MVTec AD paper's unsupervised AE (L2 and SSIM variants)
+    trained on train/good only, threshold chosen on D_l (not applicable without anomaly-free
+    images, e.g. CrackForest: the table says so).
+Outputs: report.md, metrics.json and overlays/*.png (ground truth and every method's mask after the
+CRF, side by side, for the same images). Pixel metrics are pooled over every pixel of every scored
+D_u image.
 
 Runs of the residual-map classifier (train.py --env residual-classifier) get an image-level table
 instead: accuracy, precision, recall, F1 and AUROC of the policy's decisions on D_u, beside the
@@ -22,6 +29,7 @@ import argparse
 import dataclasses
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +41,18 @@ from envs.batch_sampling_env import load_split, resolve_device
 from envs.config import DataConfig
 from evaluation.classification import (decision_metrics, largest_region_areas, tune_threshold,
                                        tune_threshold_min_area)
-from evaluation.metrics import aupro, auroc, best_f1_threshold, binary_scores, f1_max, image_scores_from_maps
+from evaluation.metrics import aupro, auroc, binary_scores, f1_max, image_scores_from_maps
+from evaluation.published import published_numbers
+from evaluation.reference_methods import (METHODS, MethodMaps, ReferenceConfig, reference_maps,
+                                          thresholded)
 from evaluation.report import format_console_table, format_markdown_table, write_report
-from evaluation.visualize import save_overlay
+from evaluation.visualize import save_side_by_side
 from models.crf import CRFConfig, dense_crf
 from models.predictor import DilatedFCN, normalize_profiles
 
-COLUMNS = ["method", "precision", "recall", "F1", "F1-max", "pixel AUROC", "AUPRO", "image AUROC"]
+METRIC_COLUMNS = ["precision", "recall", "F1", "F1-max", "pixel AUROC", "AUPRO", "image AUROC"]
+PUBLISHED_COLUMNS = ["published F1", "published F1-max"]
+COLUMNS = ["method", *METRIC_COLUMNS, *PUBLISHED_COLUMNS]
 IMAGE_COLUMNS = ["method", "accuracy", "precision", "recall", "F1", "AUROC"]
 
 
@@ -86,11 +99,31 @@ def score_row(method: str, pred: np.ndarray | None, scores: np.ndarray, gt: np.n
     return row
 
 
+def method_rows(m: MethodMaps, images: list[np.ndarray], gt: np.ndarray, category: str,
+                crf: CRFConfig | None) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """The before- and after-CRF rows of one method (one 'not applicable' row without scores),
+    with the published numbers of its family; and its masks after the CRF."""
+    published = published_numbers(category, m.family)
+    if m.scores is None:
+        return [{"method": m.name, "note": m.note, **published}], None
+    crf_masks = np.stack([dense_crf(img, p, crf) for img, p in zip(images, m.prob)])
+    before = "p > 0.5" if m.threshold is None else f"score >= {m.threshold:.4g}"
+    rows = [score_row(f"{m.name}, {before} (no CRF)", m.prob > 0.5, m.scores, gt),
+            score_row(f"{m.name} + CRF", crf_masks, m.scores, gt)]
+    for r in rows:
+        r.update(published, family=m.family, note=m.note)
+    return rows, crf_masks
+
+
 def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
-                 crf: CRFConfig | None = None, segmentation_run: str | Path | None = None) -> dict[str, Any]:
+                 crf: CRFConfig | None = None, segmentation_run: str | Path | None = None,
+                 reference: ReferenceConfig | None = None, reference_cache: str | Path | None = None) -> dict[str, Any]:
     """Score one run folder; writes report.md, metrics.json and overlays/ into it.
 
-    Residual-classifier runs go to evaluate_classifier_run (with `segmentation_run`, if given)."""
+    `reference` says which baselines to train on the run's split (default: all; pass
+    ReferenceConfig(methods=()) for none). Residual-classifier runs go to evaluate_classifier_run
+    (with `segmentation_run`, if given). `reference_cache`: a folder where baseline results are
+    kept per split, config and seed, to train them once per seed across a sweep."""
     run = Path(run)
     cfg_path = run / "config.json"
     if not cfg_path.is_file():
@@ -114,32 +147,40 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
         raise SystemExit(f"{run}: no anomalous pixel in the unlabeled split: pixel metrics undefined")
 
     prob = predict_probabilities(run, prof["unlabeled"], dev)
-    crf_masks = np.stack([dense_crf(img, p, crf) for img, p in zip(images, prob)])
-
-    # Baseline: the same loss profiles without the predictor, i.e. thresholded reconstruction
-    # error (mean over the profile), threshold chosen for the best F1 on the labeled images.
-    recon_u = prof["unlabeled"].mean(axis=1)
-    recon_l = prof["labeled"].mean(axis=1)
     gt_l = np.stack([s.mask for s in split.labeled])
-    threshold = best_f1_threshold(recon_l, gt_l)
-
-    rows = [score_row("NBS + CRF", crf_masks, prob, gt),
-            score_row("NBS, p > 0.5 (no CRF)", prob > 0.5, prob, gt),
-            score_row("Recon. error, threshold from D_l", recon_u >= threshold, recon_u, gt)]
+    seed = int(config["args"]["seed"])
+    # The method, then the same loss profiles without the predictor (mean reconstruction error
+    # over the profile, threshold from D_l), then the papers' baselines trained on this split.
+    methods = [MethodMaps("NBS", "method", prob, prob),
+               thresholded("Recon. error of the loss profiles", None, prof["labeled"].mean(axis=1), gt_l,
+                           prof["unlabeled"].mean(axis=1), note="the run's own AE, no predictor",
+                           label="profile recon.")]
+    t_ref = time.time()
+    methods += reference_maps(split, reference, seed=seed, device=dev, cache_dir=reference_cache)
+    reference_s = round(time.time() - t_ref, 1)
+    rows, masks = [], {}
+    for m in methods:
+        m_rows, m_masks = method_rows(m, images, gt, split.category, crf)
+        rows += m_rows
+        if m_masks is not None:
+            masks[m.label] = m_masks
+    rows.sort(key=lambda r: 0 if r["method"] == "NBS + CRF" else 1)  # the headline row first (sweeps read it)
+    threshold = methods[1].threshold
 
     out_dir = run / "overlays"
     out_dir.mkdir(exist_ok=True)
     written = []
     for k, s in enumerate(split.unlabeled[:overlays] if overlays >= 0 else split.unlabeled):
         path = out_dir / f"{s.name.replace('/', '_')}.png"
-        save_overlay(path, s.image, s.mask, crf_masks[k], prob[k], title=s.name)
+        save_side_by_side(path, s.image, s.mask, {f"{name} + CRF": mk[k] for name, mk in masks.items()},
+                          title=s.name, heatmaps={"NBS probability": prob[k]})
         written.append(path.name)
 
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     result = {"run": str(run), "category": split.category, "seed": config["args"]["seed"],
               "split": split.describe(), "rows": rows, "baseline_threshold": threshold,
               "best_update": prof["best_update"], "best_l_pred": prof["best_l_pred"],
-              "training": summary, "overlays": written}
+              "training": summary, "overlays": written, "reference_s": reference_s}
     (run / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
     sd = split.describe()
     meta = (f"- run: `{run}`\n- category: **{split.category}**, image size {data.image_size}, "
@@ -150,11 +191,16 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
             f"- best D_u profiles from AE update {prof['best_update']} (l_pred {prof['best_l_pred']:.3g}); "
             f"training: {summary.get('ae_updates', '?')} AE updates, {summary.get('wall_s', '?')} s on "
             f"{summary.get('device', '?')}")
-    notes = ("Pixel metrics pooled over all pixels of the scored D_u images. Precision/recall/F1: final "
-             "binary masks (CRF labels; p > 0.5; baseline threshold "
-             f"{threshold:.3g} chosen for the best F1 on D_l). F1-max: best F1 over all thresholds of "
-             "the probability (score) maps. AUPRO: per-region overlap integrated to FPR 0.3, / 0.3. "
-             "Image AUROC: max of each map.")
+    not_applicable = [f"{r['method']}: {r['note']}" for r in rows if "F1-max" not in r]
+    notes = ("Pixel metrics pooled over all pixels of the scored D_u images. Precision/recall/F1: "
+             "binary masks (CRF labels; or p > 0.5; or score >= a threshold chosen for the best F1 on "
+             "D_l). The CRF of a score-based method gets the unary sigmoid((score - t) / std of its D_l "
+             "scores), which is 0.5 at its threshold. F1-max, pixel AUROC, AUPRO and image AUROC "
+             "are of the probability (score) maps, so they do not change with the CRF. F1-max: best "
+             "F1 over all thresholds. AUPRO: per-region overlap integrated to FPR 0.3, / 0.3. Image "
+             "AUROC: max of each map. Published: chu2020 Table 1 pixel F1 (after CRF for their "
+             "method) and noghredeh2025 F1-max, measured at 256 px on the papers' own splits."
+             + "".join(f"\n- {n}" for n in not_applicable))
     write_report(run / "report.md", f"Evaluation: {split.category}", [
         ("Setup", meta), ("Results", format_markdown_table(rows, COLUMNS)), ("Definitions", notes),
         ("Overlays", "\n".join(f"![{n}](overlays/{n})" for n in written) or "none")])
@@ -224,19 +270,41 @@ def evaluate_classifier_run(run: Path, config: dict[str, Any], device: str = "au
     return result
 
 
+def reference_config(names: list[str], unet_steps: int | None, ae_steps: int | None) -> ReferenceConfig:
+    """ReferenceConfig from the CLI's --baselines / --unet-steps / --ae-steps."""
+    methods = () if names == ["none"] else tuple(names)
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise SystemExit(f"--baselines: unknown {bad}; choose from {list(METHODS)} or 'none'")
+    ref = ReferenceConfig(methods=methods)
+    if unet_steps is not None:
+        ref.unet = dataclasses.replace(ref.unet, steps=unet_steps)
+    if ae_steps is not None:
+        ref.recon = dataclasses.replace(ref.recon, steps=ae_steps)
+    return ref
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders written by train.py")
     parser.add_argument("--overlays", type=int, default=16, help="overlay PNGs per run (-1: all)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--crf-iterations", type=int, default=CRFConfig().iterations)
+    parser.add_argument("--baselines", nargs="+", default=list(METHODS), help="comparison methods trained on "
+                        "the run's split, or 'none'")
+    parser.add_argument("--unet-steps", type=int, default=None, help="U-Net training steps (default: UNetConfig's)")
+    parser.add_argument("--ae-steps", type=int, default=None, help="unsupervised AE training steps "
+                        "(default: ReconAEConfig's)")
+    parser.add_argument("--baseline-cache", default=None, help="folder to keep baseline results in, keyed by "
+                        "split, settings and seed (ablate.py uses <sweep>/baseline_cache)")
     parser.add_argument("--segmentation-run", default=None, help="for residual-classifier runs: a batch-sampling "
                         "run on the same split whose image-level decisions join the table")
     args = parser.parse_args(argv)
+    reference = reference_config(args.baselines, args.unet_steps, args.ae_steps)
     results = []
     for run in args.runs:
         r = evaluate_run(Path(run), args.overlays, args.device, CRFConfig(iterations=args.crf_iterations),
-                         args.segmentation_run)
+                         args.segmentation_run, reference, args.baseline_cache)
         print(f"\n{r['category']} (seed {r['seed']}, {r['split']['n_unlabeled']} D_u images) — {run}")
         print(format_console_table(r["rows"], IMAGE_COLUMNS if r.get("task") == "image-level" else COLUMNS))
         print(f"report: {Path(run) / 'report.md'}")

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from agents.baselines import BASELINES
 from agents.reinforce import REINFORCE, ReinforceConfig
 from data.mvtec import DatasetError
-from envs.batch_sampling_env import BatchSamplingEnv, load_split, resolve_device
+from envs.batch_sampling_env import BatchSamplingEnv, load_split_and_summary, resolve_device
 from envs.config import DataConfig, config_to_dict, env_config_from_dict, make_env_config
 from envs.residual_classifier_env import (ClassifierConfig, ResidualClassifierEnv, classifier_config_from_dict,
                                           load_classifier_data)
@@ -53,11 +53,17 @@ def arg(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse
 class Args:
     """Command-line arguments of train.py."""
 
-    data_root: str | None = arg(None, "MVTec-AD-layout folder; default: the built-in synthetic data")
-    category: str = arg("brick", "category to train on")
+    dataset: str = arg("mvtec", "layout of --data-root: mvtec (MVTec AD: <root>/<category>/...), "
+                                "crackforest (image/, groundTruth/*.mat) or folder (images/, masks/)")
+    data_root: str | None = arg(None, "dataset folder; default: the built-in synthetic data (mvtec layout)")
+    category: str = arg("brick", "category to train on (mvtec layout; the others name themselves)")
     image_size: int = arg(128, "images are resized to this side (paper: 256)")
     n_labeled: int = arg(5, "|D_l|: labeled images drawn from the test set")
+    per_defect_type: int | None = arg(None, "draw D_l as this many images per defect type instead "
+                                            "(noghredeh2025's MVTec protocol); overrides --n-labeled")
     include_train_good: bool = arg(False, "add train/good images to D_u")
+    include_unannotated: bool = arg(False, "add the dataset's unannotated images (CrackForest 201-...) "
+                                           "to D_u; they are never scored")
     env: str = arg("batch-sampling", "batch-sampling (the neural batch sampler: segmentation) or "
                                      "residual-classifier (image-level decisions from AE residual maps)")
     preset: str = arg("chu2020", "env preset (batch-sampling)")
@@ -156,7 +162,9 @@ def make_env(args: Args, config: Any, data: DataConfig) -> BatchSamplingEnv | Re
         if args.env == "residual-classifier":
             split, train_good = load_classifier_data(data)
             return ResidualClassifierEnv(split, train_good, data, config)
-        return BatchSamplingEnv(split=load_split(data), data=data, config=config)
+        split, found = load_split_and_summary(data)
+        print(f"data: {found}")
+        return BatchSamplingEnv(split=split, data=data, config=config)
     except DatasetError as e:
         raise SystemExit(f"dataset error: {e}") from None
     except ValueError as e:
@@ -272,8 +280,10 @@ def main(argv: list[str] | None = None) -> Path:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
 
-    data = DataConfig(args.data_root, args.category, args.image_size, args.n_labeled, args.seed,
-                      args.include_train_good)
+    data = DataConfig(dataset=args.dataset, data_root=args.data_root, category=args.category,
+                      image_size=args.image_size, n_labeled=args.n_labeled, split_seed=args.seed,
+                      per_defect_type=args.per_defect_type, include_train_good=args.include_train_good,
+                      include_unannotated=args.include_unannotated)
     env = make_env(args, dataclasses.replace(env_config, device=args.device), data)
     split = env.split
     try:
@@ -289,7 +299,7 @@ def main(argv: list[str] | None = None) -> Path:
         truncate_log(run / "log.csv", agent.episodes)
         print(f"resuming {run} at episode {agent.episodes}/{args.updates}")
     else:
-        run = Path(args.run_dir or f"runs/{args.category}-{args.agent.replace(':', '-')}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+        run = Path(args.run_dir or f"runs/{split.category}-{args.agent.replace(':', '-')}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
         if (run / "checkpoint.pt").exists():
             raise SystemExit(f"{run} already holds a run: use --resume {run} or another --run-dir")
         run.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,8 @@ Everything downstream (split, env, evaluation) works on in-memory ``Sample``s at
 ``image_size``, so the loader resizes once here and never again. Layout problems raise
 ``DatasetError`` naming the offending path, because a wrong ``--data-root`` is the most common
 first-run failure and a bare ``FileNotFoundError`` from deep inside OpenCV does not say what was
-expected.
+expected. The private helpers below (reading, RGB conversion, resizing, mask size check) are
+shared by the other layouts (``data.crackforest``, ``data.folder``) so all behave alike.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import numpy as np
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 GOOD = "good"
+UNANNOTATED = "unannotated"
+"""Defect type of images without any annotation (``CategoryData.unannotated``)."""
 
 
 class DatasetError(ValueError):
@@ -57,11 +60,17 @@ class CategoryData:
 
     category: str
     root: Path
-    """``<root>/<category>``."""
+    """The folder the data was loaded from: ``<root>/<category>`` for MVTec, the dataset folder
+    for single-category layouts (CrackForest, folder datasets)."""
     image_size: int
     test: list[Sample] = field(default_factory=list)
-    """Sorted by name, so splits drawn from it are reproducible across file systems."""
+    """Annotated images (the pool D_l and the scored D_u are drawn from), sorted by name, so
+    splits drawn from it are reproducible across file systems."""
     train_good: list[Sample] = field(default_factory=list)
+    """Anomaly-free training images (AE pretraining, unsupervised baselines); may be empty."""
+    unannotated: list[Sample] = field(default_factory=list)
+    """Images with no annotation at all (all-False mask): they may join D_u to give the AE more
+    data, but are never scored, since nothing says which of their pixels are anomalous."""
 
     def summary(self) -> str:
         """Human-readable counts per split and per defect type, for logs and the CLI."""
@@ -71,16 +80,22 @@ class CategoryData:
         return (
             f"{self.category} ({self.root}, {self.image_size}x{self.image_size}): "
             f"test={len(self.test)} [{per_type}; {n_anom} with anomalous pixels], "
-            f"train/good={len(self.train_good)}"
+            f"train/good={len(self.train_good)}, unannotated={len(self.unannotated)}"
         )
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name (masks excluded)."""
+def _image_files(folder: Path, skip_masks: bool = True) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name.
+
+    ``skip_masks`` drops MVTec's ``*_mask`` files; layouts that keep masks in their own folder
+    pass False so that an image whose name happens to end in ``_mask`` is not silently lost.
+    """
     return sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.stem.endswith("_mask")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not (skip_masks and p.stem.endswith("_mask"))
     )
 
 
@@ -119,24 +134,49 @@ def _resize_image(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
 
 
+def _load_image(image_path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The RGB image resized to ``size``, and the (height, width) it had on disk.
+
+    The original size is returned because masks are checked against it, not the resized one.
+    """
+    raw = _read(image_path)
+    return _resize_image(_to_rgb(raw, image_path), size), (raw.shape[0], raw.shape[1])
+
+
+def _check_mask_size(
+    mask_hw: tuple[int, ...], image_hw: tuple[int, ...], mask_path: Path, image_path: Path
+) -> None:
+    """Refuse a mask whose (height, width) differs from its image's: resizing both to the same
+    square would silently misalign them (e.g. a mask of the wrong image, or a cropped one)."""
+    if tuple(mask_hw[:2]) != tuple(image_hw[:2]):
+        raise DatasetError(
+            f"mask {mask_path} has size {mask_hw[1]}x{mask_hw[0]} but its image "
+            f"{image_path} has size {image_hw[1]}x{image_hw[0]}: expected equal sizes"
+        )
+
+
+def _read_mask(mask_path: Path, image_path: Path, image_hw: tuple[int, int]) -> np.ndarray:
+    """A mask file as a 2-D array at its original size, checked against its image's size."""
+    raw_mask = _read(mask_path)
+    if raw_mask.ndim == 3:
+        raw_mask = raw_mask.max(axis=2)
+    _check_mask_size(raw_mask.shape, image_hw, mask_path, image_path)
+    return raw_mask
+
+
+def _resize_mask(raw_mask: np.ndarray, size: int) -> np.ndarray:
+    """Boolean mask at ``size``: nearest keeps it binary; any non-zero label counts as anomalous."""
+    return cv2.resize(raw_mask, (size, size), interpolation=cv2.INTER_NEAREST) > 0
+
+
 def _load_sample(
     image_path: Path, defect_type: str, mask_path: Path | None, size: int
 ) -> Sample:
-    raw = _read(image_path)
-    image = _resize_image(_to_rgb(raw, image_path), size)
+    image, image_hw = _load_image(image_path, size)
     if mask_path is None:
         mask = np.zeros((size, size), dtype=bool)
     else:
-        raw_mask = _read(mask_path)
-        if raw_mask.ndim == 3:
-            raw_mask = raw_mask.max(axis=2)
-        if raw_mask.shape[:2] != raw.shape[:2]:
-            raise DatasetError(
-                f"mask {mask_path} has size {raw_mask.shape[1]}x{raw_mask.shape[0]} but its image "
-                f"{image_path} has size {raw.shape[1]}x{raw.shape[0]}: expected equal sizes"
-            )
-        # Nearest keeps the mask binary; thresholding >0 treats any non-zero label as anomalous.
-        mask = cv2.resize(raw_mask, (size, size), interpolation=cv2.INTER_NEAREST) > 0
+        mask = _resize_mask(_read_mask(mask_path, image_path, image_hw), size)
     return Sample(
         name=f"{defect_type}/{image_path.stem}",
         defect_type=defect_type,

@@ -1,9 +1,11 @@
 """The paper's semi-supervised split: a few labeled test images (D_l), the rest unlabeled (D_u).
 
-Chu & Kitani (2020) and Noghredeh et al. (2025) draw D_l at random from a class's MVTec AD *test*
-set, so it contains anomalies; the remaining test images form the scored D_u. ``train/good``
-images may be added to D_u to give the autoencoder more normal data, but they are never scored
-(they have no defects, and the papers report metrics on the test images only).
+Chu & Kitani (2020) draw D_l at random from a class's MVTec AD *test* set, so it contains
+anomalies; Noghredeh et al. (2025) draw k images from *each* anomalous defect type instead
+(``per_defect_type=k``). The remaining test images form the scored D_u. ``train/good`` and
+unannotated images may be added to D_u to give the autoencoder more data, but they are never
+scored (train/good has no defects, unannotated images have no ground truth, and the papers
+report metrics on the annotated test images only).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from data.mvtec import CategoryData, DatasetError, Sample
+from data.mvtec import GOOD, CategoryData, DatasetError, Sample
 
 MAX_REDRAWS = 1000
 
@@ -26,11 +28,17 @@ class Split:
     category: str
     seed: int
     labeled: list[Sample]
-    """D_l: ``n_labeled`` test images drawn with ``seed``; at least one has anomalous pixels."""
+    """D_l: test images drawn with ``seed`` (``n_labeled`` of them, or ``per_defect_type`` per
+    anomalous type), in the test set's order; at least one has anomalous pixels."""
     unlabeled: list[Sample]
     """D_u scored: the rest of the test set, in the test set's (sorted) order."""
     extra_unlabeled: list[Sample] = field(default_factory=list)
-    """train/good images added to D_u when ``include_train_good``; never scored."""
+    """Added to D_u, never scored: train/good images (``include_train_good``), then
+    unannotated ones (``include_unannotated``)."""
+    normal: list[Sample] = field(default_factory=list)
+    """The dataset's anomaly-free training images (train/good), whether or not they join D_u:
+    what AE pretraining (noghredeh2025) and the unsupervised baseline train on. Empty when the
+    dataset has none (CrackForest) or they were not loaded."""
 
     def describe(self) -> dict[str, Any]:
         """JSON-able record of the split, written next to results so a run can be audited."""
@@ -46,8 +54,10 @@ class Split:
             "n_labeled": len(self.labeled),
             "n_unlabeled": len(self.unlabeled),
             "n_extra_unlabeled": len(self.extra_unlabeled),
+            "n_normal": len(self.normal),
             "labeled_per_defect_type": counts(self.labeled),
             "unlabeled_per_defect_type": counts(self.unlabeled),
+            "extra_unlabeled_per_defect_type": counts(self.extra_unlabeled),
         }
 
 
@@ -56,24 +66,63 @@ def make_split(
     n_labeled: int = 5,
     seed: int = 0,
     include_train_good: bool = False,
+    *,
+    per_defect_type: int | None = None,
+    include_unannotated: bool = False,
 ) -> Split:
     """Draw D_l from ``data.test`` with ``numpy.random.default_rng(seed)``.
 
-    A D_l without a single anomalous pixel gives the predictor no positive label to learn from,
-    so such a draw is rejected and redrawn from the same generator (deterministic for a seed).
+    Default (Chu & Kitani 2020): ``n_labeled`` images from the whole test set. A D_l without a
+    single anomalous pixel gives the predictor no positive label to learn from, so such a draw is
+    rejected and redrawn from the same generator (deterministic for a seed).
+
+    ``per_defect_type=k`` (Noghredeh et al. 2025): k images from each anomalous defect type
+    (every type but ``"good"``), drawn type by type in sorted type order; ``n_labeled`` is then
+    ignored. Each type must keep at least one image for D_u, so that every type is scored.
+
+    ``include_train_good`` / ``include_unannotated`` add ``data.train_good`` /
+    ``data.unannotated`` (in that order) to ``extra_unlabeled``: sampled, never scored.
     """
-    n_test = len(data.test)
-    if not 1 <= n_labeled < n_test:
-        raise ValueError(
-            f"n_labeled must be >= 1 and < the number of test images ({n_test}) of "
-            f"{data.category!r}, got n_labeled={n_labeled}"
-        )
+    if per_defect_type is None:
+        chosen_set = _draw_any(data, n_labeled, seed)
+    else:
+        chosen_set = _draw_per_defect_type(data, per_defect_type, seed)
+    labeled = [data.test[i] for i in sorted(chosen_set)]
+    unlabeled = [s for i, s in enumerate(data.test) if i not in chosen_set]
+    extra = list(data.train_good) if include_train_good else []
+    if include_unannotated:
+        extra += data.unannotated
+    return Split(
+        category=data.category,
+        seed=seed,
+        labeled=labeled,
+        unlabeled=unlabeled,
+        extra_unlabeled=extra,
+        normal=list(data.train_good),
+    )
+
+
+def _anomalous_flags(data: CategoryData) -> np.ndarray:
+    """Which test images have anomalous pixels; refuses a test set with none."""
     anomalous = np.array([s.is_anomalous for s in data.test])
     if not anomalous.any():
         raise DatasetError(
             f"test set of {data.root} has no image with an anomalous pixel: the semi-supervised "
             "split needs at least one defect mask for D_l"
         )
+    return anomalous
+
+
+def _draw_any(data: CategoryData, n_labeled: int, seed: int) -> set[int]:
+    """Indices of ``n_labeled`` test images; the draws are those of the original make_split, so
+    splits (and results) recorded with a seed stay the same."""
+    n_test = len(data.test)
+    if not 1 <= n_labeled < n_test:
+        raise ValueError(
+            f"n_labeled must be >= 1 and < the number of test images ({n_test}) of "
+            f"{data.category!r}, got n_labeled={n_labeled}"
+        )
+    anomalous = _anomalous_flags(data)
     rng = np.random.default_rng(seed)
     for _ in range(MAX_REDRAWS):
         chosen = rng.choice(n_test, size=n_labeled, replace=False)
@@ -82,13 +131,36 @@ def make_split(
     else:  # pragma: no cover - only with a vanishing anomaly fraction; force one in
         # No chosen index is anomalous here, so the replacement cannot duplicate one.
         chosen[0] = int(rng.choice(np.flatnonzero(anomalous)))
-    chosen_set = set(int(i) for i in chosen)
-    labeled = [data.test[i] for i in sorted(chosen_set)]
-    unlabeled = [s for i, s in enumerate(data.test) if i not in chosen_set]
-    return Split(
-        category=data.category,
-        seed=seed,
-        labeled=labeled,
-        unlabeled=unlabeled,
-        extra_unlabeled=list(data.train_good) if include_train_good else [],
+    return set(int(i) for i in chosen)
+
+
+def _draw_per_defect_type(data: CategoryData, k: int, seed: int) -> set[int]:
+    """Indices of k test images of each anomalous defect type."""
+    if k < 1:
+        raise ValueError(f"per_defect_type must be >= 1 (images per defect type), got {k}")
+    by_type: dict[str, list[int]] = {}
+    for i, s in enumerate(data.test):
+        if s.defect_type != GOOD:
+            by_type.setdefault(s.defect_type, []).append(i)
+    if not by_type:
+        raise DatasetError(
+            f"test set of {data.root} has no anomalous defect type (only {GOOD!r}): "
+            "per_defect_type needs defect images for D_l"
+        )
+    too_small = {t: len(idx) for t, idx in sorted(by_type.items()) if len(idx) <= k}
+    if too_small:
+        listed = ", ".join(f"{t}={n}" for t, n in too_small.items())
+        raise ValueError(
+            f"per_defect_type={k} needs more than {k} test images of each defect type of "
+            f"{data.category!r}, so that some remain to score; too few: {listed}"
+        )
+    anomalous = _anomalous_flags(data)
+    rng = np.random.default_rng(seed)
+    for _ in range(MAX_REDRAWS):
+        chosen = [int(i) for t in sorted(by_type) for i in rng.choice(by_type[t], k, replace=False)]
+        if anomalous[chosen].any():
+            return set(chosen)
+    raise DatasetError(  # pragma: no cover - needs defect types whose masks all vanished
+        f"no draw of per_defect_type={k} from {data.root} has an anomalous pixel after "
+        f"{MAX_REDRAWS} tries: the defect masks are (nearly) empty at this image size"
     )

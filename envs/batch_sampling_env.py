@@ -18,7 +18,9 @@ from gymnasium import spaces
 from data.split import Split
 from envs.buffers import ProfileRing, ReplayBuffer, dihedral, snapshot
 from envs.config import DataConfig, EnvConfig
-from envs.rewards import alpha_from_masks, beta_schedule, clone_reward, cover_reward
+from envs.rewards import (alpha_from_masks, alpha_schedule, beta_schedule, clone_reward, cover_reward,
+                          frequency_cover_reward)
+from envs.state_maps import fuse_maps, local_variance, minmax, sobel_magnitude
 from envs.seeding import torch_rng_from
 from models.autoencoder import ConvAutoencoder, ae_train_step, reconstruction_loss_map
 from models.predictor import DilatedFCN, normalize_profiles, weighted_bce
@@ -37,27 +39,48 @@ def resolve_device(name: str) -> torch.device:
 
 def load_split(data: DataConfig) -> Split:
     """The semi-supervised split a DataConfig describes (the built-in data when data_root is None)."""
-    from data.mvtec import load_mvtec_category
+    return load_split_and_summary(data)[0]
+
+
+def load_split_and_summary(data: DataConfig) -> tuple[Split, str]:
+    """load_split, plus the loader's account of what it found (counts per split and defect type).
+
+    train/good is always loaded: the AE pretraining of noghredeh2025 and the unsupervised baseline
+    train on it (Split.normal), whether or not it also joins D_u."""
+    from data.datasets import load_dataset
+    from data.mvtec import DatasetError
     from data.split import make_split
     from data.synthetic import ensure_default_dataset
 
+    if data.data_root is None and data.dataset != "mvtec":
+        raise DatasetError(f"dataset {data.dataset!r} needs a data root (--data-root): the built-in "
+                           "data is in the mvtec layout")
     root = data.data_root if data.data_root is not None else ensure_default_dataset()
-    category = load_mvtec_category(root, data.category, image_size=data.image_size,
-                                   load_train_good=data.include_train_good)
-    return make_split(category, n_labeled=data.n_labeled, seed=data.split_seed,
-                      include_train_good=data.include_train_good)
+    category = load_dataset(data.dataset, root, data.category, image_size=data.image_size,
+                            load_train_good=True)
+    split = make_split(category, n_labeled=data.n_labeled, seed=data.split_seed,
+                       include_train_good=data.include_train_good, per_defect_type=data.per_defect_type,
+                       include_unannotated=data.include_unannotated)
+    return split, category.summary()
 
 
 class BatchSamplingEnv(gym.Env):
     """Pick the N patches of each AE update; get rewarded for patches that make anomalies findable.
 
     Observation (`spaces.Dict`, float32, channel-first, side V = image_size, or crop_size when
-    config.observation == 'crop', the crop centred on the patch and zero-padded):
+    config.observation == 'crop', the crop centred on the patch and zero-padded). config.state
+    'chu2020':
       - "rgb"     (3, V, V) in [0, 1]: the current image
       - "loss"    (1, V, V) in [0, loss_obs_clip]: the AE's current per-pixel reconstruction loss
                   of that image divided by its mean
       - "history" (1, V, V) in {0, 1}: pixels of that image covered by patches this episode
       - "patch"   (1, V, V) in {0, 1}: where the current patch is
+    config.state 'noghredeh2025' (6 channels):
+      - "rgb"     as above
+      - "fused"   (1, V, V) in [0, 1]: min-max normalised w . (ARE, local variance, Sobel magnitude),
+                  each term min-max normalised per image
+      - "history" (1, V, V) in [0, 1]: visits of each pixel this episode / patches_per_update
+      - "previous_loss" (1, V, V) in [0, loss_obs_clip]: the "loss" map of the AE before its last update
     Actions (`Discrete(9)`): 0-7 move the patch centre by `stride` to N, NE, E, SE, S, SW, W, NW
     (clipped to the image); 8 jumps to a random image at a random centre. `action_masks()` tells
     which actions lead to a patch free of labeled anomalies (for heuristic samplers, MaskablePPO).
@@ -66,9 +89,11 @@ class BatchSamplingEnv(gym.Env):
     pushes augmented (profile, mask) pairs to the replay buffer, trains the predictor one step and
     re-initialises the AE every `reinit_every` updates (followed by `warmup_updates` updates on
     random patches done here, unseen by the agent).
-    Reward: beta * (R_clone + R_cover) per step (R_clone only on labeled images), plus
-    (1 - beta) * R_pred on the last step, R_pred = -l_pred of the predictor on the current labeled
-    profiles. `info` carries the terms and the training figures.
+    Reward: beta * (R_clone + R_cover) per step, plus (1 - beta) * R_pred on the last step, R_pred
+    = -l_pred of the predictor on the current labeled profiles (0 before rl_feedback_after
+    updates). R_clone: +-1 for a patch free of / touching labeled anomalies (D_l only; 'mask') or
+    its mean Sobel magnitude ('sobel'); R_cover: a bonus for new pixels ('bonus') or -mean visit
+    count under the patch ('frequency'). `info` carries the terms and the training figures.
     Seeding: `reset(seed=s)` starts the training process afresh from s (AE, predictor, buffer,
     profiles); `reset()` without a seed starts the next episode of the running process.
     """
@@ -100,19 +125,35 @@ class BatchSamplingEnv(gym.Env):
         self._masks = np.stack([s.mask for s in self.split.labeled]).astype(bool)
         self._images = torch.from_numpy(self._rgb).to(self.device)
         self._label_masks = torch.from_numpy(self._masks).to(self.device)
-        self.alpha = c.alpha if c.alpha is not None else alpha_from_masks(self._masks)
+        self._ratio_alpha = c.alpha if c.alpha is not None else alpha_from_masks(self._masks)
+        # Per-image maps that do not change with the AE (noghredeh2025's state and clone reward).
+        needs_static = c.state == "noghredeh2025" or c.clone_reward == "sobel"
+        self._sobel = np.stack([sobel_magnitude(x) for x in self._rgb]) if needs_static else None
+        self._variance = (np.stack([minmax(local_variance(x, c.variance_sigma)) for x in self._rgb])
+                          if c.state == "noghredeh2025" else None)
+        self._normal = [s.image for s in self.split.normal]
 
         v = c.crop_size if c.observation == "crop" else size
         unit = spaces.Box(0.0, 1.0, (1, v, v), np.float32)
-        self.observation_space = spaces.Dict({
-            "rgb": spaces.Box(0.0, 1.0, (3, v, v), np.float32),
-            "loss": spaces.Box(0.0, c.loss_obs_clip, (1, v, v), np.float32),
-            "history": unit,
-            "patch": unit,
-        })
+        loss_box = spaces.Box(0.0, c.loss_obs_clip, (1, v, v), np.float32)
+        rgb_box = spaces.Box(0.0, 1.0, (3, v, v), np.float32)
+        if c.state == "chu2020":
+            maps = {"rgb": rgb_box, "loss": loss_box, "history": unit, "patch": unit}
+        else:
+            maps = {"rgb": rgb_box, "fused": unit, "history": unit, "previous_loss": loss_box}
+        self.observation_space = spaces.Dict(maps)
         self.action_space = spaces.Discrete(9)
         self._half = c.patch_size // 2
         self._initialised = False
+
+    @property
+    def alpha(self) -> float:
+        """Current weight of normal pixels in l_pred: the D_l pixel ratio (or config.alpha), or
+        the decayed value when config.alpha_decay is on."""
+        c = self.config
+        if c.alpha_decay:
+            return alpha_schedule(getattr(self, "updates", 0), c.alpha_horizon, c.alpha_start, c.alpha_min)
+        return self._ratio_alpha
 
     @property
     def episode_steps(self) -> int:
@@ -139,16 +180,48 @@ class BatchSamplingEnv(gym.Env):
         self.reinits = 0
         self.last_ae_loss = math.nan
         self.last_l_pred = math.nan
+        self.pretrained: dict[str, torch.Tensor] | None = None
+        if c.pretrain_steps > 0 and warmup:  # (warmup=False: load_state_dict restores it)
+            self._pretrain_ae()
         self._reinit_ae(warmup)
         self._initialised = True
 
     def _new_ae(self) -> ConvAutoencoder:
         return ConvAutoencoder(self.config.patch_size, self.config.ae).to(self.device)
 
+    def _pretrain_ae(self) -> None:
+        """noghredeh2025: train an AE on normal material before the loop; re-inits restart from it.
+
+        Patches come from the anomaly-free images (train/good) when the dataset has them; without
+        (CrackForest) from all images, skipping patches that touch a labeled anomaly."""
+        c, h = self.config, self._half
+        with self._torch_rng():
+            ae = self._new_ae()
+        opt = torch.optim.Adam(ae.parameters(), lr=c.ae_lr)
+        normal = (torch.from_numpy(np.stack(self._normal).transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+                  .to(self.device) if self._normal else None)
+        lo, hi = h, self.image_size - h
+        for _ in range(c.pretrain_steps):
+            if normal is not None:
+                idx = self.np_random.integers(len(normal), size=c.patches_per_update)
+                ys, xs = self.np_random.integers(lo, hi + 1, size=(2, c.patches_per_update))
+                x = torch.stack([normal[i, :, y - h:y + h, x_ - h:x_ + h] for i, y, x_ in zip(idx, ys, xs)])
+            else:
+                patches = [p for p in self._random_patches(4 * c.patches_per_update)
+                           if p[0] >= self.n_labeled or not self._masks[p[0], p[1] - h:p[1] + h, p[2] - h:p[2] + h].any()]
+                patches = patches[:c.patches_per_update] or self._random_patches(c.patches_per_update)
+                x = torch.stack([self._images[i, :, y - h:y + h, x_ - h:x_ + h] for i, y, x_ in patches])
+            with self._torch_rng():
+                ae_train_step(ae, opt, x)
+        self.pretrained = snapshot(ae)
+
     def _reinit_ae(self, warmup: bool = True) -> None:
-        """Fresh AE weights and optimiser, empty current profiles, then M warm-up updates."""
+        """Fresh (or pretrained) AE weights and optimiser, empty current profiles, then M warm-up
+        updates."""
         with self._torch_rng():
             self.ae = self._new_ae()
+        if self.pretrained is not None:
+            self.ae.load_state_dict(self.pretrained)
         self.ae_opt = torch.optim.Adam(self.ae.parameters(), lr=self.config.ae_lr)
         self.labeled_profiles.reset()
         if self.unlabeled_profiles is not None:
@@ -177,11 +250,13 @@ class BatchSamplingEnv(gym.Env):
             if self.unlabeled_profiles is not None:
                 self.unlabeled_profiles.append(self._loss_maps(self.ae, range(self.n_labeled, self.n_images)))
         self.snapshots.append(snapshot(self.ae))
-        if len(self.snapshots) > self.config.profile_length:
+        if len(self.snapshots) > self.config.profile_length + 1:  # +1: the previous AE (noghredeh2025 state)
             self.snapshots.pop(0)
-        l_pred = self._predictor_step() if self.labeled_profiles.full else math.nan
+        trains = self.updates > self.config.predictor_freeze_updates
+        l_pred = self._predictor_step(trains) if self.labeled_profiles.full else math.nan
         self.last_l_pred = l_pred
-        if not math.isnan(l_pred) and l_pred < self.best_l_pred:
+        # A frozen (untrained) predictor's loss says nothing about the profiles: no best before.
+        if trains and not math.isnan(l_pred) and l_pred < self.best_l_pred:
             self._record_best(l_pred)
         if not warmup and self.updates % self.config.reinit_every == 0:
             self._reinit_ae()
@@ -196,14 +271,18 @@ class BatchSamplingEnv(gym.Env):
             return torch.zeros(0, self.image_size, self.image_size, device=self.device)
         return torch.cat(out)
 
-    def _predictor_step(self) -> float:
-        """Push augmented labeled profiles, one predictor step on a buffer batch, then l_pred of
-        the current (unaugmented) labeled profiles: the reward follows what this AE update did."""
+    def _predictor_step(self, train: bool = True) -> float:
+        """Push augmented labeled profiles, one predictor step on a buffer batch (unless frozen),
+        then l_pred of the current (unaugmented) labeled profiles: the reward follows what this AE
+        update did."""
         c = self.config
         profiles = normalize_profiles(self.labeled_profiles.ordered())
         ks = self.np_random.integers(0, 8, size=self.n_labeled)
         self.buffer.push(torch.stack([dihedral(p, int(k)) for p, k in zip(profiles, ks)]),
                          torch.stack([dihedral(m, int(k)) for m, k in zip(self._label_masks, ks)]))
+        if not train:
+            with torch.no_grad():
+                return float(weighted_bce(self.predictor(profiles)[:, 0], self._label_masks, self.alpha))
         batch_p, batch_m = self.buffer.sample(c.predictor_batch, self.np_random)
         if c.predictor_crop is not None:
             y, x = self.np_random.integers(0, self.image_size - c.predictor_crop + 1, size=2)
@@ -222,7 +301,8 @@ class BatchSamplingEnv(gym.Env):
         """Keep what is needed to rebuild the D_u profiles of this moment: the T AE snapshots
         (the snapshots are immutable copies, so keeping references is enough)."""
         self.best_l_pred = l_pred
-        self.best = {"l_pred": l_pred, "update": self.updates, "snapshots": list(self.snapshots),
+        self.best = {"l_pred": l_pred, "update": self.updates,
+                     "snapshots": list(self.snapshots[-self.config.profile_length:]),
                      "labeled": self.labeled_profiles.ordered()}
         if self.unlabeled_profiles is not None:
             self.best["unlabeled"] = self.unlabeled_profiles.ordered()
@@ -235,7 +315,7 @@ class BatchSamplingEnv(gym.Env):
         self._t = 0
         self._patches: list[tuple[int, int, int]] = []
         self._history: dict[int, np.ndarray] = {}
-        self._loss_cache: dict[int, np.ndarray] = {}
+        self._loss_cache: dict[tuple[str, int], np.ndarray] = {}
         self._next_jump = self._random_patches(1)[0]
         self._jump()
         return self._observation(), self._info()
@@ -257,10 +337,18 @@ class BatchSamplingEnv(gym.Env):
         hist = self._history.get(i)
         if hist is None:  # allocated once per image and episode, not on every step
             hist = self._history[i] = np.zeros((self.image_size, self.image_size), np.float32)
-        beta = beta_schedule(self.updates, self.config.beta_horizon, self.config.beta_min)
-        r_clone = clone_reward(self._masks[i, cy - h:cy + h, cx - h:cx + h]) if i < self.n_labeled else 0.0
-        r_cover = cover_reward(hist[cy - h:cy + h, cx - h:cx + h], self.config.cover_bonus)
-        hist[cy - h:cy + h, cx - h:cx + h] = 1.0
+        c = self.config
+        beta = beta_schedule(self.updates, c.beta_horizon, c.beta_min)
+        window = (slice(cy - h, cy + h), slice(cx - h, cx + h))
+        if c.clone_reward == "sobel":
+            r_clone = float(self._sobel[i][window].mean())
+        else:
+            r_clone = clone_reward(self._masks[i][window]) if i < self.n_labeled else 0.0
+        if c.cover_reward == "frequency":
+            r_cover = frequency_cover_reward(hist[window])
+        else:
+            r_cover = cover_reward(hist[window], c.cover_bonus)
+        hist[window] += 1.0  # visit counts: binary (> 0) in the chu2020 state, frequency in noghredeh2025
         reward = beta * (r_clone + r_cover)
         self._t += 1
         terminated = self._t == self.config.patches_per_update
@@ -268,7 +356,7 @@ class BatchSamplingEnv(gym.Env):
         if terminated:
             reinit_before = self.reinits
             l_pred = self._train_iteration(self._patches)
-            r_pred = 0.0 if math.isnan(l_pred) else -l_pred
+            r_pred = 0.0 if math.isnan(l_pred) or self.updates <= c.rl_feedback_after else -l_pred
             reward += (1.0 - beta) * r_pred
             self._loss_cache = {}
             info.update(r_pred=r_pred, reinit=self.reinits != reinit_before)
@@ -310,24 +398,38 @@ class BatchSamplingEnv(gym.Env):
         clean = self.clean_actions()
         return clean if clean.any() else np.ones(9, bool)
 
-    def _current_loss(self) -> np.ndarray:
+    def _loss_map(self, which: str = "current") -> np.ndarray:
+        """The current image's loss map under the current AE ('current'), or under the AE before
+        its last update ('previous'), divided by its mean and clipped; cached until the AE changes."""
         i = self._img
-        if i not in self._loss_cache:
+        key = (which, i)
+        if key not in self._loss_cache:
+            ae = self.ae
+            if which == "previous" and len(self.snapshots) >= 2:
+                ae = self._new_ae()
+                ae.load_state_dict(self.snapshots[-2])
             with torch.no_grad():
-                self.ae.eval()
-                m = self._loss_maps(self.ae, range(i, i + 1))[0]
+                ae.eval()
+                m = self._loss_maps(ae, range(i, i + 1))[0]
                 m = torch.clamp(m / (m.mean() + 1e-12), 0.0, self.config.loss_obs_clip)
-            self._loss_cache[i] = m.cpu().numpy().astype(np.float32)
-        return self._loss_cache[i]
+            self._loss_cache[key] = m.cpu().numpy().astype(np.float32)
+        return self._loss_cache[key]
 
     def _observation(self) -> dict[str, np.ndarray]:
         s, h, i = self.image_size, self._half, self._img
-        patch = np.zeros((s, s), np.float32)
-        patch[self._cy - h:self._cy + h, self._cx - h:self._cx + h] = 1.0
         hist = self._history.get(i)
-        maps = {"rgb": self._rgb[i], "loss": self._current_loss()[None],
-                "history": (hist if hist is not None else np.zeros((s, s), np.float32))[None],
-                "patch": patch[None]}
+        if hist is None:
+            hist = np.zeros((s, s), np.float32)
+        if self.config.state == "chu2020":
+            patch = np.zeros((s, s), np.float32)
+            patch[self._cy - h:self._cy + h, self._cx - h:self._cx + h] = 1.0
+            maps = {"rgb": self._rgb[i], "loss": self._loss_map()[None],
+                    "history": (hist > 0).astype(np.float32)[None], "patch": patch[None]}
+        else:
+            fused = fuse_maps(self._loss_map(), self._variance[i], self._sobel[i], self.config.fused_weights)
+            maps = {"rgb": self._rgb[i], "fused": fused[None],
+                    "history": (hist / self.config.patches_per_update)[None],
+                    "previous_loss": self._loss_map("previous")[None]}
         if self.config.observation == "crop":
             return {k: self._crop(v) for k, v in maps.items()}  # _crop returns new arrays
         # Fresh arrays every call: users (and replay buffers) keep what they are given.
@@ -389,6 +491,7 @@ class BatchSamplingEnv(gym.Env):
             "buffer": self.buffer.state_dict(),
             "snapshots": [{k: t.cpu() for k, t in s.items()} for s in self.snapshots],
             "best": best, "best_l_pred": self.best_l_pred, "updates": self.updates,
+            "pretrained": None if self.pretrained is None else {k: t.cpu() for k, t in self.pretrained.items()},
             "reinits": self.reinits, "last_ae_loss": self.last_ae_loss, "last_l_pred": self.last_l_pred,
             "np_random": self.np_random.bit_generator.state,
         }
@@ -412,6 +515,8 @@ class BatchSamplingEnv(gym.Env):
             best = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in best.items()}
             best["snapshots"] = [{k: t.to(dev) for k, t in s.items()} for s in best["snapshots"]]
         self.best = best
+        pre = state.get("pretrained")
+        self.pretrained = None if pre is None else {k: t.to(dev) for k, t in pre.items()}
         self.best_l_pred = float(state["best_l_pred"])
         self.updates, self.reinits = int(state["updates"]), int(state["reinits"])
         self.last_ae_loss, self.last_l_pred = float(state["last_ae_loss"]), float(state["last_l_pred"])

@@ -11,6 +11,7 @@ images (float32 unless said):
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +24,9 @@ class DataConfig:
     """Which images the env trains on (the semi-supervised split)."""
 
     data_root: str | None = None
-    """MVTec-AD-layout root; None = the built-in synthetic dataset (generated on first use)"""
+    """dataset folder; None = the built-in synthetic dataset (generated on first use, mvtec layout)"""
     category: str = "brick"
-    """category folder under data_root"""
+    """category folder under data_root (mvtec layout only)"""
     image_size: int = 128
     """images are resized to image_size x image_size (paper: 256; CPU default: 128)"""
     n_labeled: int = 5
@@ -34,6 +35,12 @@ class DataConfig:
     """seed of the labeled/unlabeled draw"""
     include_train_good: bool = False
     """add train/good images to D_u (sampled by the AE, never scored)"""
+    dataset: str = "mvtec"
+    """layout of data_root: 'mvtec', 'crackforest' or 'folder' (see data/)"""
+    per_defect_type: int | None = None
+    """draw D_l as k images per defect type (noghredeh2025's protocol) instead of n_labeled"""
+    include_unannotated: bool = False
+    """add the dataset's unannotated images to D_u (sampled by the AE, never scored)"""
 
 
 @dataclass
@@ -52,6 +59,14 @@ class EnvConfig:
     """side of the observation window when observation == 'crop'"""
     loss_obs_clip: float = 10.0
     """the observed loss map is loss / mean(loss of the image), clipped to [0, loss_obs_clip]"""
+    state: str = "chu2020"
+    """which maps the sampler sees. 'chu2020': rgb, loss, history (covered or not), patch (5+1
+    channels); 'noghredeh2025': rgb, fused (fused_weights . (ARE, local variance, Sobel), min-max
+    normalised), history as visit frequency, previous_loss (the ARE before the last AE update): 6"""
+    fused_weights: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    """weights of (ARE, local variance, Sobel magnitude) in the fused map (noghredeh2025)"""
+    variance_sigma: float = 2.0
+    """Gaussian blur sigma (px) of the local variance Blur(x^2) - Blur(x)^2 (ours)"""
 
     ae: AEConfig = field(default_factory=AEConfig)
     ae_lr: float = 1e-3
@@ -61,6 +76,10 @@ class EnvConfig:
     """K: AE updates between re-initialisations"""
     warmup_updates: int = 20
     """M: updates after each re-init done inside the env with uniformly random patches"""
+    pretrain_steps: int = 0
+    """AE steps on random patches of anomaly-free images (train/good) before the loop; every
+    re-init then restarts from these weights (noghredeh2025: 500 (ours)). Without train/good
+    images (CrackForest) the patches come from all images, labeled anomalies excluded"""
 
     profile_length: int = 20
     """T: loss maps kept per image (FIFO)"""
@@ -75,13 +94,30 @@ class EnvConfig:
     buffer_size: int = 512
     """FIFO replay buffer of augmented (labeled profile, mask) pairs"""
     alpha: float | None = None
-    """weight of normal pixels in l_pred; None = anomalous/normal pixel ratio of D_l (chu2020)"""
+    """weight of normal pixels in l_pred; None = anomalous/normal pixel ratio of D_l (chu2020).
+    Ignored when alpha_decay is on"""
+    alpha_decay: bool = False
+    """noghredeh2025: alpha = max(alpha_min, alpha_start - (alpha_start - alpha_min) j / L_alpha)"""
+    alpha_start: float = 1.0
+    alpha_min: float = 0.15
+    alpha_horizon: int | None = None
+    """L_alpha; None = beta_horizon"""
+    predictor_freeze_updates: int = 0
+    """the predictor is not trained during the first updates of the run (noghredeh2025: 50)"""
 
     beta_min: float = 0.0
     beta_horizon: int = 2000
     """L: beta = max(beta_min, 1 - j / L), j = AE updates so far"""
     cover_bonus: float = 0.1
     """R_cover = cover_bonus * fraction of the patch not yet covered this episode"""
+    clone_reward: str = "mask"
+    """'mask' (chu2020): +1 for a patch free of labeled anomalies, -1 otherwise, D_l only;
+    'sobel' (noghredeh2025): mean Sobel magnitude (min-max normalised per image) of the patch"""
+    cover_reward: str = "bonus"
+    """'bonus' (chu2020, see cover_bonus); 'frequency' (noghredeh2025): -mean of the visit counts
+    under the patch before this visit"""
+    rl_feedback_after: int = 0
+    """R_pred is 0 until this many AE updates have run (noghredeh2025: 100)"""
     unlabeled_profiles: str = "snapshots"
     """'snapshots': keep the last T AE weights and compute D_u profiles only when needed;
     'eager': evaluate D_u after every update (same profiles, much slower; for benchmarks)"""
@@ -99,6 +135,15 @@ class EnvConfig:
             c.stride = max(1, c.patch_size // 2)
         if c.patch_size > image_size:
             raise ValueError(f"patch_size {c.patch_size} is larger than image_size {image_size}")
+        for name, allowed in (("state", STATES), ("clone_reward", ("mask", "sobel")),
+                              ("cover_reward", ("bonus", "frequency"))):
+            if getattr(c, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(c, name)!r}")
+        c.fused_weights = tuple(float(w) for w in c.fused_weights)  # type: ignore[assignment]
+        if len(c.fused_weights) != 3:
+            raise ValueError(f"fused_weights needs 3 weights (ARE, variance, Sobel), got {c.fused_weights}")
+        if c.alpha_horizon is None:
+            c.alpha_horizon = c.beta_horizon
         if c.observation not in ("image", "crop"):
             raise ValueError(f"observation must be 'image' or 'crop', got {c.observation!r}")
         if c.unlabeled_profiles not in ("snapshots", "eager"):
@@ -113,17 +158,31 @@ class EnvConfig:
         return c
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # chu2020 is the dataclass defaults.
-    "chu2020": {},
+STATES = ("chu2020", "noghredeh2025")
+
+#: The published systems as plain EnvConfig objects: print one to read it, and override any field
+#: with make_env_config(preset, field=value) or train.py --preset P --set field=value.
+PRESETS: dict[str, EnvConfig] = {
+    # Chu & Kitani 2020: the dataclass defaults.
+    "chu2020": EnvConfig(),
+    # Noghredeh et al. 2025 (see ../shared/method.md): 6-channel 128 px crop state, Sobel clone
+    # reward, visit-frequency cover reward, beta floor 0.15, alpha decayed 1.0 -> 0.15, absolute
+    # error profiles, an AE without shortcuts (BatchNorm(affine=False), LeakyReLU(0.2), dropout 0.3)
+    # pretrained on normal images, predictor frozen for 50 updates, no R_pred for 100.
+    "noghredeh2025": EnvConfig(
+        state="noghredeh2025", observation="crop", crop_size=128, stride=24,
+        ae=AEConfig(skip_levels=(), norm=True, dropout=0.3, leaky_relu=True), ae_lr=1e-3,
+        absolute_error=True, pretrain_steps=500, clone_reward="sobel", cover_reward="frequency",
+        beta_min=0.15, alpha_decay=True, alpha_start=1.0, alpha_min=0.15,
+        predictor_freeze_updates=50, rl_feedback_after=100),
 }
 
 
 def make_env_config(preset: str = "chu2020", **overrides: Any) -> EnvConfig:
-    """EnvConfig of a preset with field overrides applied."""
+    """A fresh copy of a preset's EnvConfig with field overrides applied."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    return EnvConfig(**{**PRESETS[preset], **overrides})
+    return dataclasses.replace(copy.deepcopy(PRESETS[preset]), **overrides)
 
 
 def config_to_dict(obj: Any) -> dict[str, Any]:
@@ -132,8 +191,10 @@ def config_to_dict(obj: Any) -> dict[str, Any]:
 
 
 def env_config_from_dict(d: dict[str, Any]) -> EnvConfig:
-    """Inverse of config_to_dict for EnvConfig (tuples restored in the AE config)."""
+    """Inverse of config_to_dict for EnvConfig (tuples restored)."""
     d = dict(d)
+    if "fused_weights" in d:
+        d["fused_weights"] = tuple(d["fused_weights"])
     return EnvConfig(ae=ae_config_from_dict(d.pop("ae", {})), **d)
 
 

@@ -39,3 +39,21 @@ def alpha_from_masks(masks: np.ndarray, floor: float = 1e-3) -> float:
     if neg == 0:
         return 1.0
     return float(min(1.0, max(floor, pos / neg)))
+
+
+def frequency_cover_reward(patch_visits: np.ndarray) -> float:
+    """R_cover (noghredeh2025): -mean(H_P), H_P the visit counts of the patch's pixels before this
+    visit; a first visit costs nothing, every earlier visit of the same pixels costs."""
+    if patch_visits.size == 0:
+        return 0.0
+    return -float(patch_visits.mean())
+
+
+def alpha_schedule(update: int, horizon: int, start: float = 1.0, floor: float = 0.15) -> float:
+    """noghredeh2025's alpha: decayed linearly from `start` to `floor` over `horizon` updates.
+
+    Early on the (many) normal pixels weigh fully, which keeps the young predictor from calling
+    everything anomalous; later the anomalous pixels gain weight."""
+    if horizon <= 0:
+        return float(floor)
+    return float(max(floor, start - (start - floor) * update / horizon))

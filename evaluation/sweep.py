@@ -96,3 +96,64 @@ def read_log(folder: Path) -> dict[str, np.ndarray]:
         return {}
     return {k: np.array([float(r[k]) if r[k] not in ("", None) else math.nan for r in rows])
             for k in rows[0]}
+
+
+#: Columns of the method x metric table (evaluate.py's row metrics).
+METHOD_METRICS = ["precision", "recall", "F1", "F1-max", "pixel AUROC", "AUPRO", "image AUROC"]
+#: Row families trained independently of the sampler (same split, same seed -> same numbers in
+#: every cell), so each counts once per seed however many presets and agents the sweep has.
+SHARED_FAMILIES = ("unet", "ae")
+
+
+def read_method_rows(folder: Path) -> list[dict[str, Any]]:
+    """Every row of one evaluated run's table, labelled with its grid coordinates.
+
+    Rows of the sampler-dependent methods (NBS, the profiles' reconstruction error) are named
+    '<method> [<preset>, <agent>]'; the baselines keep their name."""
+    config = json.loads((folder / "config.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    args = config["args"]
+    out = []
+    for r in metrics["rows"]:
+        shared = r.get("family") in SHARED_FAMILIES or "F1-max" not in r
+        name = r["method"] if shared else f"{r['method']} [{args['preset']}, {args['agent']}]"
+        out.append({**r, "method": name, "shared": shared, "category": args["category"],
+                    "seed": int(args["seed"]), "run": str(folder)})
+    return out
+
+
+def summarize_methods(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """mean, sample std and n over seeds per (category, method); a shared baseline row counts once
+    per seed. Rows without metrics (a method not applicable to the data) keep their note."""
+    groups: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["category"], r["method"]), {}).setdefault(r["seed"], r)
+    out = []
+    for (category, method), by_seed in groups.items():
+        members = [by_seed[s] for s in sorted(by_seed)]
+        first = members[0]
+        row: dict[str, Any] = {"category": category, "method": method, "n": len(members),
+                               "note": first.get("note", "")}
+        for k in ("published F1", "published F1-max"):
+            row[k] = first.get(k, math.nan)
+        for m in METHOD_METRICS:
+            values = np.array([float(x[m]) if x.get(m) is not None else math.nan for x in members])
+            row[f"{m} mean"] = float(values.mean()) if len(values) else math.nan
+            row[f"{m} std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        out.append(row)
+    return out
+
+
+def markdown_methods(rows: list[dict[str, Any]]) -> str:
+    """Markdown method x metric table (mean ± std over seeds) with the published columns."""
+    cols = ["category", "method", "n", *METHOD_METRICS, "published F1", "published F1-max"]
+    table = []
+    for r in rows:
+        t: dict[str, Any] = {k: r[k] for k in ("category", "method", "n", "published F1", "published F1-max")}
+        if all(math.isnan(r[f"{m} mean"]) for m in METHOD_METRICS):
+            t.update({m: "n/a" for m in METHOD_METRICS})
+            t["method"] = f"{r['method']} ({r['note']})" if r["note"] else r["method"]
+        else:
+            t.update({m: _pm(r[f"{m} mean"], r[f"{m} std"]) for m in METHOD_METRICS})
+        table.append(t)
+    return format_markdown_table(table, cols)

@@ -135,15 +135,19 @@ def save_side_by_side(
     gt_mask: np.ndarray,
     predictions: dict[str, np.ndarray],
     title: str | None = None,
+    heatmaps: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Write one PNG row comparing methods: ground truth (green), then each method's mask (red).
+    """Write one PNG row comparing methods: ground truth (green), then each method's mask (red),
+    then any ``heatmaps`` (e.g. a probability map).
 
     ``predictions`` maps a method name (used as the panel label, in insertion order) to its binary
-    mask of the image's size.
+    mask of the image's size; ``heatmaps`` maps a label to a [0, 1] map.
     """
     rgb = _to_rgb_uint8(image)
     shape = rgb.shape[:2]
     panels = [("ground truth", overlay_mask(rgb, _to_mask(gt_mask, "gt_mask", shape), _GREEN))]
     for name, mask in predictions.items():
         panels.append((name, overlay_mask(rgb, _to_mask(mask, f"predictions[{name!r}]", shape), _RED)))
+    for name, prob in (heatmaps or {}).items():
+        panels.append((name, heatmap(prob, shape)))
     _write_row(path, panels, title)

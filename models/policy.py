@@ -6,8 +6,10 @@ import gymnasium as gym
 from torch import nn
 
 #: Order in which the observation's maps are stacked into channels.
-#: rgb/loss/history/patch: BatchSamplingEnv; residual/rgb/residual_stats: ResidualClassifierEnv.
-OBSERVATION_KEYS: tuple[str, ...] = ("rgb", "loss", "history", "patch", "residual", "residual_stats")
+#: rgb/loss/history/patch: BatchSamplingEnv (chu2020 state); rgb/fused/history/previous_loss:
+#: BatchSamplingEnv (noghredeh2025 state); residual/rgb/residual_stats: ResidualClassifierEnv.
+OBSERVATION_KEYS: tuple[str, ...] = ("rgb", "loss", "fused", "history", "patch", "previous_loss",
+                                     "residual", "residual_stats")
 
 
 def observation_channels(space: gym.spaces.Dict) -> int:

@@ -17,7 +17,7 @@ from tests.test_train_evaluate import log_rows, run
 SETS = ["--set", "patches_per_update=4", "--set", "profile_length=4", "--set", "warmup_updates=4",
         "--set", "reinit_every=20", "--set", "buffer_size=16", "--set", "predictor_batch=4"]
 TINY_SWEEP = ["--categories", "brick", "--image-size", "32", "--n-labeled", "3", "--devices", "cpu",
-              "--threads", "1", *SETS]
+              "--threads", "1", "--unet-steps", "5", "--ae-steps", "5", *SETS]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +41,23 @@ def test_grid_tables_equal_the_runs_and_rerun_skips(tiny_root, tmp_path, capsys)
     folders = {(a, s): out / "brick" / "chu2020" / a / f"seed{s}" for a in ("heuristic", "random-walk") for s in (0, 1)}
     for f in folders.values():
         assert (f / "metrics.json").is_file() and (f / "train.log").is_file()
-    for name in ("summary.md", "summary.csv", "cells.csv", "summary.png", "curves_brick.png"):
+    for name in ("summary.md", "summary.csv", "cells.csv", "summary.png", "curves_brick.png",
+                 "methods.md", "methods.csv"):
         assert (out / name).is_file(), name
+
+    # Baselines are trained once per seed (cached) and counted once per seed in the method table.
+    assert len(list((out / "baseline_cache").glob("*.pkl"))) == 2
+    for s in (0, 1):
+        a, b = (json.loads((folders[(agent, s)] / "metrics.json").read_text())["rows"]
+                for agent in ("heuristic", "random-walk"))
+        unet = [[r for r in rows if r["method"].startswith("U-Net")] for rows in (a, b)]
+        assert unet[0] and unet[0] == unet[1]
+    methods = {r["method"]: r for r in read_csv(out / "methods.csv")}
+    assert int(methods["U-Net (3 labeled) + CRF"]["n"]) == 2
+    assert "NBS + CRF [chu2020, heuristic]" in methods and "NBS + CRF [chu2020, random-walk]" in methods
+    f1 = [next(r for r in json.loads((folders[("heuristic", s)] / "metrics.json").read_text())["rows"]
+               if r["method"] == "U-Net (3 labeled) + CRF")["F1"] for s in (0, 1)]
+    assert float(methods["U-Net (3 labeled) + CRF"]["F1 mean"]) == pytest.approx(np.mean(f1))
 
     # The table's numbers are those of the runs: recompute them from each metrics.json.
     summary = {r["agent"]: r for r in read_csv(out / "summary.csv")}

@@ -19,6 +19,7 @@ TINY_ARGS = ["--category", "brick", "--image-size", "32", "--n-labeled", "3", "-
              "--threads", "1", "--set", "patches_per_update=4", "--set", "profile_length=4",
              "--set", "warmup_updates=4", "--set", "reinit_every=20", "--set", "buffer_size=16",
              "--set", "predictor_batch=4"]
+TINY_BASELINES = ["--unet-steps", "10", "--ae-steps", "10"]
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +48,15 @@ def test_train_then_evaluate(tiny_root, tmp_path):
                  "predictor.pt", "summary.json"):
         assert (run_dir / name).is_file(), name
     assert len(log_rows(run_dir)) == 6
-    out = run("evaluate.py", str(run_dir), "--overlays", "2").stdout
+    out = run("evaluate.py", str(run_dir), "--overlays", "2", *TINY_BASELINES).stdout
     assert "NBS + CRF" in out and "F1-max" in out
+    for method in ("U-Net", "AE-L2", "AE-SSIM", "Recon. error of the loss profiles"):
+        assert f"{method}" in out and "+ CRF" in out
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["seed"] == 0 and metrics["split"]["n_labeled"] == 3
     for row in metrics["rows"]:
         assert 0.0 <= row["pixel AUROC"] <= 1.0 and 0.0 <= row["F1-max"] <= 1.0
+    assert len(metrics["rows"]) == 10  # (NBS, profiles, U-Net, AE-L2, AE-SSIM) x (before, after CRF)
     assert len(list((run_dir / "overlays").glob("*.png"))) == 2
     report = (run_dir / "report.md").read_text()
     assert "seed: 0" in report and "Results" in report
@@ -107,7 +111,7 @@ def test_sb3_agent_through_train_py(tiny_root, tmp_path, agent):
     # the resumed env continued the same training process (no restart from the seed)
     assert [int(r["ae_updates"]) for r in rows] == [5, 6, 7, 8, 9]
     assert json.loads((run_dir / "summary.json").read_text())["episodes"] == 5
-    run("evaluate.py", str(run_dir), "--overlays", "0")
+    run("evaluate.py", str(run_dir), "--overlays", "0", "--baselines", "none")
 
 
 def test_unknown_agent_is_reported(tiny_root, tmp_path):
@@ -170,6 +174,35 @@ def test_real_bottle_short_run(tmp_path):
     run("train.py", "--data-root", str(SHARED), "--category", "bottle", "--image-size", "64",
         "--updates", "40", "--run-dir", str(run_dir), "--device", "cpu",
         "--set", "profile_length=10", "--set", "warmup_updates=10", "--set", "buffer_size=64")
-    run("evaluate.py", str(run_dir), "--overlays", "1")
+    run("evaluate.py", str(run_dir), "--overlays", "1", "--unet-steps", "60", "--ae-steps", "60")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["category"] == "bottle" and metrics["split"]["n_unlabeled"] == 78
+    rows = {r["method"]: r for r in metrics["rows"]}
+    assert rows["NBS + CRF"]["published F1"] == 0.80 and rows["U-Net (5 labeled) + CRF"]["published F1"] == 0.31
+    assert rows["AE-L2 (unsupervised), threshold from D_l + CRF"]["published F1"] == 0.34
+    assert 0.0 <= rows["AE-SSIM (unsupervised), threshold from D_l + CRF"]["pixel AUROC"] <= 1.0
+
+
+CRACKFOREST = ROOT.parent / "shared" / "datasets" / "crackforest"
+
+
+@pytest.mark.skipif(not CRACKFOREST.is_dir(), reason="../shared/datasets/crackforest not present")
+def test_crackforest_protocol_end_to_end(tmp_path):
+    """CrackForest through its loader, the noghredeh2025 preset and the full evaluation table: the
+    unsupervised AE is reported as not applicable (no anomaly-free images), as in the paper."""
+    run_dir = tmp_path / "cf"
+    out = run("train.py", "--dataset", "crackforest", "--data-root", str(CRACKFOREST), "--image-size", "32",
+              "--preset", "noghredeh2025", "--include-unannotated", "--updates", "6", "--run-dir", str(run_dir),
+              *TINY_ARGS[4:], "--set", "pretrain_steps=5", "--set", "predictor_freeze_updates=2",
+              "--set", "stride=4", "--set", "crop_size=32").stdout
+    assert "test=118" in out and "unannotated=37" in out
+    split = json.loads((run_dir / "split.json").read_text())
+    assert split["n_labeled"] == 3 and split["n_unlabeled"] == 115 and split["n_extra_unlabeled"] == 37
+    run("evaluate.py", str(run_dir), "--overlays", "1", *TINY_BASELINES)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rows = {r["method"]: r for r in metrics["rows"]}
+    assert metrics["category"] == "crackforest" and rows["NBS + CRF"]["published F1"] == 0.36
+    assert rows["U-Net (3 labeled) + CRF"]["published F1"] == 0.21
+    na = rows["AE-L2 (unsupervised), threshold from D_l"]
+    assert "not applicable" in na["note"] and "F1" not in na
+    assert "not applicable" in (run_dir / "report.md").read_text()

@@ -1,0 +1,143 @@
+"""The comparison methods of the papers, trained and scored on the same split as the RL method.
+
+evaluate.py calls `reference_maps` once per run: a U-Net trained supervised on D_l (chu2020's
+"U-Net" column) and the MVTec AD paper's unsupervised AE in its L2 and SSIM variants, trained on
+the anomaly-free train/good images only. Each comes back as score maps on the scored D_u images,
+a binary mask (before any CRF) and a probability map for the dense CRF, so every method goes
+through the same CRF and the same metric code.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data.split import Split
+from evaluation.metrics import best_f1_threshold
+from models.recon_ae import ReconAEConfig, anomaly_maps, train_recon_ae
+from models.unet import UNetConfig, predict_unet, train_unet
+
+METHODS = ("unet", "ae-l2", "ae-ssim")
+
+
+@dataclass
+class ReferenceConfig:
+    """Which comparison methods to run and how long to train them."""
+
+    methods: tuple[str, ...] = METHODS
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    recon: ReconAEConfig = field(default_factory=ReconAEConfig)
+
+
+@dataclass
+class MethodMaps:
+    """One method's output on the scored D_u images."""
+
+    name: str
+    family: str | None
+    """'method', 'unet' or 'ae': which published numbers it sits beside (None: none)"""
+    scores: np.ndarray | None
+    """(n, S, S) anomaly scores (higher = more anomalous); None when not applicable"""
+    prob: np.ndarray | None = None
+    """(n, S, S) in [0, 1], p > 0.5 iff the method calls the pixel anomalous: the CRF's unary"""
+    threshold: float | None = None
+    """score threshold chosen on D_l (methods whose scores are not probabilities)"""
+    note: str = ""
+    label: str = ""
+    """short name for figure panels (default: name)"""
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
+
+
+def scores_to_probability(scores: np.ndarray, threshold: float, scale: float) -> np.ndarray:
+    """Logistic map of scores to [0, 1] with p = 0.5 at the threshold, so that a score-based
+    method can feed the same dense CRF as the probability-based ones: p > 0.5 iff score > t, and
+    `scale` (the spread of the scores on D_l) sets how confident the unary is away from t."""
+    z = (scores.astype(np.float64) - threshold) / max(scale, 1e-12)
+    return (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)
+
+
+def thresholded(name: str, family: str | None, scores_l: np.ndarray, masks_l: np.ndarray,
+                scores_u: np.ndarray, note: str = "", label: str = "") -> MethodMaps:
+    """A score-map method with its threshold chosen for the best F1 on the labeled images."""
+    t = best_f1_threshold(scores_l, masks_l)
+    return MethodMaps(name, family, scores_u, scores_to_probability(scores_u, t, float(scores_l.std())),
+                      threshold=t, note=note, label=label)
+
+
+def cache_key(split: Split, config: ReferenceConfig, seed: int) -> str:
+    """What the baselines' results depend on: the images of the split (names and pixels), the
+    configuration and the seed. The sampler, preset and agent of a run do not enter."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"config": dataclasses.asdict(config), "seed": seed,
+                         "labeled": [s.name for s in split.labeled], "unlabeled": [s.name for s in split.unlabeled],
+                         "normal": [s.name for s in split.normal]}, sort_keys=True, default=str).encode())
+    for s in split.labeled + split.unlabeled + split.normal:
+        h.update(s.image.tobytes())
+        h.update(np.packbits(s.mask).tobytes())
+    return h.hexdigest()[:20]
+
+
+def reference_maps(split: Split, config: ReferenceConfig | None = None, seed: int = 0,
+                   device: str | torch.device = "cpu", cache_dir: str | Path | None = None) -> list[MethodMaps]:
+    """Train each configured comparison method on `split` and score its D_u images.
+
+    With `cache_dir`, results are kept there under a key of the split's images, the config and the
+    seed, so a sweep over presets and agents trains each seed's baselines once (on CPU the same
+    key gives the same numbers anyway; on CUDA it also keeps the baselines identical across cells)."""
+    config = config or ReferenceConfig()
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"{cache_key(split, config, seed)}.pkl"
+        if path.is_file():
+            with open(path, "rb") as f:
+                return pickle.load(f)
+    out = _train_and_score(split, config, seed, device)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(out, f)
+        os.replace(tmp, path)  # atomic: parallel cells never read a half-written file
+    return out
+
+
+def _train_and_score(split: Split, config: ReferenceConfig, seed: int,
+                     device: str | torch.device) -> list[MethodMaps]:
+    unknown = set(config.methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown reference methods {sorted(unknown)}; choose from {METHODS}")
+    images_l = np.stack([s.image for s in split.labeled])
+    masks_l = np.stack([s.mask for s in split.labeled])
+    images_u = np.stack([s.image for s in split.unlabeled])
+    out: list[MethodMaps] = []
+    if "unet" in config.methods:
+        net, _ = train_unet(images_l, masks_l, config.unet, seed=seed, device=device)
+        prob = predict_unet(net, images_u, device=device)
+        out.append(MethodMaps(f"U-Net ({len(images_l)} labeled)", "unet", prob, prob, label="U-Net"))
+    for kind in ("l2", "ssim"):
+        if f"ae-{kind}" not in config.methods:
+            continue
+        name = f"AE-{kind.upper()} (unsupervised), threshold from D_l"
+        if not split.normal:
+            out.append(MethodMaps(name, "ae", None, note="not applicable: the dataset has no "
+                                  "anomaly-free images to train on", label=f"AE-{kind.upper()}"))
+            continue
+        normal = np.stack([s.image for s in split.normal])
+        side = min(normal.shape[1:3])  # small images: the largest power-of-two patch that fits
+        cfg = dataclasses.replace(config.recon, loss=kind,
+                                  patch_size=min(config.recon.patch_size, 1 << (side.bit_length() - 1)))
+        ae, _ = train_recon_ae(normal, cfg, seed=seed, device=device)
+        maps_l = anomaly_maps(ae, images_l, kind, device=device, window=cfg.ssim_window, sigma=cfg.ssim_sigma)
+        maps_u = anomaly_maps(ae, images_u, kind, device=device, window=cfg.ssim_window, sigma=cfg.ssim_sigma)
+        out.append(thresholded(name, "ae", maps_l, masks_l, maps_u,
+                               note=f"trained on {len(normal)} train/good images", label=f"AE-{kind.upper()}"))
+    return out

@@ -1,0 +1,189 @@
+"""The noghredeh2025 preset: its state maps, rewards, schedules, pretraining and freezes; presets as
+plain, overridable EnvConfig objects."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+from data.split import Split
+from envs import BatchSamplingEnv
+from envs.config import PRESETS, EnvConfig, make_env_config
+from envs.rewards import alpha_schedule, frequency_cover_reward
+from envs.state_maps import fuse_maps, local_variance, minmax, sobel_magnitude
+from models.policy import observation_channels
+from tests.helpers import toy_split
+
+NOG = dict(patch_size=8, patches_per_update=4, reinit_every=40, warmup_updates=5, profile_length=4,
+           buffer_size=16, predictor_batch=4, predictor_crop=None, crop_size=32, stride=4,
+           pretrain_steps=10, predictor_freeze_updates=8, rl_feedback_after=10, device="cpu")
+
+
+def nog_env(split: Split | None = None, **overrides) -> BatchSamplingEnv:
+    return BatchSamplingEnv(split=split or toy_split(32), config=make_env_config("noghredeh2025", **{**NOG, **overrides}))
+
+
+def episode(env: BatchSamplingEnv, action: int = 2) -> dict:
+    done, info = False, {}
+    while not done:
+        _, _, done, _, info = env.step(action)
+    return info
+
+
+# ---------------------------------------------------------------- presets are plain configs
+def test_presets_are_envconfigs_and_copies():
+    assert isinstance(PRESETS["noghredeh2025"], EnvConfig) and PRESETS["chu2020"] == EnvConfig()
+    c = make_env_config("noghredeh2025", beta_min=0.3)
+    assert c.beta_min == 0.3 and PRESETS["noghredeh2025"].beta_min == 0.15
+    c.ae.dropout = 0.9  # a copy: the preset itself is untouched
+    assert PRESETS["noghredeh2025"].ae.dropout == 0.3
+    p = PRESETS["noghredeh2025"]
+    assert (p.state, p.clone_reward, p.cover_reward, p.alpha_decay) == ("noghredeh2025", "sobel", "frequency", True)
+    assert p.ae.skip_levels == () and p.ae.norm and p.ae.leaky_relu and p.absolute_error
+    assert (p.predictor_freeze_updates, p.rl_feedback_after, p.crop_size, p.stride) == (50, 100, 128, 24)
+    with pytest.raises(ValueError, match="unknown preset"):
+        make_env_config("nope")
+    with pytest.raises(ValueError, match="clone_reward"):
+        EnvConfig(clone_reward="x").resolved(32)
+
+
+# ---------------------------------------------------------------- state maps and reward terms
+def test_sobel_and_variance_on_a_step_edge():
+    img = np.zeros((3, 16, 16), np.float32)
+    img[:, :, 8:] = 1.0  # vertical edge between columns 7 and 8
+    s = sobel_magnitude(img)
+    assert s.max() == 1.0 and s[:, 0].max() == 0.0 and s[:, 15].max() == 0.0
+    assert s[:, 7].min() == 1.0 and s[:, 8].min() == 1.0
+    v = local_variance(img, sigma=1.0)
+    assert v[:, 0].max() < 1e-6 and v[:, 7].min() > 0.1
+    assert np.allclose(local_variance(np.full((3, 8, 8), 0.4, np.float32)), 0.0, atol=1e-6)
+
+
+def test_fuse_maps_weights_and_range():
+    are = np.zeros((4, 4), np.float32)
+    are[0, 0] = 5.0
+    sob = np.zeros((4, 4), np.float32)
+    sob[3, 3] = 1.0
+    fused = fuse_maps(are, np.zeros((4, 4), np.float32), sob, (0.7, 0.1, 0.2))
+    assert fused.min() == 0.0 and fused.max() == 1.0
+    assert fused[0, 0] == 1.0 and fused[3, 3] == pytest.approx(0.2 / 0.7)
+    assert np.all(minmax(np.ones((3, 3))) == 0.0)
+
+
+def test_frequency_cover_and_alpha_schedule():
+    visits = np.zeros((4, 4), np.float32)
+    assert frequency_cover_reward(visits) == 0.0
+    visits[:2] = 2.0
+    assert frequency_cover_reward(visits) == pytest.approx(-1.0)
+    assert alpha_schedule(0, 100) == 1.0
+    assert alpha_schedule(50, 100, 1.0, 0.2) == pytest.approx(0.6)
+    assert alpha_schedule(1000, 100, 1.0, 0.15) == 0.15
+
+
+# ---------------------------------------------------------------- the env under the preset
+def test_noghredeh_env_passes_checker_with_six_channels():
+    env = nog_env()
+    assert set(env.observation_space.spaces) == {"rgb", "fused", "history", "previous_loss"}
+    assert observation_channels(env.observation_space) == 6
+    check_env(env, skip_render_check=True)
+
+
+def test_history_is_visit_frequency_and_cover_penalises_revisits():
+    env = nog_env(stride=8)
+    env.reset(seed=0)
+    there, back = (2, 6) if env._cx <= 20 else (6, 2)  # east/west, whichever stays inside
+    env.step(there)
+    first = (env._img, env._cy, env._cx)
+    env.step(back)
+    obs, _, _, _, info = env.step(there)
+    assert (env._img, env._cy, env._cx) == first
+    assert info["r_cover"] == pytest.approx(-1.0)  # every pixel of the patch was visited once before
+    assert obs["history"].max() == pytest.approx(2 / env.config.patches_per_update)  # two visits
+
+
+def test_sobel_clone_reward_is_patch_mean():
+    env = nog_env()
+    env.reset(seed=1)
+    _, _, _, _, info = env.step(2)
+    i, h = env._img, env._half
+    expected = env._sobel[i, env._cy - h:env._cy + h, env._cx - h:env._cx + h].mean()
+    assert info["r_clone"] == pytest.approx(float(expected))
+
+
+def test_predictor_frozen_then_trained_and_no_rl_feedback_early():
+    env = nog_env()
+    env.reset(seed=0)
+    w0 = [p.detach().clone() for p in env.predictor.parameters()]
+    while env.updates < env.config.predictor_freeze_updates:
+        info = episode(env)
+        assert info["r_pred"] == 0.0
+        env.reset()
+    assert all(torch.equal(a, b) for a, b in zip(w0, env.predictor.parameters()))
+    assert env.best is None
+    while env.updates <= env.config.rl_feedback_after:
+        info = episode(env)
+        env.reset()
+    assert not all(torch.equal(a, b) for a, b in zip(w0, env.predictor.parameters()))
+    info = episode(env)
+    assert info["r_pred"] == pytest.approx(-info["l_pred"]) and info["r_pred"] < 0
+    assert env.alpha < 1.0  # decaying
+
+
+def test_pretraining_uses_normal_images_and_reinit_restores_it():
+    split = toy_split(32)
+    normal = toy_split(32, seed=5).unlabeled  # any images: pretraining must only read these
+    normal = [dataclasses.replace(s, mask=np.zeros_like(s.mask)) for s in normal]
+    split = dataclasses.replace(split, normal=normal)
+    env = nog_env(split, reinit_every=12)
+    env.reset(seed=0)
+    assert env.pretrained is not None
+    episode(env)
+    env._reinit_ae(warmup=False)  # what every K-th update does, without the warm-up updates
+    assert all(torch.equal(env.ae.state_dict()[k], v) for k, v in env.pretrained.items())
+    scratch = env._new_ae().state_dict()
+    assert any(not torch.equal(scratch[k], v) for k, v in env.pretrained.items())
+    # pretraining reads the normal images: changing them changes the pretrained weights
+    other = dataclasses.replace(split, normal=[dataclasses.replace(s, image=255 - s.image) for s in normal])
+    env2 = nog_env(other, reinit_every=12)
+    env2.reset(seed=0)
+    assert any(not torch.equal(a, b) for a, b in zip(env.pretrained.values(), env2.pretrained.values()))
+
+
+def test_previous_loss_is_the_loss_before_the_last_update():
+    env = nog_env()
+    env.reset(seed=0)
+    episode(env)
+    obs, _ = env.reset()
+    prev_ae = env._new_ae()
+    prev_ae.load_state_dict(env.snapshots[-2])
+    cur = env._loss_map("current")
+    prev = env._loss_map("previous")
+    assert not np.allclose(cur, prev)
+    from models.autoencoder import reconstruction_loss_map
+    with torch.no_grad():
+        prev_ae.eval()
+        m = reconstruction_loss_map(prev_ae, env._images[env._img:env._img + 1], True)[0]
+        m = torch.clamp(m / (m.mean() + 1e-12), 0, env.config.loss_obs_clip).numpy()
+    assert np.allclose(prev, m, atol=1e-6)
+
+
+def test_noghredeh_state_dict_resumes_exactly():
+    a = nog_env()
+    a.reset(seed=3)
+    for _ in range(3):
+        episode(a)
+        a.reset()
+    state = a.state_dict()
+    import io
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    b = nog_env()
+    b.load_state_dict(torch.load(buf, weights_only=False))
+    b.reset()
+    a.reset()
+    ra, rb = episode(a), episode(b)
+    assert ra["l_pred"] == rb["l_pred"] and ra["ae_loss"] == rb["ae_loss"]
