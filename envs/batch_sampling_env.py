@@ -406,7 +406,9 @@ class BatchSamplingEnv(gym.Env):
         if key not in self._loss_cache:
             ae = self.ae
             if which == "previous" and len(self.snapshots) >= 2:
-                ae = self._new_ae()
+                if getattr(self, "_prev_ae", None) is None:  # one module, reloaded, not one per call
+                    self._prev_ae = self._new_ae()
+                ae = self._prev_ae
                 ae.load_state_dict(self.snapshots[-2])
             with torch.no_grad():
                 ae.eval()
