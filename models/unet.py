@@ -240,8 +240,35 @@ def train_unet(images: np.ndarray, masks: np.ndarray, config: UNetConfig | None 
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
-    net.eval()
+    recompute_bn_stats(net, images, device)
     return net, losses
+
+
+@torch.no_grad()
+def recompute_bn_stats(net: UNet, images: np.ndarray, device: str | torch.device = "cpu",
+                       batch: int = 8) -> None:
+    """Re-estimate BatchNorm's running statistics with the final weights; leave net in eval mode.
+
+    The running averages (momentum 0.1) trail the weights, and a few hundred fast steps move the
+    weights enough that eval-mode outputs drift from what training optimised: on the toy of the
+    tests one seed in five flagged 77% of the pixels at p > 0.5, with AUROC still 1.0. A pass
+    over the whole labeled images, averaging their batch statistics exactly, fixes the stats to
+    the final weights and to the whole-image inputs that prediction uses. Each batch counts
+    equally in the average, so a D_l of up to `batch` images gives its exact statistics."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the batches below
+    net.train()
+    _, height, width, _ = images.shape
+    ph, pw = (-height) % net.multiple, (-width) % net.multiple
+    for start in range(0, len(images), batch):
+        x = to_tensor(images[start:start + batch]).to(device)
+        net(F.pad(x, (0, pw, 0, ph), mode="reflect") if (ph or pw) else x)
+    for bn, momentum in zip(bns, momenta):
+        bn.momentum = momentum
+    net.eval()
 
 
 @torch.no_grad()
