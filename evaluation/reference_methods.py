@@ -25,6 +25,9 @@ from models.recon_ae import ReconAEConfig, anomaly_maps, train_recon_ae
 from models.unet import UNetConfig, predict_unet, train_unet
 
 METHODS = ("unet", "ae-l2", "ae-ssim")
+#: Part of the cache key: bump it when a change to the baselines' code changes their results, so
+#: that cached results of older code are never reused.
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -77,7 +80,7 @@ def cache_key(split: Split, config: ReferenceConfig, seed: int) -> str:
     """What the baselines' results depend on: the images of the split (names and pixels), the
     configuration and the seed. The sampler, preset and agent of a run do not enter."""
     h = hashlib.sha256()
-    h.update(json.dumps({"config": dataclasses.asdict(config), "seed": seed,
+    h.update(json.dumps({"version": CACHE_VERSION, "config": dataclasses.asdict(config), "seed": seed,
                          "labeled": [s.name for s in split.labeled], "unlabeled": [s.name for s in split.unlabeled],
                          "normal": [s.name for s in split.normal]}, sort_keys=True, default=str).encode())
     for s in split.labeled + split.unlabeled + split.normal:
