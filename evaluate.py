@@ -42,13 +42,15 @@ from envs.config import DataConfig
 from evaluation.classification import (decision_metrics, largest_region_areas, tune_threshold,
                                        tune_threshold_min_area)
 from evaluation.metrics import aupro, auroc, binary_scores, f1_max, image_scores_from_maps
+from evaluation.plots import plot_run_diagnostics
 from evaluation.published import published_numbers
 from evaluation.reference_methods import (METHODS, MethodMaps, ReferenceConfig, reference_maps,
                                           thresholded)
 from evaluation.report import format_console_table, format_markdown_table, write_report
+from evaluation.sweep import read_log
 from evaluation.visualize import save_side_by_side
 from models.crf import CRFConfig, dense_crf
-from models.predictor import DilatedFCN, normalize_profiles
+from models.predictor import build_predictor, predictor_input
 
 METRIC_COLUMNS = ["precision", "recall", "F1", "F1-max", "pixel AUROC", "AUPRO", "image AUROC"]
 PUBLISHED_COLUMNS = ["published F1", "published F1-max"]
@@ -68,19 +70,32 @@ def load_profiles(run: Path) -> dict[str, Any]:
             "unlabeled": z["unlabeled"].astype(np.float32) * scale,
             "labeled_names": [str(n) for n in z["labeled_names"]],
             "unlabeled_names": [str(n) for n in z["unlabeled_names"]],
-            "best_update": int(z["best_update"]), "best_l_pred": float(z["best_l_pred"])}
+            "best_update": int(z["best_update"]), "best_l_pred": float(z["best_l_pred"]),
+            "labeled_heldout_prob": z["labeled_heldout_prob"] if "labeled_heldout_prob" in z else None,
+            "labeled_heldout_index": z["labeled_heldout_index"] if "labeled_heldout_index" in z else None}
 
 
-def predict_probabilities(run: Path, profiles: np.ndarray, device: torch.device, batch: int = 8) -> np.ndarray:
-    """Anomaly probability maps (n, S, S) of the run's predictor on raw profiles (n, T, S, S)."""
+def predict_probabilities(run: Path, profiles: np.ndarray, device: torch.device, batch: int = 8,
+                          images: np.ndarray | None = None) -> np.ndarray:
+    """Anomaly probability maps (n, S, S) of the run's predictor on raw profiles (n, T, S, S).
+
+    `images` (n, S, S, 3) uint8: the same images, needed when the predictor also reads RGB
+    (predictor_inputs 'profile+rgb')."""
     saved = torch.load(run / "predictor.pt", map_location=device, weights_only=False)
-    net = DilatedFCN(saved["profile_length"], saved["width"]).to(device)
+    inputs = saved.get("inputs", "profile")
+    if inputs == "profile+rgb" and images is None:
+        raise ValueError(f"{run / 'predictor.pt'} reads the images as well as the profiles: pass `images`")
+    net = build_predictor(saved["profile_length"], saved["width"], inputs, saved.get("skip", False),
+                          saved.get("arch", "dilated")).to(device)
     net.load_state_dict(saved["state_dict"])
     net.eval()
     out = []
     with torch.no_grad():
         for k in range(0, len(profiles), batch):
-            x = normalize_profiles(torch.as_tensor(profiles[k:k + batch], device=device))
+            rgb = None
+            if inputs == "profile+rgb":
+                rgb = torch.as_tensor(images[k:k + batch], device=device).permute(0, 3, 1, 2).float() / 255.0
+            x = predictor_input(torch.as_tensor(profiles[k:k + batch], device=device), rgb)
             out.append(torch.sigmoid(net(x))[:, 0].cpu().numpy())
     return np.concatenate(out)
 
@@ -146,12 +161,21 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
     if not gt.any():
         raise SystemExit(f"{run}: no anomalous pixel in the unlabeled split: pixel metrics undefined")
 
-    prob = predict_probabilities(run, prof["unlabeled"], dev)
+    prob = predict_probabilities(run, prof["unlabeled"], dev, images=np.stack(images))
     gt_l = np.stack([s.mask for s in split.labeled])
     seed = int(config["args"]["seed"])
     # The method, then the same loss profiles without the predictor (mean reconstruction error
     # over the profile, threshold from D_l), then the papers' baselines trained on this split.
-    methods = [MethodMaps("NBS", "method", prob, prob),
+    heldout_gt = None if prof["labeled_heldout_index"] is None else gt_l[prof["labeled_heldout_index"]]
+    if heldout_gt is not None and heldout_gt.any():
+        # heldout_predictors: the threshold is the best-F1 one on the D_l maps of predictors that
+        # never trained on the image they scored (leave-one-out), not p > 0.5 of a predictor
+        # trained with alpha-weighted BCE (whose 0.5 point over-predicts by design).
+        nbs = thresholded("NBS", "method", prof["labeled_heldout_prob"], heldout_gt, prob,
+                          note="threshold from held-out D_l maps")
+    else:
+        nbs = MethodMaps("NBS", "method", prob, prob)
+    methods = [nbs,
                thresholded("Recon. error of the loss profiles", None, prof["labeled"].mean(axis=1), gt_l,
                            prof["unlabeled"].mean(axis=1), note="the run's own AE, no predictor",
                            label="profile recon.")]
@@ -177,10 +201,12 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
         written.append(path.name)
 
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+    diagnostics = training_diagnostics(run, prof["labeled"], gt_l, split.category)
     result = {"run": str(run), "category": split.category, "seed": config["args"]["seed"],
               "split": split.describe(), "rows": rows, "baseline_threshold": threshold,
               "best_update": prof["best_update"], "best_l_pred": prof["best_l_pred"],
-              "training": summary, "overlays": written, "reference_s": reference_s}
+              "training": summary, "overlays": written, "reference_s": reference_s,
+              "diagnostics": diagnostics}
     (run / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
     sd = split.describe()
     meta = (f"- run: `{run}`\n- category: **{split.category}**, image size {data.image_size}, "
@@ -201,10 +227,34 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
              "AUROC: max of each map. Published: chu2020 Table 1 pixel F1 (after CRF for their "
              "method) and noghredeh2025 F1-max, measured at 256 px on the papers' own splits."
              + "".join(f"\n- {n}" for n in not_applicable))
+    warnings = "".join(f"\n\n**Warning:** {w}" for w in summary.get("warnings", []))
+    diag_text = (f"Pixel AUROC on D_l at the end of training: current loss maps {diagnostics['dl_loss_auroc']:.3f}, "
+                 f"mean profile {diagnostics['dl_profile_auroc']:.3f}, predictor on held-out D_l "
+                 f"{diagnostics['dl_heldout_auroc']:.3f} (nan: no held-out predictors); AE loss / image "
+                 f"mean-colour loss {diagnostics['ae_vs_mean_colour']:.3f} and AE output spread / image spread "
+                 f"{diagnostics['ae_output_spread']:.3f} (>= 1 with a spread near 0: collapsed AE). Means of the "
+                 f"last 10 % of updates.{warnings}\n\n![training diagnostics](training.png)")
     write_report(run / "report.md", f"Evaluation: {split.category}", [
-        ("Setup", meta), ("Results", format_markdown_table(rows, COLUMNS)), ("Definitions", notes),
+        ("Setup", meta), ("Results", format_markdown_table(rows, COLUMNS)),
+        ("Training diagnostics", diag_text), ("Definitions", notes),
         ("Overlays", "\n".join(f"![{n}](overlays/{n})" for n in written) or "none")])
     return result
+
+
+def training_diagnostics(run: Path, labeled_profiles: np.ndarray, labeled_masks: np.ndarray,
+                         category: str) -> dict[str, float]:
+    """training.png (evaluation.plots.plot_run_diagnostics) from the run's log.csv and best D_l
+    profiles, and the diagnostics' means over the last 10 % of updates."""
+    log = read_log(run) if (run / "log.csv").is_file() else {}
+    out = {}
+    for col in ("dl_loss_auroc", "dl_profile_auroc", "dl_heldout_auroc", "ae_vs_mean_colour", "ae_output_spread"):
+        values = log.get(col, np.array([math.nan]))
+        tail = values[-max(1, len(values) // 10):]
+        out[col] = float(np.nanmean(tail)) if np.isfinite(tail).any() else math.nan
+    if log:
+        plot_run_diagnostics(log, labeled_profiles, labeled_masks, run / "training.png",
+                             title=f"{category}: {run.name}")
+    return out
 
 
 def segmentation_image_scores(seg_run: Path, unlabeled_names: list[str], device: torch.device) -> np.ndarray:

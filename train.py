@@ -177,8 +177,13 @@ def describe(env: BatchSamplingEnv | ResidualClassifierEnv) -> str:
         return (f"device: {env.device}  labeled pool {len(env.pool)} ({n_anom} anomalous, {len(env.pool) - n_anom} "
                 f"normal, of which {len(env.normal_holdout)} held-out train/good)  |D_u|={len(env.split.unlabeled)}  "
                 f"AE on {len(env.ae_train)} train/good images, {env.config.ae_steps} steps  inputs: {env.config.inputs}")
-    return (f"device: {env.device}  |D_l|={env.n_labeled}  |D_u|={env.n_images - env.n_labeled} "
+    text = (f"device: {env.device}  |D_l|={env.n_labeled}  |D_u|={env.n_images - env.n_labeled} "
             f"image {env.image_size}px  patch {env.config.patch_size}px  alpha={env.alpha:.4f}")
+    if env.config.heldout_predictors:
+        text += (f"\nheld-out predictors for D_l images {env.heldout_images}" if env.heldout_images else
+                 "\nheld-out predictors: none (D_l needs two defect images for one to be judged on unseen "
+                 "defects); the best moment is chosen on l_pred")
+    return text
 
 
 def make_agent(args: Args, env: BatchSamplingEnv, device: torch.device) -> Any:
@@ -215,8 +220,10 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 
 def export_results(env: BatchSamplingEnv, run: Path) -> None:
-    """best_profiles.npz and predictor.pt: what evaluate.py needs, nothing of the agent."""
+    """best_profiles.npz and predictor.pt (the predictor of the best moment): what evaluate.py
+    needs, nothing of the agent."""
     profiles = env.best_profiles()
+    extra = {k: profiles.pop(k) for k in ("labeled_heldout_prob", "labeled_heldout_index") if k in profiles}
     scale = float(np.mean(profiles["labeled"])) or 1.0  # float16 storage of loss/scale keeps precision
     split = env.split
     tmp = run / "best_profiles.tmp.npz"
@@ -225,10 +232,12 @@ def export_results(env: BatchSamplingEnv, run: Path) -> None:
              labeled_names=np.array([s.name for s in split.labeled]),
              unlabeled_names=np.array([s.name for s in split.unlabeled]),
              extra_names=np.array([s.name for s in split.extra_unlabeled]),
-             best_update=np.int64(env.best["update"]), best_l_pred=np.float32(env.best_l_pred))
+             best_update=np.int64(env.best["update"]), best_l_pred=np.float32(env.best_l_pred), **extra)
     os.replace(tmp, run / "best_profiles.npz")
-    save_atomic({"state_dict": env.predictor.state_dict(), "profile_length": env.config.profile_length,
-                 "width": env.config.predictor_width, "alpha": env.alpha}, run / "predictor.pt")
+    save_atomic({"state_dict": env.best["predictor"], "profile_length": env.config.profile_length,
+                 "width": env.config.predictor_width, "inputs": env.config.predictor_inputs,
+                 "skip": env.config.predictor_skip, "arch": env.config.predictor_arch,
+                 "alpha": env.alpha}, run / "predictor.pt")
 
 
 def tensorboard_writer(run: Path, episodes: int) -> Any:
@@ -254,8 +263,64 @@ def truncate_log(path: Path, episodes: int) -> None:
         writer.writerows(rows)
 
 
-LOG_COLUMNS = ["episode", "ae_updates", "return", "ae_loss", "l_pred", "best_l_pred", "beta",
-               "policy_loss", "entropy", "jump_rate", "wall_s"]
+#: Per-update diagnostics of the env (envs/diagnostics.py): pixel AUROC against the D_l masks of
+#: the current D_l loss maps, of the mean D_l profile and of the held-out predictors; the AE's
+#: loss over that of each image's mean colour and its output's spread over the images' (a
+#: collapsed AE: >= 1 and near 0). Then the fraction of each action in the episode.
+DIAGNOSTIC_COLUMNS = ["dl_loss_auroc", "dl_profile_auroc", "dl_heldout_auroc", "ae_vs_mean_colour", "ae_output_spread"]
+ACTION_COLUMNS = [f"action_{a}" for a in range(9)]
+LOG_COLUMNS = ["episode", "ae_updates", "return", "ae_loss", "l_pred", "heldout_l_pred", "best_l_pred", "beta",
+               "policy_loss", "entropy", "jump_rate", *DIAGNOSTIC_COLUMNS, *ACTION_COLUMNS, "wall_s"]
+
+
+class TrainingWatch:
+    """Warns once per problem, in the log and summary.json (hence the report), when the AE's
+    loss maps cannot carry defect signal:
+
+    - collapse: the AE is no better than predicting each image's mean colour *and* its output is
+      nearly flat (spread < `min_spread` of the images'). Seen on dark images: the AE output black
+      and its loss maps were the image's own squared intensity (correlation 0.99999998);
+    - no separation: the current D_l loss maps rank the labeled defects no better than
+      `min_auroc` (pixel AUROC), so no predictor or sampler downstream can find them.
+
+    Judged on medians of the last `window` updates, from update `after` on, so the first steps of
+    a fresh AE do not count. (A textured category can have an AE worse than the mean colour whose
+    maps still separate defects, which is why the ratio alone does not warn.)"""
+
+    def __init__(self, window: int = 50, after: int = 100, min_spread: float = 0.2,
+                 min_auroc: float = 0.55) -> None:
+        self.window, self.after, self.min_spread, self.min_auroc = window, after, min_spread, min_auroc
+        self.history: dict[str, list[float]] = {}
+        self.warnings: dict[str, str] = {}
+
+    def _median(self, key: str, value: Any) -> float:
+        values = self.history.setdefault(key, [])
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            values.append(float(value))
+            del values[:-self.window]
+        return float(np.median(values)) if values else math.nan
+
+    def update(self, stats: dict[str, Any]) -> list[str]:
+        """Record one update's diagnostics; returns the warnings that apply for the first time."""
+        ratio = self._median("ratio", stats.get("ae_vs_mean_colour"))
+        spread = self._median("spread", stats.get("ae_output_spread"))
+        auroc = self._median("auroc", stats.get("dl_loss_auroc"))
+        if stats["episode"] < self.after:
+            return []
+        new = {}
+        if "collapse" not in self.warnings and ratio >= 1.0 and spread < self.min_spread:
+            new["collapse"] = (f"the AE has collapsed: its loss is {ratio:.2f}x that of predicting each image's "
+                               f"mean colour and its output varies {spread:.3f}x as much as the images (medians "
+                               f"of the last {self.window} updates, at update {stats['episode']}); its loss maps "
+                               "are the images' own intensity. Try another ae_lr or AE shape (--set), or check "
+                               "the images (very dark or flat?)")
+        if "separation" not in self.warnings and auroc < self.min_auroc:
+            new["separation"] = (f"the AE's loss maps do not separate the labeled defects: pixel AUROC "
+                                 f"{auroc:.3f} on D_l (median of the last {self.window} updates, at update "
+                                 f"{stats['episode']}); nothing downstream can find them. Look at "
+                                 "dl_loss_auroc in log.csv and try --set loss_map_stride, ae.* or patch_size")
+        self.warnings.update(new)
+        return list(new.values())
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -331,6 +396,7 @@ def main(argv: list[str] | None = None) -> Path:
     log_path = run / "log.csv"
     new_log = not log_path.exists()
     writer = None if args.no_tensorboard else tensorboard_writer(run, agent.episodes)
+    watch = TrainingWatch()
     with open(log_path, "a", newline="") as log_file, \
             tqdm(total=args.updates, initial=agent.episodes, desc="updates", dynamic_ncols=True,
                  mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
@@ -340,6 +406,9 @@ def main(argv: list[str] | None = None) -> Path:
 
         def callback(stats: dict[str, Any]) -> bool:
             stats["wall_s"] = round(wall0 + time.time() - t0, 2)
+            stats.update(zip(ACTION_COLUMNS, stats.pop("action_hist", ())))
+            for warning in watch.update(stats):
+                tqdm.write(f"WARNING: {warning}")
             log.writerow(stats)
             if writer is not None:
                 for key in LOG_COLUMNS[1:]:
@@ -367,7 +436,8 @@ def main(argv: list[str] | None = None) -> Path:
         summary.update(ae_updates=env.updates, reinits=env.reinits, best_l_pred=env.best_l_pred,
                        best_update=None if env.best is None else env.best["update"])
     summary.update(wall_s=round(wall0 + time.time() - t0, 1), device=str(env.device),
-                   finished=agent.episodes >= args.updates)
+                   finished=agent.episodes >= args.updates,
+                   warnings=list(watch.warnings.values()))
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
     if summary["finished"]:
         print(f"done in {summary['wall_s']} s. Evaluate with:  python evaluate.py {run}")

@@ -22,8 +22,9 @@ from envs.rewards import (alpha_from_masks, alpha_schedule, beta_schedule, clone
                           frequency_cover_reward)
 from envs.state_maps import fuse_maps, local_variance, minmax, sobel_magnitude
 from envs.seeding import torch_rng_from
-from models.autoencoder import ConvAutoencoder, ae_train_step, reconstruction_loss_map
-from models.predictor import DilatedFCN, normalize_profiles, weighted_bce
+from models.autoencoder import ConvAutoencoder, ae_train_step, loss_map, reconstruct_images, reconstruction_loss_map
+from envs.diagnostics import rank_auroc
+from models.predictor import build_predictor, input_channels, predictor_input, soft_dice_loss, weighted_bce
 
 #: (dy, dx) of actions 0-7: N, NE, E, SE, S, SW, W, NW. Action 8 jumps to a random image.
 MOVES: tuple[tuple[int, int], ...] = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))
@@ -125,13 +126,30 @@ class BatchSamplingEnv(gym.Env):
         self._masks = np.stack([s.mask for s in self.split.labeled]).astype(bool)
         self._images = torch.from_numpy(self._rgb).to(self.device)
         self._label_masks = torch.from_numpy(self._masks).to(self.device)
-        self._ratio_alpha = c.alpha if c.alpha is not None else alpha_from_masks(self._masks)
+        self._ratio_alpha = c.alpha if c.alpha is not None else alpha_from_masks(self._masks, c.alpha_floor)
         # Per-image maps that do not change with the AE (noghredeh2025's state and clone reward).
         needs_static = c.state == "noghredeh2025" or c.clone_reward == "sobel"
         self._sobel = np.stack([sobel_magnitude(x) for x in self._rgb]) if needs_static else None
         self._variance = (np.stack([minmax(local_variance(x, c.variance_sigma)) for x in self._rgb])
                           if c.state == "noghredeh2025" else None)
         self._normal = [s.image for s in self.split.normal]
+        # Yardsticks of a collapsed AE (e.g. one that outputs black on dark images, whose loss
+        # maps are then the image's own intensity): the loss of the trivial reconstruction "each
+        # image's mean colour", and the spread (std over pixels) of the D_l images themselves.
+        rgb_l = self._images[:self.n_labeled]
+        self._mean_colour_loss = float(loss_map(rgb_l.mean(dim=(2, 3), keepdim=True).expand_as(rgb_l), rgb_l,
+                                                c.absolute_error).mean())
+        self._image_spread = rgb_l.std(dim=(2, 3)).clamp_min(1e-6)
+        self._has_both_classes = bool(self._masks.any()) and not bool(self._masks.all())
+        # Leave-one-out folds that can learn anything: image k is held out only when the other
+        # labeled images hold anomalous pixels (a fold trained on normal images alone learns to
+        # suppress high loss, and would rank its held-out defects upside down), and only if some
+        # held-out image has a defect to be judged on (else selection would reward predicting
+        # nothing). With a single defect image in D_l there are none: selection is on l_pred.
+        folds = [k for k in range(self.n_labeled) if np.delete(self._masks, k, axis=0).any()]
+        useful = c.heldout_predictors and bool(self._masks[folds].any())
+        self.heldout_images = folds if useful else []
+        self._heldout_masks = self._label_masks[self.heldout_images]
 
         v = c.crop_size if c.observation == "crop" else size
         unit = spaces.Box(0.0, 1.0, (1, v, v), np.float32)
@@ -167,12 +185,19 @@ class BatchSamplingEnv(gym.Env):
     def _init_training_state(self, warmup: bool = True) -> None:
         c, s, dev = self.config, self.image_size, self.device
         with self._torch_rng():
-            self.predictor = DilatedFCN(c.profile_length, c.predictor_width).to(dev)
+            self.predictor = self._new_predictor()
         self.predictor_opt = torch.optim.Adam(self.predictor.parameters(), lr=c.predictor_lr)
+        self.fold_predictors: list[torch.nn.Module] = []
+        if c.heldout_predictors:
+            with self._torch_rng():
+                self.fold_predictors = [self._new_predictor() for _ in self.heldout_images]
+        self.fold_opts = [torch.optim.Adam(f.parameters(), lr=c.predictor_lr) for f in self.fold_predictors]
+        self.heldout_prob: torch.Tensor | None = None
+        self.last_heldout_l_pred = math.nan
         self.labeled_profiles = ProfileRing(self.n_labeled, c.profile_length, s, s, dev)
         self.unlabeled_profiles = (ProfileRing(self.n_images - self.n_labeled, c.profile_length, s, s, dev)
                                    if c.unlabeled_profiles == "eager" else None)
-        self.buffer = ReplayBuffer(c.buffer_size, c.profile_length, s, s, dev)
+        self.buffer = ReplayBuffer(c.buffer_size, input_channels(c.profile_length, c.predictor_inputs), s, s, dev)
         self.snapshots: list[dict[str, torch.Tensor]] = []
         self.best: dict[str, Any] | None = None
         self.best_l_pred = math.inf
@@ -180,11 +205,17 @@ class BatchSamplingEnv(gym.Env):
         self.reinits = 0
         self.last_ae_loss = math.nan
         self.last_l_pred = math.nan
+        self.diagnostics: dict[str, float] = {}
         self.pretrained: dict[str, torch.Tensor] | None = None
         if c.pretrain_steps > 0 and warmup:  # (warmup=False: load_state_dict restores it)
             self._pretrain_ae()
         self._reinit_ae(warmup)
         self._initialised = True
+
+    def _new_predictor(self) -> torch.nn.Module:
+        c = self.config
+        return build_predictor(c.profile_length, c.predictor_width, c.predictor_inputs,
+                               c.predictor_skip, c.predictor_arch).to(self.device)
 
     def _new_ae(self) -> ConvAutoencoder:
         return ConvAutoencoder(self.config.patch_size, self.config.ae).to(self.device)
@@ -245,28 +276,54 @@ class BatchSamplingEnv(gym.Env):
             self.last_ae_loss = ae_train_step(self.ae, self.ae_opt, x)
         self.updates += 1
         with torch.no_grad():
-            self._labeled_loss = self._loss_maps(self.ae, range(self.n_labeled))
+            c = self.config
+            recon = reconstruct_images(self.ae, self._images[:self.n_labeled], c.loss_map_stride, c.loss_map == "whole")
+            self._labeled_loss = loss_map(recon, self._images[:self.n_labeled], c.absolute_error)
             self.labeled_profiles.append(self._labeled_loss)
             if self.unlabeled_profiles is not None:
                 self.unlabeled_profiles.append(self._loss_maps(self.ae, range(self.n_labeled, self.n_images)))
+            self._update_diagnostics(recon)
         self.snapshots.append(snapshot(self.ae))
         if len(self.snapshots) > self.config.profile_length + 1:  # +1: the previous AE (noghredeh2025 state)
             self.snapshots.pop(0)
         trains = self.updates > self.config.predictor_freeze_updates
+        self.last_heldout_l_pred = math.nan  # set by this update's predictor step, if any
         l_pred = self._predictor_step(trains) if self.labeled_profiles.full else math.nan
         self.last_l_pred = l_pred
-        # A frozen (untrained) predictor's loss says nothing about the profiles: no best before.
-        if trains and not math.isnan(l_pred) and l_pred < self.best_l_pred:
-            self._record_best(l_pred)
+        # The best moment: lowest l_pred, or lowest held-out l_pred with heldout_predictors. A
+        # frozen (untrained) predictor's loss says nothing about the profiles: no best before.
+        select = self.last_heldout_l_pred if self.fold_predictors else l_pred
+        if trains and not math.isnan(select) and select < self.best_l_pred:
+            self._record_best(select)
         if not warmup and self.updates % self.config.reinit_every == 0:
             self._reinit_ae()
         return l_pred
 
+    def _update_diagnostics(self, recon: torch.Tensor) -> None:
+        """What a user reads while training to see whether the AE's signal separates defects:
+        pixel AUROC of the current D_l loss maps and of the mean D_l profile against the D_l
+        masks (nan while D_l lacks either class); the AE's loss relative to predicting each
+        image's mean colour, and the spread of its reconstructions relative to the images' (both
+        low-level signs of a collapsed AE: ratio >= 1 with spread near 0)."""
+        loss = self._labeled_loss
+        d = {"ae_vs_mean_colour": float(loss.mean()) / max(self._mean_colour_loss, 1e-12),
+             "ae_output_spread": float((recon.std(dim=(2, 3)) / self._image_spread).mean())}
+        if self._has_both_classes:
+            ring = self.labeled_profiles
+            mean_profile = ring.data[:, :ring.count].mean(dim=1) if ring.count < ring.length else ring.data.mean(dim=1)
+            d["dl_loss_auroc"] = rank_auroc(loss, self._label_masks)
+            d["dl_profile_auroc"] = rank_auroc(mean_profile, self._label_masks)
+        else:
+            d["dl_loss_auroc"] = d["dl_profile_auroc"] = math.nan
+        self.diagnostics = d
+
     def _loss_maps(self, ae: ConvAutoencoder, indices: range, batch: int = 16) -> torch.Tensor:
+        c = self.config
         out = []
         idx = list(indices)
         for k in range(0, len(idx), batch):
-            out.append(reconstruction_loss_map(ae, self._images[idx[k:k + batch]], self.config.absolute_error))
+            out.append(reconstruction_loss_map(ae, self._images[idx[k:k + batch]], c.absolute_error,
+                                               stride=c.loss_map_stride, whole_image=c.loss_map == "whole"))
         if not out:
             return torch.zeros(0, self.image_size, self.image_size, device=self.device)
         return torch.cat(out)
@@ -276,26 +333,70 @@ class BatchSamplingEnv(gym.Env):
         then l_pred of the current (unaugmented) labeled profiles: the reward follows what this AE
         update did."""
         c = self.config
-        profiles = normalize_profiles(self.labeled_profiles.ordered())
+        rgb = self._images[:self.n_labeled] if c.predictor_inputs == "profile+rgb" else None
+        profiles = predictor_input(self.labeled_profiles.ordered(), rgb)
         ks = self.np_random.integers(0, 8, size=self.n_labeled)
         self.buffer.push(torch.stack([dihedral(p, int(k)) for p, k in zip(profiles, ks)]),
                          torch.stack([dihedral(m, int(k)) for m, k in zip(self._label_masks, ks)]))
         if not train:
             with torch.no_grad():
                 return float(weighted_bce(self.predictor(profiles)[:, 0], self._label_masks, self.alpha))
-        batch_p, batch_m = self.buffer.sample(c.predictor_batch, self.np_random)
+        self._train_predictor(self.predictor, self.predictor_opt, self.buffer.sample(c.predictor_batch, self.np_random))
+        if self.fold_predictors:
+            self._heldout_step(profiles)
+        with torch.no_grad():
+            return float(weighted_bce(self.predictor(profiles)[:, 0], self._label_masks, self.alpha))
+
+    def _train_predictor(self, net: torch.nn.Module, opt: torch.optim.Optimizer,
+                         batch: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        """One weighted-BCE (+ Dice) step of `net` on a buffer batch, on one random crop of it."""
+        if batch is None:
+            return
+        c = self.config
+        batch_p, batch_m = batch
         if c.predictor_crop is not None:
             y, x = self.np_random.integers(0, self.image_size - c.predictor_crop + 1, size=2)
             batch_p = batch_p[..., y:y + c.predictor_crop, x:x + c.predictor_crop]
             batch_m = batch_m[..., y:y + c.predictor_crop, x:x + c.predictor_crop]
-        self.predictor.train()
-        loss = weighted_bce(self.predictor(batch_p)[:, 0], batch_m, self.alpha)
-        self.predictor_opt.zero_grad(set_to_none=True)
+        if c.predictor_colour_jitter > 0 and c.predictor_inputs == "profile+rgb":
+            batch_p = self._jitter_rgb(batch_p, c.predictor_colour_jitter)
+        net.train()
+        logits = net(batch_p)[:, 0]
+        loss = weighted_bce(logits, batch_m, self.alpha)
+        if c.predictor_dice:  # the U-Net baseline's loss: BCE with pos_weight 1/alpha, + soft Dice
+            loss = loss / self.alpha + soft_dice_loss(logits, batch_m)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.predictor_opt.step()
-        self.predictor.eval()
+        opt.step()
+        net.eval()
+
+    def _jitter_rgb(self, batch: torch.Tensor, amount: float) -> torch.Tensor:
+        """Per sample, scale brightness, contrast and saturation of the last 3 (RGB) channels by
+        factors in [1 - amount, 1 + amount], as the U-Net baseline's augmentation does."""
+        f = torch.as_tensor(self.np_random.uniform(1 - amount, 1 + amount, size=(len(batch), 3, 1, 1, 1)),
+                            dtype=batch.dtype, device=batch.device)
+        rgb = batch[:, -3:] * f[:, 0]
+        luma = torch.tensor([0.299, 0.587, 0.114], dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
+        gray = (rgb * luma).sum(1, keepdim=True)
+        rgb = (rgb - gray.mean(dim=(2, 3), keepdim=True)) * f[:, 1] + gray.mean(dim=(2, 3), keepdim=True)
+        gray = (rgb * luma).sum(1, keepdim=True)
+        rgb = ((rgb - gray) * f[:, 2] + gray).clamp(0.0, 1.0)
+        return torch.cat([batch[:, :-3], rgb], dim=1)
+
+    def _heldout_step(self, profiles: torch.Tensor) -> None:
+        """Leave-one-out: fold predictor j trains on the buffer entries of every labeled image but
+        heldout_images[j] and predicts that image. Their maps (`heldout_prob`, in heldout_images
+        order) and loss (`last_heldout_l_pred`) are what the predictor does on labeled images it
+        never saw."""
+        c = self.config
+        for k, net, opt in zip(self.heldout_images, self.fold_predictors, self.fold_opts):
+            self._train_predictor(net, opt, self.buffer.sample(c.predictor_batch, self.np_random, exclude=k))
         with torch.no_grad():
-            return float(weighted_bce(self.predictor(profiles)[:, 0], self._label_masks, self.alpha))
+            logits = torch.cat([net(profiles[k:k + 1]) for k, net in zip(self.heldout_images, self.fold_predictors)])[:, 0]
+        self.last_heldout_l_pred = float(weighted_bce(logits, self._heldout_masks, self.alpha))
+        self.heldout_prob = torch.sigmoid(logits)
+        if self._heldout_masks.any() and not self._heldout_masks.all():
+            self.diagnostics["dl_heldout_auroc"] = rank_auroc(self.heldout_prob, self._heldout_masks)
 
     def _record_best(self, l_pred: float) -> None:
         """Keep what is needed to rebuild the D_u profiles of this moment: the T AE snapshots
@@ -304,6 +405,12 @@ class BatchSamplingEnv(gym.Env):
         self.best = {"l_pred": l_pred, "update": self.updates,
                      "snapshots": list(self.snapshots[-self.config.profile_length:]),
                      "labeled": self.labeled_profiles.ordered()}
+        # The predictor of that moment scores the best profiles at inference: its l_pred chose
+        # them, and the held-out threshold belongs to it, not to a predictor trained on for
+        # hundreds more updates on other profiles.
+        self.best["predictor"] = snapshot(self.predictor)
+        if self.heldout_prob is not None:
+            self.best["heldout_prob"] = self.heldout_prob.clone()
         if self.unlabeled_profiles is not None:
             self.best["unlabeled"] = self.unlabeled_profiles.ordered()
 
@@ -314,6 +421,7 @@ class BatchSamplingEnv(gym.Env):
             self._init_training_state()
         self._t = 0
         self._patches: list[tuple[int, int, int]] = []
+        self._action_counts = np.zeros(9, np.int64)
         self._history: dict[int, np.ndarray] = {}
         self._loss_cache: dict[tuple[str, int], np.ndarray] = {}
         self._next_jump = self._random_patches(1)[0]
@@ -328,6 +436,7 @@ class BatchSamplingEnv(gym.Env):
         a = int(action)
         if not 0 <= a < 9:
             raise ValueError(f"action must be in 0..8, got {action!r}")
+        self._action_counts[a] += 1
         if a == JUMP:
             self._jump()
         else:
@@ -352,14 +461,18 @@ class BatchSamplingEnv(gym.Env):
         reward = beta * (r_clone + r_cover)
         self._t += 1
         terminated = self._t == self.config.patches_per_update
-        info = {"r_clone": r_clone, "r_cover": r_cover, "beta": beta}
+        info = {"r_clone": r_clone, "r_cover": r_cover, "beta": beta, "jump": a == JUMP}
         if terminated:
             reinit_before = self.reinits
             l_pred = self._train_iteration(self._patches)
             r_pred = 0.0 if math.isnan(l_pred) or self.updates <= c.rl_feedback_after else -l_pred
             reward += (1.0 - beta) * r_pred
             self._loss_cache = {}
-            info.update(r_pred=r_pred, reinit=self.reinits != reinit_before)
+            info.update(r_pred=r_pred, reinit=self.reinits != reinit_before, **self.diagnostics,
+                        jump_rate=float(self._action_counts[JUMP] / self._t),
+                        action_hist=(self._action_counts / self._t).tolist())
+            if self.fold_predictors:
+                info["heldout_l_pred"] = self.last_heldout_l_pred
         info.update(self._info())
         return self._observation(), float(reward), terminated, False, info
 
@@ -472,8 +585,12 @@ class BatchSamplingEnv(gym.Env):
                     maps.append(self._loss_maps(ae, range(self.n_labeled, self.n_images)))
             unl = torch.stack(maps, dim=1)
         unl = unl.cpu().numpy()
-        return {"labeled": self.best["labeled"].cpu().numpy(),
-                "unlabeled": unl[:self.n_scored], "extra": unl[self.n_scored:]}
+        out = {"labeled": self.best["labeled"].cpu().numpy(),
+               "unlabeled": unl[:self.n_scored], "extra": unl[self.n_scored:]}
+        if "heldout_prob" in self.best:
+            out["labeled_heldout_prob"] = self.best["heldout_prob"].cpu().numpy()
+            out["labeled_heldout_index"] = np.asarray(self.heldout_images, np.int64)
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume training exactly (take it between episodes).
@@ -483,11 +600,16 @@ class BatchSamplingEnv(gym.Env):
         best = None
         if self.best is not None:
             best = {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in self.best.items()
-                    if k != "snapshots"}
+                    if k not in ("snapshots", "predictor")}
             best["snapshots"] = [{k: t.cpu() for k, t in s.items()} for s in self.best["snapshots"]]
+            best["predictor"] = {k: t.cpu() for k, t in self.best["predictor"].items()}
         return {
             "ae": self.ae.state_dict(), "ae_opt": self.ae_opt.state_dict(),
             "predictor": self.predictor.state_dict(), "predictor_opt": self.predictor_opt.state_dict(),
+            "fold_predictors": [f.state_dict() for f in self.fold_predictors],
+            "fold_opts": [o.state_dict() for o in self.fold_opts],
+            "heldout_prob": None if self.heldout_prob is None else self.heldout_prob.cpu(),
+            "last_heldout_l_pred": self.last_heldout_l_pred,
             "labeled_profiles": self.labeled_profiles.state_dict(),
             "unlabeled_profiles": None if self.unlabeled_profiles is None else self.unlabeled_profiles.state_dict(),
             "buffer": self.buffer.state_dict(),
@@ -507,6 +629,12 @@ class BatchSamplingEnv(gym.Env):
         self.ae_opt.load_state_dict(state["ae_opt"])
         self.predictor.load_state_dict(state["predictor"])
         self.predictor_opt.load_state_dict(state["predictor_opt"])
+        for net, opt, s_net, s_opt in zip(self.fold_predictors, self.fold_opts, state["fold_predictors"],
+                                          state["fold_opts"]):
+            net.load_state_dict(s_net)
+            opt.load_state_dict(s_opt)
+        self.heldout_prob = None if state["heldout_prob"] is None else state["heldout_prob"].to(dev)
+        self.last_heldout_l_pred = float(state["last_heldout_l_pred"])
         self.labeled_profiles.load_state_dict(state["labeled_profiles"])
         if self.unlabeled_profiles is not None and state["unlabeled_profiles"] is not None:
             self.unlabeled_profiles.load_state_dict(state["unlabeled_profiles"])
@@ -516,6 +644,7 @@ class BatchSamplingEnv(gym.Env):
         if best is not None:
             best = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in best.items()}
             best["snapshots"] = [{k: t.to(dev) for k, t in s.items()} for s in best["snapshots"]]
+            best["predictor"] = {k: t.to(dev) for k, t in best["predictor"].items()}
         self.best = best
         pre = state.get("pretrained")
         self.pretrained = None if pre is None else {k: t.to(dev) for k, t in pre.items()}

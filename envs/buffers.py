@@ -55,20 +55,32 @@ class ReplayBuffer:
                  device: torch.device) -> None:
         self.profiles = torch.zeros(capacity, length, height, width, dtype=torch.float16, device=device)
         self.masks = torch.zeros(capacity, height, width, dtype=torch.bool, device=device)
+        self.ids = torch.zeros(capacity, dtype=torch.int64, device=device)  # which labeled image
         self.capacity = capacity
         self.next = 0
         self.size = 0
 
-    def push(self, profiles: torch.Tensor, masks: torch.Tensor) -> None:
-        """Add a batch (B,T,H,W), (B,H,W); the oldest entries are overwritten when full."""
-        for p, m in zip(profiles, masks):
+    def push(self, profiles: torch.Tensor, masks: torch.Tensor, ids: list[int] | None = None) -> None:
+        """Add a batch (B,T,H,W), (B,H,W); the oldest entries are overwritten when full. `ids`:
+        the labeled image each entry comes from (default 0..B-1), for held-out sampling."""
+        for k, (p, m) in enumerate(zip(profiles, masks)):
             self.profiles[self.next] = p.to(torch.float16)
             self.masks[self.next] = m
+            self.ids[self.next] = k if ids is None else ids[k]
             self.next = (self.next + 1) % self.capacity
             self.size = min(self.size + 1, self.capacity)
 
-    def sample(self, batch: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.as_tensor(rng.integers(0, self.size, size=batch), device=self.profiles.device)
+    def sample(self, batch: int, rng: np.random.Generator,
+               exclude: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A uniform batch of entries; with `exclude`, none of that labeled image's entries
+        (None when no other entry exists)."""
+        if exclude is None:
+            idx = torch.as_tensor(rng.integers(0, self.size, size=batch), device=self.profiles.device)
+        else:
+            allowed = torch.nonzero(self.ids[:self.size] != exclude)[:, 0]
+            if len(allowed) == 0:
+                return None
+            idx = allowed[torch.as_tensor(rng.integers(0, len(allowed), size=batch), device=allowed.device)]
         return self.profiles[idx].float(), self.masks[idx]
 
     def reset(self) -> None:
@@ -78,7 +90,7 @@ class ReplayBuffer:
     def state_dict(self) -> dict:
         n = self.size
         return {"profiles": self.profiles[:n].cpu(), "masks": self.masks[:n].cpu(),
-                "next": self.next, "size": n}
+                "ids": self.ids[:n].cpu(), "next": self.next, "size": n}
 
     def load_state_dict(self, s: dict) -> None:
         n = int(s["size"])
@@ -86,6 +98,8 @@ class ReplayBuffer:
             raise ValueError(f"checkpoint buffer holds {n} entries, capacity is {self.capacity}")
         self.profiles[:n] = s["profiles"].to(self.profiles.device)
         self.masks[:n] = s["masks"].to(self.masks.device)
+        if "ids" in s:
+            self.ids[:n] = s["ids"].to(self.ids.device)
         self.next, self.size = int(s["next"]), n
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.autoencoder import AEConfig
+from models.predictor import PREDICTOR_ARCHS
 
 
 @dataclass
@@ -72,6 +73,14 @@ class EnvConfig:
     ae_lr: float = 1e-3
     absolute_error: bool = False
     """profile entry |x - x_hat| (noghredeh2025) instead of the squared error (chu2020)"""
+    loss_map: str = "tiled"
+    """how loss maps of whole images are computed. 'tiled': the AE on patch-size windows, the way
+    it was trained (exact on each window); 'whole': one fully convolutional pass over the image,
+    which a 1x1-bottleneck AE was never trained for (its decoder footprints overlap and add up; on
+    bottle it ranks defects below normal pixels). 'whole' is kept for the ablation only"""
+    loss_map_stride: int | None = None
+    """window step of the 'tiled' loss maps; None = patch_size (non-overlapping tiles: one AE
+    pass per pixel). patch_size // 2 averages 4 windows per pixel at about 3.5x the cost"""
     reinit_every: int = 200
     """K: AE updates between re-initialisations"""
     warmup_updates: int = 20
@@ -85,17 +94,46 @@ class EnvConfig:
     """T: loss maps kept per image (FIFO)"""
     predictor_width: int = 16
     """channels of the predictor's dilated convs"""
+    predictor_skip: bool = True
+    """(ours) the predictor's logit starts as a monotone function of the pixel's mean relative
+    loss (a learned-scale skip path, see models.predictor.DilatedFCN), so it ranks pixels at least
+    as the plain mean profile does before training refines it. False: the papers' plain FCN"""
+    predictor_arch: str = "dilated"
+    """'dilated': the papers' dilated FCN (predictor_width channels); 'unet' (ours): a U-Net of
+    the baseline's shape (GroupNorm, width predictor_width, depth 3) on the same inputs"""
+    predictor_dice: bool = False
+    """train the predictor with the U-Net baseline's loss: BCE with anomalous pixels weighted
+    1/alpha (= l_pred / alpha) plus soft Dice. l_pred itself (reward, selection) is unchanged"""
+    predictor_colour_jitter: float = 0.0
+    """with predictor_inputs 'profile+rgb': random brightness, contrast and saturation changes of
+    up to this fraction on the RGB channels of each training sample (the U-Net baseline: 0.2)"""
+    predictor_inputs: str = "profile"
+    """'profile': the mean-normalised loss profile (T channels), as in both papers; 'profile+rgb'
+    (ours, beyond the papers): the image's RGB as 3 more channels, so the predictor sees what a
+    supervised U-Net sees plus the profile"""
     predictor_lr: float = 1e-3
     predictor_batch: int = 8
     predictor_crop: int | None = 64
     """train the predictor on random crops of this side (None: whole profiles). The FCN is
     translation-equivariant, so crops teach it the same thing for a fraction of the cost; its
     receptive field (~35 px) fits in a 64 px crop"""
+    heldout_predictors: bool = False
+    """(ours) also train one predictor per labeled image on the other labeled images only
+    (leave-one-out, same buffer and steps). Their predictions on the image each left out say how
+    the predictor does on images it never trained on: the best moment is chosen by that held-out
+    l_pred instead of the training l_pred (which rewards memorising D_l), and evaluation picks the
+    decision threshold on those held-out maps. Only images whose fold still has labeled defects to
+    learn from are held out (none when D_l has a single defect image: the run then selects on
+    l_pred as the papers do). Costs one extra predictor step per held-out image"""
     buffer_size: int = 512
     """FIFO replay buffer of augmented (labeled profile, mask) pairs"""
     alpha: float | None = None
     """weight of normal pixels in l_pred; None = anomalous/normal pixel ratio of D_l (chu2020).
     Ignored when alpha_decay is on"""
+    alpha_floor: float = 1e-3
+    """lower bound of the pixel-ratio alpha: with tiny defects (0.1 % of D_l's pixels) the ratio
+    weighs normal pixels so little that p > 0.5 covers most of the image. 0.02 caps the weight of
+    anomalous pixels at 50, as the U-Net baseline's max_pos_weight does"""
     alpha_decay: bool = False
     """noghredeh2025: alpha = max(alpha_min, alpha_start - (alpha_start - alpha_min) j / L_alpha)"""
     alpha_start: float = 1.0
@@ -136,7 +174,8 @@ class EnvConfig:
         if c.patch_size > image_size:
             raise ValueError(f"patch_size {c.patch_size} is larger than image_size {image_size}")
         for name, allowed in (("state", STATES), ("clone_reward", ("mask", "sobel")),
-                              ("cover_reward", ("bonus", "frequency"))):
+                              ("cover_reward", ("bonus", "frequency")), ("loss_map", ("tiled", "whole")),
+                              ("predictor_inputs", PREDICTOR_INPUTS), ("predictor_arch", PREDICTOR_ARCHS)):
             if getattr(c, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(c, name)!r}")
         c.fused_weights = tuple(float(w) for w in c.fused_weights)  # type: ignore[assignment]
@@ -148,6 +187,8 @@ class EnvConfig:
             raise ValueError(f"observation must be 'image' or 'crop', got {c.observation!r}")
         if c.unlabeled_profiles not in ("snapshots", "eager"):
             raise ValueError(f"unlabeled_profiles must be 'snapshots' or 'eager', got {c.unlabeled_profiles!r}")
+        if c.loss_map_stride is not None and not 1 <= c.loss_map_stride <= c.patch_size:
+            raise ValueError(f"loss_map_stride must be in 1..patch_size ({c.patch_size}), got {c.loss_map_stride}")
         if c.warmup_updates >= c.reinit_every:
             raise ValueError("warmup_updates must be smaller than reinit_every")
         if c.predictor_crop is not None and c.predictor_crop >= image_size:
@@ -159,6 +200,7 @@ class EnvConfig:
 
 
 STATES = ("chu2020", "noghredeh2025")
+PREDICTOR_INPUTS = ("profile", "profile+rgb")
 
 #: The published systems as plain EnvConfig objects: print one to read it, and override any field
 #: with make_env_config(preset, field=value) or train.py --preset P --set field=value.
@@ -175,6 +217,13 @@ PRESETS: dict[str, EnvConfig] = {
         absolute_error=True, pretrain_steps=500, clone_reward="sobel", cover_reward="frequency",
         beta_min=0.15, alpha_decay=True, alpha_start=1.0, alpha_min=0.15,
         predictor_freeze_updates=50, rl_feedback_after=100),
+    # Ours, beyond the papers: chu2020 whose predictor is a U-Net reading the image's RGB beside
+    # the loss profile, trained with the U-Net baseline's recipe (BCE with anomalous pixels
+    # weighted at most 50x, soft Dice, colour jitter), and whose best moment and decision
+    # threshold come from leave-one-out predictors (what the predictor does on labeled images it
+    # never trained on) when D_l has the defect images for it.
+    "ours": EnvConfig(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_dice=True,
+                      predictor_colour_jitter=0.2, alpha_floor=0.02, heldout_predictors=True),
 }
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_sweep_bars", "plot_training_curves", "smooth"]
+__all__ = ["plot_run_diagnostics", "plot_sweep_bars", "plot_training_curves", "smooth"]
 
 
 def _pyplot() -> Any:
@@ -95,4 +95,72 @@ def plot_training_curves(curves: dict[str, list[dict[str, np.ndarray]]], path: s
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_run_diagnostics(log: dict[str, np.ndarray], labeled_profiles: np.ndarray, labeled_masks: np.ndarray,
+                         path: str | Path, title: str = "") -> None:
+    """What a user checks first on new data, from one run (evaluation.sweep.read_log of its
+    log.csv and its best D_l profiles):
+
+    1. pixel AUROC per AE update of the current D_l loss maps, of the mean D_l profile and (with
+       held-out predictors) of the predictor on D_l images it never trained on: 0.5 is chance;
+    2. the AE's loss over that of each image's mean colour, and its output's spread over the
+       images' (collapsed AE: ratio >= 1 with a spread near 0);
+    3. the sampler's action mix per update (jump rate and each move);
+    4. the loss profile (raw loss over the last T AE updates) of defect pixels beside normal ones
+       of D_l, median and quartiles: where they do not separate, no predictor will.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(19, 3.8))
+    episode = log["episode"]
+    window = max(1, len(episode) // 30)
+    ax = axes[0]
+    for col, label in (("dl_loss_auroc", "current D_l loss map"), ("dl_profile_auroc", "mean D_l profile"),
+                       ("dl_heldout_auroc", "predictor, held-out D_l")):
+        values = log.get(col)
+        if values is not None and np.isfinite(values).any():
+            ax.plot(episode, smooth(values, window), label=label, lw=1.2)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_ylim(0, 1)
+    ax.set_title("pixel AUROC on D_l")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    for col, label in (("ae_vs_mean_colour", "loss / image mean-colour loss"),
+                       ("ae_output_spread", "output spread / image spread")):
+        if col in log:
+            ax.plot(episode, smooth(log[col], window), lw=1.2, label=label)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_title("AE vs. a flat colour (collapse: ratio >= 1, spread ~ 0)", fontsize=9)
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    actions = [log[f"action_{a}"] for a in range(9) if f"action_{a}" in log]
+    if len(actions) == 9:
+        moves = smooth(np.sum(actions[:8], axis=0), window)
+        ax.stackplot(episode, smooth(actions[8], window), moves, labels=["jump", "moves (0-7)"], alpha=0.7)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8, loc="lower left")
+    ax.set_title("actions per update")
+    ax = axes[3]
+    masks = labeled_masks.astype(bool)
+    t = np.arange(labeled_profiles.shape[1])
+    pixels = labeled_profiles.transpose(1, 0, 2, 3).reshape(len(t), -1)  # (T, all D_l pixels)
+    flat = masks.reshape(-1)
+    for sel, label in ((~flat, "normal pixels"), (flat, "defect pixels")):
+        if sel.any():
+            q1, med, q3 = np.percentile(pixels[:, sel], [25, 50, 75], axis=1)
+            line, = ax.plot(t, med, label=label, lw=1.4)
+            ax.fill_between(t, q1, q3, color=line.get_color(), alpha=0.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("profile step (oldest -> newest)")
+    ax.set_title("best D_l loss profiles")
+    ax.legend(fontsize=8)
+    for ax in axes[:3]:
+        ax.set_xlabel("episode (= AE update)")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from envs.seeding import torch_rng_from
-from models.autoencoder import AEConfig, ConvAutoencoder, ae_train_step, reconstruction_loss_map
+from models.autoencoder import (AEConfig, ConvAutoencoder, ae_train_step, reconstruction_loss_map,
+                                tiled_reconstruction)
 from models.unet import to_tensor, validate_images
 
 LOSSES = ("l2", "ssim")
@@ -175,38 +176,15 @@ def train_recon_ae(normal_images: np.ndarray, config: ReconAEConfig | None = Non
 # --------------------------------------------------------------------------------------------------
 # scoring
 # --------------------------------------------------------------------------------------------------
-def _window_starts(side: int, patch: int, stride: int) -> list[int]:
-    """Window offsets covering [0, side) with the given stride, the last one flush with the end."""
-    starts = list(range(0, side - patch + 1, stride))
-    if starts[-1] != side - patch:
-        starts.append(side - patch)
-    return starts
-
-
 def reconstruct(ae: ConvAutoencoder, images: torch.Tensor, stride: int | None = None) -> torch.Tensor:
-    """Reconstruction of whole images (B,3,H,W) by overlapping training-size patches, averaged.
-
-    Why not one fully convolutional pass: on a patch the bottleneck is a single 1x1 code, on a
-    larger input it is a grid of codes whose 4x4 transpose-conv footprints overlap and add up
-    before the sigmoid, something the AE never saw in training. On trained toy AEs that pass
-    reconstructed 12x (L2) to 300x (SSIM) worse in MSE than the same AE on its patches, and the
-    pixel AUROC of AE-L2 fell from 0.99 to 0.72. Windows of the training size, averaged where
-    they overlap, keep the AE on the inputs it was trained on.
+    """Reconstruction of whole images (B,3,H,W) by overlapping training-size patches, averaged
+    (`models.autoencoder.tiled_reconstruction`; see there why not one fully convolutional pass).
+    On trained toy AEs the whole-image pass reconstructed 12x (L2) to 300x (SSIM) worse in MSE
+    than the same AE on its patches, and the pixel AUROC of AE-L2 fell from 0.99 to 0.72.
 
     stride: window step; None = a quarter of the patch side. Sides must be >= the patch side.
     """
-    patch = 4 * ae.multiple  # ae_levels: patch side = 2**(levels + 2)
-    _, _, h, w = images.shape
-    if h < patch or w < patch:
-        raise ValueError(f"images of {h}x{w} are smaller than the AE's {patch}x{patch} patches")
-    stride = stride or max(1, patch // 4)
-    out = torch.zeros_like(images)
-    count = torch.zeros((1, 1, h, w), dtype=images.dtype, device=images.device)
-    for y in _window_starts(h, patch, stride):
-        for x in _window_starts(w, patch, stride):
-            out[..., y:y + patch, x:x + patch] += ae(images[..., y:y + patch, x:x + patch])
-            count[..., y:y + patch, x:x + patch] += 1
-    return out / count
+    return tiled_reconstruction(ae, images, stride or max(1, ae.patch_size // 4))
 
 
 @torch.no_grad()
@@ -232,7 +210,7 @@ def anomaly_maps(ae: ConvAutoencoder, images: np.ndarray, kind: str = "l2",
     for start in range(0, len(images), batch):
         x = to_tensor(images[start:start + batch]).to(device)
         if whole_image and kind == "l2":
-            m = reconstruction_loss_map(ae, x)
+            m = reconstruction_loss_map(ae, x, whole_image=True)
         else:
             if whole_image:
                 ph, pw = (-x.shape[-2]) % ae.multiple, (-x.shape[-1]) % ae.multiple

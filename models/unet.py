@@ -90,31 +90,41 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 # network
 # --------------------------------------------------------------------------------------------------
-def _double_conv(cin: int, cout: int) -> nn.Sequential:
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    return nn.GroupNorm(min(8, channels), channels)
+
+
+def _double_conv(cin: int, cout: int, norm: str = "batch") -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), _norm(norm, cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), _norm(norm, cout), nn.ReLU(inplace=True))
 
 
 class UNet(nn.Module):
     """Ronneberger-style U-Net: (conv-BN-ReLU)x2 per level, max-pool down, transpose-conv up,
-    skip concatenation, 1x1 head giving anomaly logits (B,1,H,W).
+    skip concatenation, 1x1 head giving anomaly logits (B,1,H,W). norm='group' (GroupNorm) for a
+    net that is evaluated between single training steps, where BatchNorm's running statistics
+    would trail the weights (the env's predictor).
 
     Same-padded convolutions, so the output has the input's size; sides must be multiples of
     `multiple` (predict_unet reflect-pads for you).
     """
 
-    def __init__(self, width: int = 16, depth: int = 3, in_channels: int = 3) -> None:
+    def __init__(self, width: int = 16, depth: int = 3, in_channels: int = 3, norm: str = "batch") -> None:
         super().__init__()
         if width < 1 or depth < 1:
             raise ValueError(f"`width` and `depth` must be >= 1, got {width} and {depth}")
+        if norm not in ("batch", "group"):
+            raise ValueError(f"`norm` must be 'batch' or 'group', got {norm!r}")
         self.depth = depth
         chans = [width * 2**i for i in range(depth + 1)]
-        self.inc = _double_conv(in_channels, chans[0])
-        self.down = nn.ModuleList(_double_conv(chans[i], chans[i + 1]) for i in range(depth))
+        self.inc = _double_conv(in_channels, chans[0], norm)
+        self.down = nn.ModuleList(_double_conv(chans[i], chans[i + 1], norm) for i in range(depth))
         self.up = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2)
                                 for i in reversed(range(depth)))
-        self.up_conv = nn.ModuleList(_double_conv(2 * chans[i], chans[i])
+        self.up_conv = nn.ModuleList(_double_conv(2 * chans[i], chans[i], norm)
                                      for i in reversed(range(depth)))
         self.head = nn.Conv2d(chans[0], 1, 1)
 

@@ -206,3 +206,29 @@ def test_crackforest_protocol_end_to_end(tmp_path):
     na = rows["AE-L2 (unsupervised), threshold from D_l"]
     assert "not applicable" in na["note"] and "F1" not in na
     assert "not applicable" in (run_dir / "report.md").read_text()
+
+
+def test_ours_preset_heldout_threshold_rgb_predictor_and_diagnostics(tiny_root, tmp_path):
+    """--preset ours end to end: the predictor reads RGB + profile, leave-one-out predictors choose
+    the best moment and the threshold, and the report shows the training diagnostics."""
+    run_dir = tmp_path / "ours"
+    run("train.py", "--data-root", str(tiny_root), "--updates", "8", "--run-dir", str(run_dir),
+        "--preset", "ours", *TINY_ARGS)
+    rows = log_rows(run_dir)
+    assert {"dl_loss_auroc", "dl_profile_auroc", "dl_heldout_auroc", "ae_vs_mean_colour", "heldout_l_pred",
+            "action_8", "jump_rate"} <= set(rows[0])
+    assert any(r["heldout_l_pred"] for r in rows)
+    for r in rows:
+        assert float(r["action_8"]) == float(r["jump_rate"])
+        assert abs(sum(float(r[f"action_{a}"]) for a in range(9)) - 1.0) < 1e-9
+    import numpy as np
+    z = np.load(run_dir / "best_profiles.npz")
+    assert z["labeled_heldout_prob"].shape == z["labeled"].shape[:1] + z["labeled"].shape[2:]
+    run("evaluate.py", str(run_dir), "--overlays", "0", "--baselines", "none")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    nbs = next(r for r in metrics["rows"] if r["method"].startswith("NBS, score >="))
+    assert nbs["note"] == "threshold from held-out D_l maps"
+    assert set(metrics["diagnostics"]) == {"dl_loss_auroc", "dl_profile_auroc", "dl_heldout_auroc", "ae_vs_mean_colour",
+                                           "ae_output_spread"}
+    assert (run_dir / "training.png").is_file()
+    assert "Training diagnostics" in (run_dir / "report.md").read_text()

@@ -1,0 +1,104 @@
+"""The predictor: skip path, U-Net variant, inputs with RGB, held-out folds, colour jitter."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from envs import BatchSamplingEnv
+from envs.buffers import ReplayBuffer
+from envs.diagnostics import rank_auroc
+from models.predictor import build_predictor, predictor_input
+from tests.helpers import toy_split
+from tests.test_env import TINY, run_episodes
+
+
+@pytest.mark.parametrize("arch", ["dilated", "unet"])
+@pytest.mark.parametrize("inputs", ["profile", "profile+rgb"])
+def test_skip_path_starts_as_the_mean_profile_ranking(arch, inputs):
+    """At initialisation the predictor ranks pixels exactly as the mean relative loss does, so
+    it cannot start by throwing the profile's signal away."""
+    torch.manual_seed(0)
+    profiles = torch.rand(3, 6, 20, 28) ** 4  # (B,T,H,W), not a multiple of the U-Net's 8
+    labels = profiles.mean(dim=1) + 0.3 * torch.rand(3, 20, 28) > 0.4
+    rgb = torch.rand(3, 3, 20, 28) if inputs == "profile+rgb" else None
+    x = predictor_input(profiles, rgb)
+    net = build_predictor(6, 8, inputs, skip=True, arch=arch).eval()
+    with torch.no_grad():
+        logits = net(x)[:, 0]
+    mean_relative = x[:, :6].mean(dim=1)
+    assert logits.shape == (3, 20, 28)
+    assert rank_auroc(logits, labels) == pytest.approx(rank_auroc(mean_relative, labels), abs=1e-9)
+    torch.testing.assert_close(logits, torch.log(mean_relative), rtol=1e-5, atol=1e-5)
+    plain = build_predictor(6, 8, inputs, skip=False, arch=arch).eval()
+    with torch.no_grad():
+        assert not torch.allclose(plain(x)[:, 0], torch.log(mean_relative), atol=1e-2)
+
+
+def test_buffer_sampling_can_leave_one_labeled_image_out():
+    buf = ReplayBuffer(12, 2, 4, 4, torch.device("cpu"))
+    for _ in range(3):
+        buf.push(torch.rand(4, 2, 4, 4), torch.zeros(4, 4, 4, dtype=torch.bool))
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        profiles, _ = buf.sample(64, rng, exclude=k)
+        ids = {int(i) for i in range(12) if any(torch.equal(buf.profiles[i].float(), p) for p in profiles)}
+        assert k not in {int(buf.ids[i]) for i in ids} and len(ids) == 9
+    only = ReplayBuffer(4, 2, 4, 4, torch.device("cpu"))
+    only.push(torch.rand(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.bool), ids=[2])
+    assert only.sample(4, rng, exclude=2) is None
+
+
+def _split_with_defect_images(n_defect: int):
+    split = toy_split(32, n_labeled=4)
+    for k, s in enumerate(split.labeled):
+        if k >= n_defect:
+            s.mask[:] = False
+    return split
+
+
+def test_heldout_folds_only_where_they_can_learn_and_be_judged():
+    cfg = dataclasses.replace(TINY, heldout_predictors=True)
+    one = BatchSamplingEnv(split=_split_with_defect_images(1), config=cfg)
+    assert one.heldout_images == []  # a single defect image: nothing to judge a fold on
+    two = BatchSamplingEnv(split=_split_with_defect_images(2), config=cfg)
+    assert two.heldout_images == [0, 1, 2, 3]
+    two.reset(seed=0)
+    run_episodes(two, 10)
+    assert len(two.fold_predictors) == 4 and two.heldout_prob.shape == (4, 32, 32)
+    assert np.isfinite(two.best["l_pred"]) and two.best["l_pred"] == two.best_l_pred
+    profiles = two.best_profiles()
+    assert profiles["labeled_heldout_prob"].shape == (4, 32, 32)
+    assert list(profiles["labeled_heldout_index"]) == [0, 1, 2, 3]
+    # each fold trained on its own data (every labeled image but one), none on all of D_l
+    weights = [f.head.weight.detach() for f in two.fold_predictors] + [two.predictor.head.weight.detach()]
+    assert all(not torch.equal(a, b) for i, a in enumerate(weights) for b in weights[i + 1:])
+    assert np.isfinite(two.last_heldout_l_pred)
+
+
+def test_best_moment_keeps_its_predictor():
+    env = BatchSamplingEnv(split=toy_split(32), config=TINY)
+    env.reset(seed=0)
+    run_episodes(env, 12)
+    kept = env.best["predictor"]
+    assert set(kept) == set(env.predictor.state_dict())
+    if env.best["update"] != env.updates:  # trained on since: the kept weights are not the live ones
+        assert any(not torch.equal(kept[k], v) for k, v in env.predictor.state_dict().items())
+
+
+def test_alpha_floor_caps_the_weight_of_anomalous_pixels():
+    env = BatchSamplingEnv(split=toy_split(32), config=dataclasses.replace(TINY, alpha_floor=0.2))
+    assert env.alpha == 0.2
+    assert BatchSamplingEnv(split=toy_split(32), config=TINY).alpha < 0.2
+
+
+def test_colour_jitter_changes_only_the_rgb_channels():
+    env = BatchSamplingEnv(split=toy_split(32), config=dataclasses.replace(TINY, predictor_inputs="profile+rgb"))
+    env.reset(seed=0)
+    batch = torch.rand(5, 4 + 3, 16, 16)
+    out = env._jitter_rgb(batch, 0.2)
+    torch.testing.assert_close(out[:, :4], batch[:, :4])
+    assert not torch.allclose(out[:, 4:], batch[:, 4:])
+    assert out[:, 4:].min() >= 0 and out[:, 4:].max() <= 1
