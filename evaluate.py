@@ -122,11 +122,12 @@ def method_rows(m: MethodMaps, images: list[np.ndarray], gt: np.ndarray, categor
     if m.scores is None:
         return [{"method": m.name, "note": m.note, **published}], None
     crf_masks = np.stack([dense_crf(img, p, crf) for img, p in zip(images, m.prob)])
-    before = "p > 0.5" if m.threshold is None else f"score >= {m.threshold:.4g}"
+    # The threshold's value goes in its own field, not the name: a sweep groups rows by name.
+    before = "p > 0.5" if m.threshold is None else "score >= t from D_l"
     rows = [score_row(f"{m.name}, {before} (no CRF)", m.prob > 0.5, m.scores, gt),
             score_row(f"{m.name} + CRF", crf_masks, m.scores, gt)]
     for r in rows:
-        r.update(published, family=m.family, note=m.note)
+        r.update(published, family=m.family, note=m.note, threshold=m.threshold)
     return rows, crf_masks
 
 
@@ -218,6 +219,7 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
             f"training: {summary.get('ae_updates', '?')} AE updates, {summary.get('wall_s', '?')} s on "
             f"{summary.get('device', '?')}")
     not_applicable = [f"{r['method']}: {r['note']}" for r in rows if "F1-max" not in r]
+    thresholds = ", ".join(f"{m.name} {m.threshold:.4g}" for m in methods if m.threshold is not None)
     notes = ("Pixel metrics pooled over all pixels of the scored D_u images. Precision/recall/F1: "
              "binary masks (CRF labels; or p > 0.5; or score >= a threshold chosen for the best F1 on "
              "D_l). The CRF of a score-based method gets the unary sigmoid((score - t) / std of its D_l "
@@ -226,6 +228,7 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
              "F1 over all thresholds. AUPRO: per-region overlap integrated to FPR 0.3, / 0.3. Image "
              "AUROC: max of each map. Published: chu2020 Table 1 pixel F1 (after CRF for their "
              "method) and noghredeh2025 F1-max, measured at 256 px on the papers' own splits."
+             + (f" Thresholds t chosen on D_l: {thresholds}." if thresholds else "")
              + "".join(f"\n- {n}" for n in not_applicable))
     warnings = "".join(f"\n\n**Warning:** {w}" for w in summary.get("warnings", []))
     diag_text = (f"Pixel AUROC on D_l at the end of training: current loss maps {diagnostics['dl_loss_auroc']:.3f}, "

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The papers' protocol on the real data of ../shared, 3 seeds, both presets, with the baselines:
+# The papers' protocol on the real data of ../shared, 3 seeds, both papers' presets and ours, with the baselines:
 # one ablate.py sweep per dataset (REINFORCE sampler; U-Net and unsupervised-AE baselines trained
 # on the same split in each evaluation). Writes <out>/<dataset>/methods.md (method x metric, mean
 # ± std over seeds, published numbers beside) and summary.md. Re-running resumes.
@@ -8,7 +8,7 @@
 #   IMAGE_SIZE=128 UPDATES=400 WORKERS=2 bash scripts/protocol.sh    # the CPU run of the closing note
 #
 # Environment: SHARED (default ../shared beside the checkout), OUT (sweeps/protocol), IMAGE_SIZE,
-# UPDATES, SEEDS ("0 1 2"), PRESETS ("chu2020 noghredeh2025"), AGENTS ("reinforce"), WORKERS (1),
+# UPDATES, SEEDS ("0 1 2"), PRESETS ("chu2020 noghredeh2025 ours"), AGENTS ("reinforce"), WORKERS (1),
 # DATASETS ("bottle crackforest"), EXTRA (more ablate.py flags, e.g. "--unet-steps 300").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ OUT=${OUT:-sweeps/protocol}
 IMAGE_SIZE=${IMAGE_SIZE:-256}
 UPDATES=${UPDATES:-2000}
 SEEDS=${SEEDS:-0 1 2}
-PRESETS=${PRESETS:-chu2020 noghredeh2025}
+PRESETS=${PRESETS:-chu2020 noghredeh2025 ours}
 AGENTS=${AGENTS:-reinforce}
 WORKERS=${WORKERS:-1}
 DATASETS=${DATASETS:-bottle crackforest}

@@ -226,7 +226,8 @@ def test_ours_preset_heldout_threshold_rgb_predictor_and_diagnostics(tiny_root, 
     assert z["labeled_heldout_prob"].shape == z["labeled"].shape[:1] + z["labeled"].shape[2:]
     run("evaluate.py", str(run_dir), "--overlays", "0", "--baselines", "none")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    nbs = next(r for r in metrics["rows"] if r["method"].startswith("NBS, score >="))
+    nbs = next(r for r in metrics["rows"] if r["method"] == "NBS, score >= t from D_l (no CRF)")
+    assert 0.0 < nbs["threshold"] < 1.0
     assert nbs["note"] == "threshold from held-out D_l maps"
     assert set(metrics["diagnostics"]) == {"dl_loss_auroc", "dl_profile_auroc", "dl_heldout_auroc", "ae_vs_mean_colour",
                                            "ae_output_spread"}
