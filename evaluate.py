@@ -50,6 +50,7 @@ from evaluation.report import format_console_table, format_markdown_table, write
 from evaluation.sweep import read_log
 from evaluation.visualize import save_side_by_side
 from models.crf import CRFConfig, dense_crf
+from models.serialization import UnsafeFileError, load_weights
 from models.predictor import build_predictor, predictor_input
 
 METRIC_COLUMNS = ["precision", "recall", "F1", "F1-max", "pixel AUROC", "AUPRO", "image AUROC"]
@@ -75,13 +76,22 @@ def load_profiles(run: Path) -> dict[str, Any]:
             "labeled_heldout_index": z["labeled_heldout_index"] if "labeled_heldout_index" in z else None}
 
 
+def load_run_file(path: Path, device: torch.device) -> Any:
+    """A run folder's predictor.pt or checkpoint.pt, weights-only: a file that would execute code
+    (or a corrupt one) ends the program with a message naming it."""
+    try:
+        return load_weights(path, map_location=device)
+    except (UnsafeFileError, FileNotFoundError) as e:
+        raise SystemExit(str(e)) from None
+
+
 def predict_probabilities(run: Path, profiles: np.ndarray, device: torch.device, batch: int = 8,
                           images: np.ndarray | None = None) -> np.ndarray:
     """Anomaly probability maps (n, S, S) of the run's predictor on raw profiles (n, T, S, S).
 
     `images` (n, S, S, 3) uint8: the same images, needed when the predictor also reads RGB
     (predictor_inputs 'profile+rgb')."""
-    saved = torch.load(run / "predictor.pt", map_location=device, weights_only=False)
+    saved = load_run_file(run / "predictor.pt", device)
     inputs = saved.get("inputs", "profile")
     if inputs == "profile+rgb" and images is None:
         raise ValueError(f"{run / 'predictor.pt'} reads the images as well as the profiles: pass `images`")
@@ -278,7 +288,7 @@ def evaluate_classifier_run(run: Path, config: dict[str, Any], device: str = "au
     env = train.make_env(args, dataclasses.replace(classifier_config_from_dict(config["env"]), device=str(dev)), data)
     if not (run / "checkpoint.pt").is_file():
         raise SystemExit(f"{run / 'checkpoint.pt'} not found: train the run first")
-    ckpt = torch.load(run / "checkpoint.pt", map_location=env.device, weights_only=False)
+    ckpt = load_run_file(run / "checkpoint.pt", env.device)
     env.load_state_dict(ckpt["env"])
     agent = train.make_agent(args, env, env.device)
     agent.load_state_dict(ckpt["agent"])

@@ -37,6 +37,7 @@ from envs.batch_sampling_env import BatchSamplingEnv, load_split_and_summary, re
 from envs.config import DataConfig, config_to_dict, env_config_from_dict, make_env_config
 from envs.residual_classifier_env import (ClassifierConfig, ResidualClassifierEnv, classifier_config_from_dict,
                                           load_classifier_data)
+from models.serialization import UnsafeFileError, load_weights
 
 
 #: Default episodes per env: 600 AE updates (~5 minutes on 2 CPU cores with the default config);
@@ -357,7 +358,10 @@ def main(argv: list[str] | None = None) -> Path:
         raise SystemExit(f"--agent {args.agent}: {e}") from None
 
     if resume:
-        ckpt = torch.load(run / "checkpoint.pt", map_location=env.device, weights_only=False)
+        try:
+            ckpt = load_weights(run / "checkpoint.pt", map_location=env.device)
+        except UnsafeFileError as e:
+            raise SystemExit(f"--resume {run}: {e}") from None
         env.load_state_dict(ckpt["env"])
         agent.load_state_dict(ckpt["agent"])
         wall0 = float(ckpt["wall_s"])
