@@ -138,13 +138,56 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
             raise SystemExit(f"--set {key}: unknown field; fields: {sorted(target)}")
         old = target[parts[-1]]
         try:
-            target[parts[-1]] = (json.loads(value) if not isinstance(old, str) else value)
+            new = json.loads(value) if not isinstance(old, str) else value
         except json.JSONDecodeError:
-            target[parts[-1]] = value
+            new = value
+        owner = config
+        for part in parts[:-1]:
+            owner = getattr(owner, part)
+        expected = {f.name: str(f.type) for f in dataclasses.fields(owner)}[parts[-1]]
+        problem = value_problem(new, expected)
+        if problem:
+            raise SystemExit(f"--set {key}={value}: {problem} (the field is {expected})")
+        target[parts[-1]] = new
     try:
         return config_from_dict(type(config), d)
     except TypeError as e:
         raise SystemExit(f"--set: {e}") from None
+
+
+def value_problem(value: Any, expected: str) -> str | None:
+    """Why `value` (parsed from --set) does not fit a config field annotated `expected`, or None.
+
+    Catches what dataclasses do not check: --set profile_length=abc, =2.5 or =true, NaN rates."""
+    options = [t.strip() for t in expected.split("|")]
+    if value is None:
+        return None if "None" in options else "a value is required"
+    problems = []
+    for t in (o for o in options if o != "None"):
+        if t == "bool":
+            if isinstance(value, bool):
+                return None
+            problems.append("expected true or false")
+        elif t == "int":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return None
+            problems.append("expected a whole number")
+        elif t == "float":
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return None if math.isfinite(value) else "expected a finite number"
+            problems.append("expected a number")
+        elif t == "str":
+            if isinstance(value, str):
+                return None
+            problems.append("expected text")
+        elif t.startswith("tuple"):
+            if isinstance(value, (list, tuple)) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+                return None
+            problems.append("expected a list of numbers, e.g. [1, 2]")
+        else:  # a nested config section or an unknown annotation: let the dataclass decide
+            return None
+    return problems[0] if problems else None
 
 
 def config_from_dict(kind: type, d: dict[str, Any]) -> Any:
@@ -342,6 +385,10 @@ def main(argv: list[str] | None = None) -> Path:
         except ValueError as e:
             raise SystemExit(f"--preset {args.preset}: {e}") from None
         args.updates = DEFAULT_UPDATES[args.env] if args.updates is None else args.updates
+    if args.updates is not None and args.updates < 0:
+        raise SystemExit(f"--updates must be >= 0, got {args.updates}")
+    if args.checkpoint_every < 1:
+        raise SystemExit(f"--checkpoint-every must be >= 1 episode, got {args.checkpoint_every}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
