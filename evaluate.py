@@ -50,7 +50,7 @@ from evaluation.report import format_console_table, format_markdown_table, write
 from evaluation.sweep import read_log
 from evaluation.visualize import save_side_by_side
 from models.crf import CRFConfig, dense_crf
-from models.serialization import UnsafeFileError, load_weights
+from models.serialization import RunFileError, UnsafeFileError, load_weights, write_json_atomic
 from models.predictor import build_predictor, predictor_input
 
 METRIC_COLUMNS = ["precision", "recall", "F1", "F1-max", "pixel AUROC", "AUPRO", "image AUROC"]
@@ -217,7 +217,7 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
               "best_update": prof["best_update"], "best_l_pred": prof["best_l_pred"],
               "training": summary, "overlays": written, "reference_s": reference_s,
               "diagnostics": diagnostics}
-    (run / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
+    write_json_atomic(run / "metrics.json", result)
     sd = split.describe()
     meta = (f"- run: `{run}`\n- category: **{split.category}**, image size {data.image_size}, "
             f"data root: `{data.data_root or 'built-in synthetic dataset'}`\n"
@@ -315,7 +315,7 @@ def evaluate_classifier_run(run: Path, config: dict[str, Any], device: str = "au
               "split": sd, "rows": rows, "max_residual_threshold": t_max, "area_rule": {"threshold": t_area,
               "min_area": min_area}, "labeled_pool": {"anomalous": int(pool_y.sum()), "normal": int((pool_y == 0).sum())},
               "training": json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}}
-    (run / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
+    write_json_atomic(run / "metrics.json", result)
     meta = (f"- run: `{run}`; category **{env.split.category}**, image size {data.image_size}, seed {args.seed}\n"
             f"- labeled pool: D_l ({sd['n_labeled']}: {', '.join(sd['labeled'])}) + {len(env.normal_holdout)} "
             f"held-out train/good = {int(pool_y.sum())} anomalous, {int((pool_y == 0).sum())} normal\n"
@@ -373,4 +373,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunFileError as e:  # a full disk or a read-only folder: one line, not a traceback
+        raise SystemExit(f"error: {e.strerror}") from None

@@ -90,3 +90,35 @@ def test_sb3_agent_state_is_tensors_and_round_trips(tmp_path):
     for a, b in zip(agent.model.policy.parameters(), other.model.policy.parameters()):
         torch.testing.assert_close(a, b)
     assert other.episodes == agent.episodes and other.model.num_timesteps == agent.model.num_timesteps
+
+
+def test_a_full_disk_gives_one_clear_error_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    from models.serialization import RunFileError, write_json_atomic
+
+    target = tmp_path / "metrics.json"
+    target.write_text('{"old": 1}')
+
+    def full_disk(self, *args, **kwargs):
+        self.open("w").write('{"half')  # something reaches the disk before it fills up
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(RunFileError, match="could not write .*metrics.json: no space left on the device"):
+        write_json_atomic(target, {"rows": []})
+    monkeypatch.undo()
+    assert target.read_text() == '{"old": 1}'  # the previous file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no stray temporary file
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    import train
+
+    train.save_checkpoint({"episodes": 50}, tmp_path)
+    train.save_checkpoint({"episodes": 100}, tmp_path)
+    assert load_weights(tmp_path / "checkpoint.prev.pt")["episodes"] == 50
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x00truncated")
+    assert train.load_checkpoint(tmp_path, torch.device("cpu"))["episodes"] == 50
+    assert "checkpoint.pt" in capsys.readouterr().out
+    (tmp_path / "checkpoint.prev.pt").write_bytes(b"")
+    with pytest.raises(SystemExit, match="cannot read .*checkpoint.pt.*; and cannot read .*checkpoint.prev.pt"):
+        train.load_checkpoint(tmp_path, torch.device("cpu"))
