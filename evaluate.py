@@ -44,7 +44,7 @@ from evaluation.classification import (decision_metrics, largest_region_areas, t
 from evaluation.metrics import aupro, auroc, binary_scores, f1_max, image_scores_from_maps
 from evaluation.plots import plot_run_diagnostics
 from evaluation.published import published_numbers
-from evaluation.reference_methods import (METHODS, MethodMaps, ReferenceConfig, reference_maps,
+from evaluation.reference_methods import (METHODS, MethodMaps, ReferenceConfig, prior_matched, reference_maps,
                                           thresholded)
 from evaluation.report import format_console_table, format_markdown_table, write_report
 from evaluation.sweep import read_log
@@ -184,7 +184,9 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
         nbs = thresholded("NBS", "method", prof["labeled_heldout_prob"], heldout_gt, prob,
                           note="threshold from held-out D_l maps")
     else:
-        nbs = MethodMaps("NBS", "method", prob, prob)
+        # No held-out maps: flag as many D_u pixels as D_l's defect fraction (no D_u label used).
+        nbs = prior_matched("NBS", "method", prob, float(gt_l.mean()),
+                            note="threshold: D_u fraction flagged = D_l defect fraction")
     methods = [nbs,
                thresholded("Recon. error of the loss profiles", None, prof["labeled"].mean(axis=1), gt_l,
                            prof["unlabeled"].mean(axis=1), note="the run's own AE, no predictor",

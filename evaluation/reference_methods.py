@@ -75,6 +75,18 @@ def thresholded(name: str, family: str | None, scores_l: np.ndarray, masks_l: np
                       threshold=t, note=note, label=label)
 
 
+def prior_matched(name: str, family: str | None, scores_u: np.ndarray, fraction: float, note: str = "",
+                  label: str = "") -> MethodMaps:
+    """A score-map method whose threshold flags the same fraction of the D_u pixels as the
+    labeled images' defect fraction (D_l and D_u are drawn from the same set, so that is the best
+    estimate of D_u's). It uses no D_u label, only the unlabeled score distribution, and needs no
+    held-out labeled image: the decision rule when the predictor's own 0.5 point is meaningless
+    (alpha-weighted training puts it far from any calibrated posterior)."""
+    t = float(np.quantile(scores_u, 1.0 - float(np.clip(fraction, 0.0, 1.0))))
+    return MethodMaps(name, family, scores_u, scores_to_probability(scores_u, t, float(scores_u.std())),
+                      threshold=t, note=note, label=label)
+
+
 def cache_key(split: Split, config: ReferenceConfig, seed: int) -> str:
     """What the baselines' results depend on: the images of the split (names and pixels), the
     configuration and the seed. The sampler, preset and agent of a run do not enter."""
