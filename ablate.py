@@ -40,6 +40,7 @@ from agents.baselines import BASELINES
 from envs.batch_sampling_env import resolve_device
 from evaluation.sweep import (SWEEP_METRICS, markdown_methods, markdown_summary, read_cell, read_log,
                               read_method_rows, summarize, summarize_methods, write_csv)
+from models.serialization import RunFileError, write_text_atomic
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_AGENTS = ["reinforce", "sb3:PPO", "sb3:A2C", *BASELINES]
@@ -236,11 +237,11 @@ def write_outputs(out: Path, cells: list[Cell], agents: list[str]) -> list[dict[
     if missing:
         text += ["Cells not finished yet (re-run the same command to complete them):", ""]
         text += [f"- `{m}`" for m in missing] + [""]
-    (out / "summary.md").write_text("\n".join(text))
+    write_text_atomic(out / "summary.md", "\n".join(text))
     methods = summarize_methods([r for c in cells if cell_status(c.folder(out), None) == "done"
                                  for r in read_method_rows(c.folder(out))])
     write_csv(out / "methods.csv", methods)
-    (out / "methods.md").write_text("\n".join([
+    write_text_atomic(out / "methods.md", "\n".join([
         "# Methods × metrics", "", "Mean ± sample std over seeds, on the scored D_u images of each seed's "
         "split. Baselines (U-Net, unsupervised AE) are trained once per seed on the same split; NBS rows "
         "are per preset and agent. Published: ../shared/method.md (256 px, the papers' own splits).", "",
@@ -365,4 +366,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunFileError as e:  # a full disk or a read-only folder: one line, not a traceback
+        raise SystemExit(f"error: {e.strerror}") from None

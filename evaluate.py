@@ -44,12 +44,13 @@ from evaluation.classification import (decision_metrics, largest_region_areas, t
 from evaluation.metrics import aupro, auroc, binary_scores, f1_max, image_scores_from_maps
 from evaluation.plots import plot_run_diagnostics
 from evaluation.published import published_numbers
-from evaluation.reference_methods import (METHODS, MethodMaps, ReferenceConfig, reference_maps,
+from evaluation.reference_methods import (METHODS, MethodMaps, ReferenceConfig, prior_matched, reference_maps,
                                           thresholded)
 from evaluation.report import format_console_table, format_markdown_table, write_report
 from evaluation.sweep import read_log
 from evaluation.visualize import save_side_by_side
 from models.crf import CRFConfig, dense_crf
+from models.serialization import RunFileError, UnsafeFileError, load_weights, write_json_atomic
 from models.predictor import build_predictor, predictor_input
 
 METRIC_COLUMNS = ["precision", "recall", "F1", "F1-max", "pixel AUROC", "AUPRO", "image AUROC"]
@@ -75,13 +76,22 @@ def load_profiles(run: Path) -> dict[str, Any]:
             "labeled_heldout_index": z["labeled_heldout_index"] if "labeled_heldout_index" in z else None}
 
 
+def load_run_file(path: Path, device: torch.device) -> Any:
+    """A run folder's predictor.pt or checkpoint.pt, weights-only: a file that would execute code
+    (or a corrupt one) ends the program with a message naming it."""
+    try:
+        return load_weights(path, map_location=device)
+    except (UnsafeFileError, FileNotFoundError) as e:
+        raise SystemExit(str(e)) from None
+
+
 def predict_probabilities(run: Path, profiles: np.ndarray, device: torch.device, batch: int = 8,
                           images: np.ndarray | None = None) -> np.ndarray:
     """Anomaly probability maps (n, S, S) of the run's predictor on raw profiles (n, T, S, S).
 
     `images` (n, S, S, 3) uint8: the same images, needed when the predictor also reads RGB
     (predictor_inputs 'profile+rgb')."""
-    saved = torch.load(run / "predictor.pt", map_location=device, weights_only=False)
+    saved = load_run_file(run / "predictor.pt", device)
     inputs = saved.get("inputs", "profile")
     if inputs == "profile+rgb" and images is None:
         raise ValueError(f"{run / 'predictor.pt'} reads the images as well as the profiles: pass `images`")
@@ -175,7 +185,9 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
         nbs = thresholded("NBS", "method", prof["labeled_heldout_prob"], heldout_gt, prob,
                           note="threshold from held-out D_l maps")
     else:
-        nbs = MethodMaps("NBS", "method", prob, prob)
+        # No held-out maps: flag as many D_u pixels as D_l's defect fraction (no D_u label used).
+        nbs = prior_matched("NBS", "method", prob, float(gt_l.mean()),
+                            note="threshold: D_u fraction flagged = D_l defect fraction")
     methods = [nbs,
                thresholded("Recon. error of the loss profiles", None, prof["labeled"].mean(axis=1), gt_l,
                            prof["unlabeled"].mean(axis=1), note="the run's own AE, no predictor",
@@ -208,7 +220,7 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
               "best_update": prof["best_update"], "best_l_pred": prof["best_l_pred"],
               "training": summary, "overlays": written, "reference_s": reference_s,
               "diagnostics": diagnostics}
-    (run / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
+    write_json_atomic(run / "metrics.json", result)
     sd = split.describe()
     meta = (f"- run: `{run}`\n- category: **{split.category}**, image size {data.image_size}, "
             f"data root: `{data.data_root or 'built-in synthetic dataset'}`\n"
@@ -281,7 +293,7 @@ def evaluate_classifier_run(run: Path, config: dict[str, Any], device: str = "au
     env = train.make_env(args, dataclasses.replace(classifier_config_from_dict(config["env"]), device=str(dev)), data)
     if not (run / "checkpoint.pt").is_file():
         raise SystemExit(f"{run / 'checkpoint.pt'} not found: train the run first")
-    ckpt = torch.load(run / "checkpoint.pt", map_location=env.device, weights_only=False)
+    ckpt = load_run_file(run / "checkpoint.pt", env.device)
     env.load_state_dict(ckpt["env"])
     agent = train.make_agent(args, env, env.device)
     agent.load_state_dict(ckpt["agent"])
@@ -308,7 +320,7 @@ def evaluate_classifier_run(run: Path, config: dict[str, Any], device: str = "au
               "split": sd, "rows": rows, "max_residual_threshold": t_max, "area_rule": {"threshold": t_area,
               "min_area": min_area}, "labeled_pool": {"anomalous": int(pool_y.sum()), "normal": int((pool_y == 0).sum())},
               "training": json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}}
-    (run / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
+    write_json_atomic(run / "metrics.json", result)
     meta = (f"- run: `{run}`; category **{env.split.category}**, image size {data.image_size}, seed {args.seed}\n"
             f"- labeled pool: D_l ({sd['n_labeled']}: {', '.join(sd['labeled'])}) + {len(env.normal_holdout)} "
             f"held-out train/good = {int(pool_y.sum())} anomalous, {int((pool_y == 0).sum())} normal\n"
@@ -366,4 +378,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunFileError as e:  # a full disk or a read-only folder: one line, not a traceback
+        raise SystemExit(f"error: {e.strerror}") from None

@@ -37,6 +37,8 @@ from envs.batch_sampling_env import BatchSamplingEnv, load_split_and_summary, re
 from envs.config import DataConfig, config_to_dict, env_config_from_dict, make_env_config
 from envs.residual_classifier_env import (ClassifierConfig, ResidualClassifierEnv, classifier_config_from_dict,
                                           load_classifier_data)
+from models.serialization import (RunFileError, UnsafeFileError, load_weights, save_weights_atomic, write_atomic,
+                                  write_json_atomic)
 
 
 #: Default episodes per env: 600 AE updates (~5 minutes on 2 CPU cores with the default config);
@@ -137,13 +139,56 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
             raise SystemExit(f"--set {key}: unknown field; fields: {sorted(target)}")
         old = target[parts[-1]]
         try:
-            target[parts[-1]] = (json.loads(value) if not isinstance(old, str) else value)
+            new = json.loads(value) if not isinstance(old, str) else value
         except json.JSONDecodeError:
-            target[parts[-1]] = value
+            new = value
+        owner = config
+        for part in parts[:-1]:
+            owner = getattr(owner, part)
+        expected = {f.name: str(f.type) for f in dataclasses.fields(owner)}[parts[-1]]
+        problem = value_problem(new, expected)
+        if problem:
+            raise SystemExit(f"--set {key}={value}: {problem} (the field is {expected})")
+        target[parts[-1]] = new
     try:
         return config_from_dict(type(config), d)
     except TypeError as e:
         raise SystemExit(f"--set: {e}") from None
+
+
+def value_problem(value: Any, expected: str) -> str | None:
+    """Why `value` (parsed from --set) does not fit a config field annotated `expected`, or None.
+
+    Catches what dataclasses do not check: --set profile_length=abc, =2.5 or =true, NaN rates."""
+    options = [t.strip() for t in expected.split("|")]
+    if value is None:
+        return None if "None" in options else "a value is required"
+    problems = []
+    for t in (o for o in options if o != "None"):
+        if t == "bool":
+            if isinstance(value, bool):
+                return None
+            problems.append("expected true or false")
+        elif t == "int":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return None
+            problems.append("expected a whole number")
+        elif t == "float":
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return None if math.isfinite(value) else "expected a finite number"
+            problems.append("expected a number")
+        elif t == "str":
+            if isinstance(value, str):
+                return None
+            problems.append("expected text")
+        elif t.startswith("tuple"):
+            if isinstance(value, (list, tuple)) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+                return None
+            problems.append("expected a list of numbers, e.g. [1, 2]")
+        else:  # a nested config section or an unknown annotation: let the dataclass decide
+            return None
+    return problems[0] if problems else None
 
 
 def config_from_dict(kind: type, d: dict[str, Any]) -> Any:
@@ -212,11 +257,31 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves a half-written file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def save_checkpoint(obj: Any, run: Path) -> None:
+    """checkpoint.pt, atomically, keeping the one before as checkpoint.prev.pt: if the latest is
+    ever unreadable, a resume costs one checkpoint interval, not the run."""
+    latest = run / "checkpoint.pt"
+    tmp = run / ".checkpoint.next.pt"
+    save_weights_atomic(obj, tmp)
+    if latest.exists():
+        os.replace(latest, run / "checkpoint.prev.pt")
+    os.replace(tmp, latest)
+
+
+def load_checkpoint(run: Path, device: torch.device) -> dict[str, Any]:
+    """The latest readable checkpoint of a run: checkpoint.pt, or checkpoint.prev.pt (with a
+    warning) when the latest is corrupt. Never executes code from the files (weights-only)."""
+    try:
+        return load_weights(run / "checkpoint.pt", map_location=device)
+    except UnsafeFileError as e:
+        prev = run / "checkpoint.prev.pt"
+        if "refusing" in str(e) or not prev.is_file():
+            raise SystemExit(f"--resume {run}: {e}") from None
+        print(f"warning: {e}; resuming from the checkpoint before it, {prev}")
+        try:
+            return load_weights(prev, map_location=device)
+        except UnsafeFileError as e2:
+            raise SystemExit(f"--resume {run}: {e}; and {e2}") from None
 
 
 def export_results(env: BatchSamplingEnv, run: Path) -> None:
@@ -226,15 +291,14 @@ def export_results(env: BatchSamplingEnv, run: Path) -> None:
     extra = {k: profiles.pop(k) for k in ("labeled_heldout_prob", "labeled_heldout_index") if k in profiles}
     scale = float(np.mean(profiles["labeled"])) or 1.0  # float16 storage of loss/scale keeps precision
     split = env.split
-    tmp = run / "best_profiles.tmp.npz"
-    np.savez(tmp, scale=np.float32(scale),
-             **{k: (v / scale).astype(np.float16) for k, v in profiles.items()},
-             labeled_names=np.array([s.name for s in split.labeled]),
-             unlabeled_names=np.array([s.name for s in split.unlabeled]),
-             extra_names=np.array([s.name for s in split.extra_unlabeled]),
-             best_update=np.int64(env.best["update"]), best_l_pred=np.float32(env.best_l_pred), **extra)
-    os.replace(tmp, run / "best_profiles.npz")
-    save_atomic({"state_dict": env.best["predictor"], "profile_length": env.config.profile_length,
+    arrays = dict(scale=np.float32(scale),
+                  **{k: (v / scale).astype(np.float16) for k, v in profiles.items()},
+                  labeled_names=np.array([s.name for s in split.labeled]),
+                  unlabeled_names=np.array([s.name for s in split.unlabeled]),
+                  extra_names=np.array([s.name for s in split.extra_unlabeled]),
+                  best_update=np.int64(env.best["update"]), best_l_pred=np.float32(env.best_l_pred), **extra)
+    write_atomic(run / "best_profiles.npz", lambda tmp: np.savez(open(tmp, "wb"), **arrays))
+    save_weights_atomic({"state_dict": env.best["predictor"], "profile_length": env.config.profile_length,
                  "width": env.config.predictor_width, "inputs": env.config.predictor_inputs,
                  "skip": env.config.predictor_skip, "arch": env.config.predictor_arch,
                  "alpha": env.alpha}, run / "predictor.pt")
@@ -342,6 +406,10 @@ def main(argv: list[str] | None = None) -> Path:
         except ValueError as e:
             raise SystemExit(f"--preset {args.preset}: {e}") from None
         args.updates = DEFAULT_UPDATES[args.env] if args.updates is None else args.updates
+    if args.updates is not None and args.updates < 0:
+        raise SystemExit(f"--updates must be >= 0, got {args.updates}")
+    if args.checkpoint_every < 1:
+        raise SystemExit(f"--checkpoint-every must be >= 1 episode, got {args.checkpoint_every}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
@@ -358,7 +426,7 @@ def main(argv: list[str] | None = None) -> Path:
         raise SystemExit(f"--agent {args.agent}: {e}") from None
 
     if resume:
-        ckpt = torch.load(run / "checkpoint.pt", map_location=env.device, weights_only=False)
+        ckpt = load_checkpoint(run, env.device)
         env.load_state_dict(ckpt["env"])
         agent.load_state_dict(ckpt["agent"])
         wall0 = float(ckpt["wall_s"])
@@ -369,10 +437,9 @@ def main(argv: list[str] | None = None) -> Path:
         if (run / "checkpoint.pt").exists():
             raise SystemExit(f"{run} already holds a run: use --resume {run} or another --run-dir")
         run.mkdir(parents=True, exist_ok=True)
-        (run / "config.json").write_text(json.dumps(
-            {"args": dataclasses.asdict(args), "env": config_to_dict(env.config),
-             "data": dataclasses.asdict(data)}, indent=2))
-        (run / "split.json").write_text(json.dumps(split.describe(), indent=2))
+        write_json_atomic(run / "config.json", {"args": dataclasses.asdict(args), "env": config_to_dict(env.config),
+                                                "data": dataclasses.asdict(data)})
+        write_json_atomic(run / "split.json", split.describe())
         env.reset(seed=args.seed)
         wall0 = 0.0
     print(f"run folder: {run}\n{describe(env)}")
@@ -389,8 +456,8 @@ def main(argv: list[str] | None = None) -> Path:
     t0 = time.time()
 
     def checkpoint() -> None:
-        save_atomic({"env": env.state_dict(), "agent": agent.state_dict(),
-                     "wall_s": wall0 + time.time() - t0}, run / "checkpoint.pt")
+        save_checkpoint({"env": env.state_dict(), "agent": agent.state_dict(),
+                         "wall_s": wall0 + time.time() - t0}, run)
 
     if not resume:
         checkpoint()  # from here on, --resume always has something to continue from
@@ -439,7 +506,7 @@ def main(argv: list[str] | None = None) -> Path:
     summary.update(wall_s=round(wall0 + time.time() - t0, 1), device=str(env.device),
                    finished=agent.episodes >= args.updates,
                    warnings=list(watch.warnings.values()))
-    (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(run / "summary.json", summary)
     if summary["finished"]:
         print(f"done in {summary['wall_s']} s. Evaluate with:  python evaluate.py {run}")
     else:
@@ -448,4 +515,7 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunFileError as e:  # a full disk or a read-only folder: one line, not a traceback
+        raise SystemExit(f"error: {e.strerror}") from None

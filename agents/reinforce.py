@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from models.policy import PolicyNet, observation_channels
+from models.serialization import load_weights
 
 
 @dataclass
@@ -142,7 +143,7 @@ class REINFORCE:
 
     @classmethod
     def load(cls, path: str | Path, env: gym.Env, device: str | torch.device = "cpu") -> "REINFORCE":
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = load_weights(path, map_location=device)
         agent = cls(env, ReinforceConfig(**state["config"]), device)
         agent.load_state_dict(state)
         return agent

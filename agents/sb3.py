@@ -11,7 +11,6 @@ callback)`, `predict`, `state_dict` / `load_state_dict`, `episodes`.
 from __future__ import annotations
 
 import importlib
-import io
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -135,19 +134,27 @@ class SB3Agent:
         return probs[0].cpu().numpy()
 
     def state_dict(self) -> dict[str, Any]:
-        buf = io.BytesIO()
-        self.model.save(buf)
-        return {"algorithm": f"sb3:{self.algorithm}", "zip": buf.getvalue(), "episodes": self.episodes}
+        """The networks' and optimisers' weights (tensors only, SB3's get_parameters) and the
+        counters, not SB3's zip: that holds cloudpickled objects, and loading it could execute
+        code from a checkpoint someone handed over."""
+        return {"algorithm": f"sb3:{self.algorithm}", "parameters": self.model.get_parameters(),
+                "num_timesteps": int(self.model.num_timesteps), "n_updates": int(getattr(self.model, "_n_updates", 0)),
+                "episodes": self.episodes}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("algorithm") != f"sb3:{self.algorithm}":
             raise ValueError(f"checkpoint holds {state.get('algorithm')!r}, not sb3:{self.algorithm}")
-        # seed=None: SB3 would otherwise re-seed the env on load, and a seeded reset restarts the
-        # env's training process; the run must continue where the checkpoint left it. The agent's
-        # own RNGs are re-seeded from (seed, episodes): a resumed run is reproducible, though not
-        # bit-identical to an uninterrupted one (SB3 does not save its RNG states).
-        self.model = self.cls.load(io.BytesIO(state["zip"]), env=self.env, device=self.device, seed=None)
+        if "parameters" not in state:
+            raise ValueError("checkpoint from an older version (an SB3 zip, which can execute code when "
+                             "loaded): retrain the run")
+        # The model was built from the same env and settings; only weights and counters differ.
+        # The env is not re-seeded (a seeded reset would restart its training process). The
+        # agent's own RNGs are re-seeded from (seed, episodes): a resumed run is reproducible,
+        # though not bit-identical to an uninterrupted one (SB3 does not expose its RNG states).
+        self.model.set_parameters(state["parameters"], exact_match=True, device=self.device)
+        self.model.num_timesteps = int(state["num_timesteps"])
+        if hasattr(self.model, "_n_updates"):
+            self.model._n_updates = int(state["n_updates"])
         self.episodes = int(state["episodes"])
-        self.model.seed = self.seed
         set_random_seed(self.seed + self.episodes, using_cuda=self.device.type == "cuda")
         self.model.action_space.seed(self.seed + self.episodes)

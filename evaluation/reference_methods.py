@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +75,18 @@ def thresholded(name: str, family: str | None, scores_l: np.ndarray, masks_l: np
                       threshold=t, note=note, label=label)
 
 
+def prior_matched(name: str, family: str | None, scores_u: np.ndarray, fraction: float, note: str = "",
+                  label: str = "") -> MethodMaps:
+    """A score-map method whose threshold flags the same fraction of the D_u pixels as the
+    labeled images' defect fraction (D_l and D_u are drawn from the same set, so that is the best
+    estimate of D_u's). It uses no D_u label, only the unlabeled score distribution, and needs no
+    held-out labeled image: the decision rule when the predictor's own 0.5 point is meaningless
+    (alpha-weighted training puts it far from any calibrated posterior)."""
+    t = float(np.quantile(scores_u, 1.0 - float(np.clip(fraction, 0.0, 1.0))))
+    return MethodMaps(name, family, scores_u, scores_to_probability(scores_u, t, float(scores_u.std())),
+                      threshold=t, note=note, label=label)
+
+
 def cache_key(split: Split, config: ReferenceConfig, seed: int) -> str:
     """What the baselines' results depend on: the images of the split (names and pixels), the
     configuration and the seed. The sampler, preset and agent of a run do not enter."""
@@ -99,18 +110,43 @@ def reference_maps(split: Split, config: ReferenceConfig | None = None, seed: in
     config = config or ReferenceConfig()
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"{cache_key(split, config, seed)}.pkl"
+        path = Path(cache_dir) / f"{cache_key(split, config, seed)}.npz"
         if path.is_file():
-            with open(path, "rb") as f:
-                return pickle.load(f)
+            try:
+                return load_method_maps(path)
+            except (ValueError, OSError, KeyError) as e:  # corrupt: recompute and overwrite it
+                print(f"warning: ignoring unreadable baseline cache {path} ({e})")
     out = _train_and_score(split, config, seed, device)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(out, f)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        save_method_maps(tmp, out)
         os.replace(tmp, path)  # atomic: parallel cells never read a half-written file
     return out
+
+
+def save_method_maps(path: Path, methods: list[MethodMaps]) -> None:
+    """MethodMaps as an .npz of arrays plus one JSON string: nothing that loading could execute
+    (the cache used to be a pickle, which a shared sweep folder could turn into code)."""
+    arrays: dict[str, np.ndarray] = {}
+    meta = []
+    for k, m in enumerate(methods):
+        for field_name in ("scores", "prob"):
+            value = getattr(m, field_name)
+            if value is not None:
+                arrays[f"{field_name}_{k}"] = value
+        meta.append({"name": m.name, "family": m.family, "threshold": m.threshold, "note": m.note,
+                     "label": m.label})
+    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def load_method_maps(path: Path) -> list[MethodMaps]:
+    """Inverse of save_method_maps; refuses pickled content (allow_pickle=False)."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        return [MethodMaps(m["name"], m["family"], z[f"scores_{k}"] if f"scores_{k}" in z else None,
+                           z[f"prob_{k}"] if f"prob_{k}" in z else None, threshold=m["threshold"],
+                           note=m["note"], label=m["label"]) for k, m in enumerate(meta)]
 
 
 def _train_and_score(split: Split, config: ReferenceConfig, seed: int,

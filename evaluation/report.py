@@ -7,6 +7,8 @@ import numbers
 from pathlib import Path
 from typing import Any
 
+from models.serialization import write_text_atomic
+
 __all__ = ["format_markdown_table", "format_console_table", "write_report"]
 
 
@@ -82,4 +84,4 @@ def write_report(path: str | Path, title: str, sections: list[tuple[str, str]]) 
         parts += [f"## {heading}", "", body.rstrip(), ""]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts), encoding="utf-8")
+    write_text_atomic(path, "\n".join(parts))

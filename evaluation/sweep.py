@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.report import format_markdown_table
+from models.serialization import write_atomic
 
 #: Metrics reduced over seeds, as named in evaluate.py's "NBS + CRF" row (F1 is after the CRF;
 #: F1-max and pixel AUROC are of the predictor's probability maps).
@@ -82,10 +83,13 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     columns: list[str] = []
     for r in rows:
         columns += [k for k in r if k not in columns]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomic(path, write)
 
 
 def read_log(folder: Path) -> dict[str, np.ndarray]:

@@ -46,7 +46,7 @@ def test_grid_tables_equal_the_runs_and_rerun_skips(tiny_root, tmp_path, capsys)
         assert (out / name).is_file(), name
 
     # Baselines are trained once per seed (cached) and counted once per seed in the method table.
-    assert len(list((out / "baseline_cache").glob("*.pkl"))) == 2
+    assert len(list((out / "baseline_cache").glob("*.npz"))) == 2
     for s in (0, 1):
         a, b = (json.loads((folders[(agent, s)] / "metrics.json").read_text())["rows"]
                 for agent in ("heuristic", "random-walk"))

@@ -102,3 +102,16 @@ def test_colour_jitter_changes_only_the_rgb_channels():
     torch.testing.assert_close(out[:, :4], batch[:, :4])
     assert not torch.allclose(out[:, 4:], batch[:, 4:])
     assert out[:, 4:].min() >= 0 and out[:, 4:].max() <= 1
+
+
+def test_prior_matched_threshold_flags_the_labeled_defect_fraction():
+    from evaluation.reference_methods import prior_matched
+
+    rng = np.random.default_rng(0)
+    scores = rng.random((4, 32, 32)).astype(np.float32)
+    m = prior_matched("NBS", "method", scores, 0.03)
+    assert (m.prob > 0.5).mean() == pytest.approx(0.03, abs=1e-3)
+    assert ((scores > m.threshold) == (m.prob > 0.5)).all()
+    # a predictor whose p > 0.5 flags everything (alpha-weighted training) is cut back all the same
+    saturated = 0.9 + 0.1 * scores
+    assert (prior_matched("NBS", "method", saturated, 0.03).prob > 0.5).mean() == pytest.approx(0.03, abs=1e-3)

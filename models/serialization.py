@@ -1,0 +1,81 @@
+"""Reading and writing run files safely: loads never execute code, writes are atomic.
+
+A run folder is something users hand to each other. `torch.load(..., weights_only=False)` unpickles
+arbitrary objects, so a crafted `predictor.pt` or `checkpoint.pt` could run any command on
+`python evaluate.py <run>`. Every file the package writes holds only tensors and plain containers
+(dicts, lists, numbers, strings, None), so every load here is weights-only and refuses anything else.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+class UnsafeFileError(ValueError):
+    """A file holds objects other than tensors and plain containers, or is not a torch file."""
+
+
+def load_weights(path: str | Path, map_location: str | torch.device | None = None) -> Any:
+    """torch.load of `path` restricted to tensors and plain containers (weights_only=True).
+
+    Raises FileNotFoundError for a missing file and UnsafeFileError, naming the file, for one that
+    holds anything else (e.g. a pickled object whose __reduce__ would run a command) or that is
+    corrupt or truncated."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        # torch reports both cases as an UnpicklingError; only a forbidden object names a global.
+        found = re.search(r"(?:[Uu]nsupported global:? GLOBAL|unsupported GLOBAL) (\S+)", str(e))
+        if found:
+            raise UnsafeFileError(f"refusing to load {path}: it holds a {found.group(1)} object, not only tensors "
+                                  "and plain containers, and loading it could execute code") from None
+        raise UnsafeFileError(f"cannot read {path}: it is corrupt, truncated or not a file this package "
+                              "wrote") from None
+
+
+class RunFileError(OSError):
+    """A run file could not be written (full disk, no permission); the message names it."""
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Write `path` through `write(tmp)` into a temporary file beside it, then rename it over
+    `path`: a crash, Ctrl-C or full disk never leaves a half-written file that a later step (a
+    resume, an evaluation, a sweep's table) would read, and the temporary file is removed on
+    failure so that it does not fill the disk."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise RunFileError(e.errno, f"could not write {path}: {reason}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """`path.write_text(text)`, atomically (see write_atomic)."""
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """JSON of `obj` (floats for numpy scalars), atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=2, default=float))
+
+
+def save_weights_atomic(obj: Any, path: str | Path) -> None:
+    """torch.save, atomically. `obj` must hold only tensors and plain containers (load_weights)."""
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))

@@ -1,0 +1,35 @@
+"""Arguments that used to be accepted and then crashed or silently did the wrong thing."""
+from __future__ import annotations
+
+import pytest
+
+import train
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("profile_length=abc", "expected a whole number"),
+    ("profile_length=2.5", "expected a whole number"),
+    ("profile_length=true", "expected a whole number"),
+    ("ae_lr=NaN", "expected a finite number"),
+    ("ae_lr=Infinity", "expected a finite number"),
+    ("heldout_predictors=1", "expected true or false"),
+    ("fused_weights=[0.5, \"x\", 1]", "expected a list of numbers"),
+    ("ae.width=wide", "expected a whole number"),
+    ("patch_size=null", None),  # optional field: None is fine (the image-size default)
+])
+def test_set_values_are_checked_against_the_field_types(setting, message, tmp_path):
+    argv = ["--set", setting, "--updates", "-1", "--run-dir", str(tmp_path / "r")]
+    with pytest.raises(SystemExit) as e:
+        train.main(argv)
+    if message is None:  # the value passed; the run stopped at the next check
+        assert "--updates must be >= 0" in str(e.value)
+    else:
+        assert f"--set {setting}" in str(e.value) and message in str(e.value)
+
+
+def test_negative_updates_and_zero_checkpoint_interval_are_refused(tmp_path):
+    with pytest.raises(SystemExit, match="--updates must be >= 0, got -5"):
+        train.main(["--updates", "-5", "--run-dir", str(tmp_path / "a")])
+    with pytest.raises(SystemExit, match="--checkpoint-every must be >= 1"):
+        train.main(["--checkpoint-every", "0", "--run-dir", str(tmp_path / "b")])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
