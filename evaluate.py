@@ -7,7 +7,8 @@ For each run it prints and writes (into the run folder) one table, method x metr
 precision, recall and F1 of the binary masks, F1-max, pixel AUROC and AUPRO of the score maps, and
 image AUROC (max of the map), with the published numbers (../shared/method.md) in their own
 columns. Methods, each before and after the same dense CRF:
-  - NBS: the run's predictor on its best D_u loss profiles (p > 0.5);
+  - NBS: the run's predictor (of the best moment) on its best D_u loss profiles, thresholded at
+    the best-F1 point of its held-out D_l maps, or where it flags D_l's defect fraction of D_u;
   - the reconstruction error of the same profiles, threshold chosen on D_l;
   - the papers' baselines, trained here on the same split (--baselines): a U-Net trained supervised
     on D_l with augmentation, and the MVTec AD paper's unsupervised AE (L2 and SSIM variants)
@@ -183,11 +184,11 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
         # never trained on the image they scored (leave-one-out), not p > 0.5 of a predictor
         # trained with alpha-weighted BCE (whose 0.5 point over-predicts by design).
         nbs = thresholded("NBS", "method", prof["labeled_heldout_prob"], heldout_gt, prob,
-                          note="threshold from held-out D_l maps")
+                          note="threshold from held-out D_l maps", probabilities=True)
     else:
         # No held-out maps: flag as many D_u pixels as D_l's defect fraction (no D_u label used).
         nbs = prior_matched("NBS", "method", prob, float(gt_l.mean()),
-                            note="threshold: D_u fraction flagged = D_l defect fraction")
+                            note="threshold: D_u fraction flagged = D_l defect fraction", probabilities=True)
     methods = [nbs,
                thresholded("Recon. error of the loss profiles", None, prof["labeled"].mean(axis=1), gt_l,
                            prof["unlabeled"].mean(axis=1), note="the run's own AE, no predictor",
@@ -233,9 +234,11 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
     not_applicable = [f"{r['method']}: {r['note']}" for r in rows if "F1-max" not in r]
     thresholds = ", ".join(f"{m.name} {m.threshold:.4g}" for m in methods if m.threshold is not None)
     notes = ("Pixel metrics pooled over all pixels of the scored D_u images. Precision/recall/F1: "
-             "binary masks (CRF labels; or p > 0.5; or score >= a threshold chosen for the best F1 on "
-             "D_l). The CRF of a score-based method gets the unary sigmoid((score - t) / std of its D_l "
-             "scores), which is 0.5 at its threshold. F1-max, pixel AUROC, AUPRO and image AUROC "
+             "binary masks (CRF labels; or p > 0.5 (U-Net); or score >= a threshold t chosen with D_l: best F1 on "
+             "the D_l maps (AE baselines, profiles; NBS on its held-out D_l maps), or, for NBS without "
+             "held-out maps, the score above which D_l's defect fraction of the D_u pixels lies). The CRF of "
+             "a thresholded method gets the unary sigmoid((score - t) / std of its scores), which is 0.5 at "
+             "its threshold (NBS, whose scores are probabilities: sigmoid(logit p - logit t)). F1-max, pixel AUROC, AUPRO and image AUROC "
              "are of the probability (score) maps, so they do not change with the CRF. F1-max: best "
              "F1 over all thresholds. AUPRO: per-region overlap integrated to FPR 0.3, / 0.3. Image "
              "AUROC: max of each map. Published: chu2020 Table 1 pixel F1 (after CRF for their "

@@ -115,3 +115,15 @@ def test_prior_matched_threshold_flags_the_labeled_defect_fraction():
     # a predictor whose p > 0.5 flags everything (alpha-weighted training) is cut back all the same
     saturated = 0.9 + 0.1 * scores
     assert (prior_matched("NBS", "method", saturated, 0.03).prob > 0.5).mean() == pytest.approx(0.03, abs=1e-3)
+
+
+def test_logit_shift_moves_the_threshold_to_one_half_and_keeps_the_order():
+    from evaluation.reference_methods import prior_matched, shift_probability
+
+    p = np.array([1e-4, 0.05, 0.2, 0.9, 0.97, 0.999], np.float32)
+    q = shift_probability(p, 0.9)
+    assert q[3] == pytest.approx(0.5, abs=1e-6)
+    assert (np.diff(q) > 0).all() and ((q > 0.5) == (p > 0.9)).all()
+    assert q[-1] > 0.98  # confident far above the threshold, unlike a logistic of (p - t) / std
+    m = prior_matched("NBS", "method", np.random.default_rng(0).random((2, 8, 8)), 0.1, probabilities=True)
+    assert ((m.prob > 0.5) == (m.scores > m.threshold)).all()
