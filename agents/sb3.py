@@ -97,13 +97,16 @@ class SB3Agent:
         self.cls = algorithm_class(algorithm)
         self.env = env
         self.device = torch.device(device)
-        policy_kwargs = {"features_extractor_class": SamplerExtractor,
-                         "features_extractor_kwargs": {"features_dim": 256}, "net_arch": []}
-        settings = {**DEFAULTS.get(algorithm, {}), **kwargs}
-        self.model = self.cls("MultiInputPolicy", env, seed=seed, device=self.device,
-                              policy_kwargs=policy_kwargs, verbose=0, **settings)
+        self.settings = {**DEFAULTS.get(algorithm, {}), **kwargs}
+        self.model = self._make_model(seed)
         self.episodes = 0
         self.seed = seed
+
+    def _make_model(self, seed: int | None) -> BaseAlgorithm:
+        policy_kwargs = {"features_extractor_class": SamplerExtractor,
+                         "features_extractor_kwargs": {"features_dim": 256}, "net_arch": []}
+        return self.cls("MultiInputPolicy", self.env, seed=seed, device=self.device,
+                        policy_kwargs=policy_kwargs, verbose=0, **self.settings)
 
     def learn(self, total_episodes: int,
               callback: Callable[[dict[str, Any]], bool] | None = None) -> "SB3Agent":
@@ -147,10 +150,13 @@ class SB3Agent:
         if "parameters" not in state:
             raise ValueError("checkpoint from an older version (an SB3 zip, which can execute code when "
                              "loaded): retrain the run")
-        # The model was built from the same env and settings; only weights and counters differ.
-        # The env is not re-seeded (a seeded reset would restart its training process). The
-        # agent's own RNGs are re-seeded from (seed, episodes): a resumed run is reproducible,
-        # though not bit-identical to an uninterrupted one (SB3 does not expose its RNG states).
+        # A model of the same env and settings, built with seed=None: SB3 would otherwise seed the
+        # env's next reset, and a seeded reset restarts the env's training process; the run must
+        # continue where the checkpoint left it. The agent's own RNGs are re-seeded from (seed,
+        # episodes): a resumed run is reproducible, though not bit-identical to an uninterrupted
+        # one (SB3 does not expose its RNG states).
+        self.model = self._make_model(None)
+        self.model.seed = self.seed
         self.model.set_parameters(state["parameters"], exact_match=True, device=self.device)
         self.model.num_timesteps = int(state["num_timesteps"])
         if hasattr(self.model, "_n_updates"):
