@@ -1,6 +1,6 @@
 """Reading and writing run files safely: loads never execute code, writes are atomic.
 
-A run folder is something users hand to each other. `torch.load(..., weights_only=False)` unpickles
+A run folder is something users hand to each other. A plain `torch.load` (pickle) unpickles
 arbitrary objects, so a crafted `predictor.pt` or `checkpoint.pt` could run any command on
 `python evaluate.py <run>`. Every file the package writes holds only tensors and plain containers
 (dicts, lists, numbers, strings, None), so every load here is weights-only and refuses anything else.
