@@ -275,13 +275,14 @@ def training_diagnostics(run: Path, labeled_profiles: np.ndarray, labeled_masks:
     return out
 
 
-def segmentation_image_scores(seg_run: Path, unlabeled_names: list[str], device: torch.device) -> np.ndarray:
+def segmentation_image_scores(seg_run: Path, unlabeled: list[Any], device: torch.device) -> np.ndarray:
     """Max of a batch-sampling run's predicted map per D_u image, checked to be the same split."""
     prof = load_profiles(seg_run)
-    if prof["unlabeled_names"] != unlabeled_names:
+    if prof["unlabeled_names"] != [s.name for s in unlabeled]:
         raise SystemExit(f"--segmentation-run {seg_run}: its unlabeled images differ from the classifier "
                          f"run's (train both with the same --category, --seed, --n-labeled, --image-size)")
-    return predict_probabilities(seg_run, prof["unlabeled"], device).max(axis=(1, 2))
+    return predict_probabilities(seg_run, prof["unlabeled"], device,
+                                 images=np.stack([s.image for s in unlabeled])).max(axis=(1, 2))
 
 
 def evaluate_classifier_run(run: Path, config: dict[str, Any], device: str = "auto",
@@ -315,7 +316,7 @@ def evaluate_classifier_run(run: Path, config: dict[str, Any], device: str = "au
             {"method": "threshold + min. defect area (MVTec AD paper)",
              **decision_metrics(areas_u >= min_area, labels, areas_u)}]
     if segmentation_run is not None:
-        m = segmentation_image_scores(Path(segmentation_run), [s.name for s in unlabeled], dev)
+        m = segmentation_image_scores(Path(segmentation_run), unlabeled, dev)
         rows.append({"method": f"NBS segmentation ({Path(segmentation_run).name}): max p > 0.5",
                      **decision_metrics(m > 0.5, labels, m)})
     sd = env.split.describe()

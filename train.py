@@ -273,7 +273,7 @@ def load_checkpoint(run: Path, device: torch.device) -> dict[str, Any]:
     warning) when the latest is corrupt. Never executes code from the files (weights-only)."""
     try:
         return load_weights(run / "checkpoint.pt", map_location=device)
-    except UnsafeFileError as e:
+    except (UnsafeFileError, FileNotFoundError) as e:  # missing: a crash between the two renames
         prev = run / "checkpoint.prev.pt"
         if "refusing" in str(e) or not prev.is_file():
             raise SystemExit(f"--resume {run}: {e}") from None
@@ -297,7 +297,11 @@ def export_results(env: BatchSamplingEnv, run: Path) -> None:
                   unlabeled_names=np.array([s.name for s in split.unlabeled]),
                   extra_names=np.array([s.name for s in split.extra_unlabeled]),
                   best_update=np.int64(env.best["update"]), best_l_pred=np.float32(env.best_l_pred), **extra)
-    write_atomic(run / "best_profiles.npz", lambda tmp: np.savez(open(tmp, "wb"), **arrays))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to the temporary name
+            np.savez(f, **arrays)
+
+    write_atomic(run / "best_profiles.npz", write)
     save_weights_atomic({"state_dict": env.best["predictor"], "profile_length": env.config.profile_length,
                  "width": env.config.predictor_width, "inputs": env.config.predictor_inputs,
                  "skip": env.config.predictor_skip, "arch": env.config.predictor_arch,
@@ -393,7 +397,7 @@ def main(argv: list[str] | None = None) -> Path:
     resume = args.resume is not None
     if resume:
         run = Path(args.resume)
-        if not (run / "checkpoint.pt").is_file():
+        if not any((run / f).is_file() for f in ("checkpoint.pt", "checkpoint.prev.pt")):
             raise SystemExit(f"--resume {run}: no checkpoint.pt in that folder")
         saved = json.loads((run / "config.json").read_text())
         args = Args(**{**saved["args"], **{k: getattr(args, k) for k in given}, "resume": str(run)})

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from envs.seeding import torch_rng_from
+from models.predictor import soft_dice_loss
 
 
 @dataclass
@@ -197,9 +198,7 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: fl
     simply pushes its probabilities to 0 instead of being undefined."""
     bce = F.binary_cross_entropy_with_logits(
         logits, target, pos_weight=torch.tensor(pos_weight, device=logits.device))
-    p = torch.sigmoid(logits)
-    dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
-    return bce + dice
+    return bce + soft_dice_loss(logits, target)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -119,6 +119,9 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
     (tmp_path / "checkpoint.pt").write_bytes(b"\x00truncated")
     assert train.load_checkpoint(tmp_path, torch.device("cpu"))["episodes"] == 50
     assert "checkpoint.pt" in capsys.readouterr().out
+    (tmp_path / "checkpoint.pt").unlink()  # a crash between save_checkpoint's two renames
+    assert train.load_checkpoint(tmp_path, torch.device("cpu"))["episodes"] == 50
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x00truncated")
     (tmp_path / "checkpoint.prev.pt").write_bytes(b"")
     with pytest.raises(SystemExit, match="cannot read .*checkpoint.pt.*; and cannot read .*checkpoint.prev.pt"):
         train.load_checkpoint(tmp_path, torch.device("cpu"))
