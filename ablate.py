@@ -24,23 +24,27 @@ then be on a filesystem that all nodes see, and the package installed on each of
 from __future__ import annotations
 
 import argparse
+import atexit
+import ctypes
 import itertools
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from agents.baselines import BASELINES
 from envs.batch_sampling_env import resolve_device
 from evaluation.sweep import (SWEEP_METRICS, markdown_methods, markdown_summary, read_cell, read_log,
                               read_method_rows, summarize, summarize_methods, write_csv)
-from models.serialization import RunFileError, write_text_atomic
+from models.serialization import RunFileError, make_writable_folder, write_text_atomic
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_AGENTS = ["reinforce", "sb3:PPO", "sb3:A2C", *BASELINES]
@@ -71,7 +75,7 @@ class Plan:
     train_args: list[str]  # --data-root/--image-size/... passed through to train.py
     threads: int
     overlays: int
-    evaluate_args: tuple[str, ...] = ()  # --baselines/--unet-steps/--ae-steps passed to evaluate.py
+    evaluate_args: tuple[str, ...] = ()  # --baselines/--unet-steps/--ae-steps/--crf-iterations for evaluate.py
 
 
 def cell_train_args(cell: Cell, plan: Plan) -> list[str]:
@@ -80,8 +84,18 @@ def cell_train_args(cell: Cell, plan: Plan) -> list[str]:
     return args + (["--updates", str(plan.updates)] if plan.updates is not None else [])
 
 
-def cell_status(folder: Path, updates: int | None) -> str:
-    """'new', 'resume' (checkpoint, not finished), 'evaluate' (trained, not evaluated) or 'done'."""
+def wanted_evaluation(plan: Plan) -> dict[str, Any]:
+    """What evaluate.py records in metrics.json ("evaluation": CRF and baseline settings) when run
+    with the plan's flags: the evaluation half of a cell's identity."""
+    import evaluate
+
+    flags = evaluate.build_parser().parse_args(["<run>", *plan.evaluate_args])
+    return evaluate.evaluation_settings(*evaluate.settings_from_args(flags))
+
+
+def cell_status(folder: Path, updates: int | None, evaluation: dict[str, Any] | None = None) -> str:
+    """'new', 'resume' (checkpoint, not finished), 'evaluate' (trained, not evaluated, or evaluated
+    with settings other than `evaluation`, see wanted_evaluation) or 'done'."""
     if not (folder / "checkpoint.pt").is_file():
         return "new"
     summary_path = folder / "summary.json"
@@ -93,6 +107,8 @@ def cell_status(folder: Path, updates: int | None) -> str:
         return "resume"
     metrics = folder / "metrics.json"
     if not metrics.is_file() or metrics.stat().st_mtime < summary_path.stat().st_mtime:
+        return "evaluate"
+    if evaluation is not None and json.loads(metrics.read_text()).get("evaluation") != evaluation:
         return "evaluate"
     return "done"
 
@@ -111,13 +127,67 @@ def check_reusable(cell: Cell, plan: Plan, out: Path) -> str | None:
     return "; ".join(diffs) or None
 
 
+_children: set[subprocess.Popen] = set()
+_children_lock = threading.Lock()
+_stopping = threading.Event()
+PR_SET_PDEATHSIG = 1
+# Looked up here, not in the child: between fork and exec a child of a threaded process must not
+# load libraries (another thread may have held the loader's lock at the fork).
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
+    """Linux: have the kernel send SIGTERM to this child when the thread that started it ends
+    (its process dies, even by SIGKILL), so that a killed sweep leaves no train.py running on in
+    its folder."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_children() -> None:
+    """Terminate the train.py / evaluate.py processes this sweep started, and start no more
+    (atexit, SIGTERM)."""
+    _stopping.set()
+    with _children_lock:
+        running = [p for p in _children if p.poll() is None]
+    for proc in running:
+        proc.terminate()
+    for proc in running:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_child(cmd: list[str], log: IO[str], env: dict[str, str]) -> int:
+    """subprocess.call(cmd) whose child never outlives this process: on Linux the kernel stops it
+    when we die (PR_SET_PDEATHSIG), and it is terminated when we exit or get SIGTERM."""
+    with _children_lock:
+        if _stopping.is_set():
+            return -signal.SIGTERM
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=_die_with_parent if _prctl is not None else None)
+        _children.add(proc)
+    try:
+        return proc.wait()
+    finally:
+        with _children_lock:
+            _children.discard(proc)
+        if proc.poll() is None:  # we are leaving early (an exception): take the child along
+            proc.terminate()
+            proc.wait()
+
+
+atexit.register(stop_children)
+
+
 def run_cell(cell: Cell, plan: Plan, device: str) -> dict[str, Any]:
     """Train (or resume) and evaluate one cell in subprocesses; returns its status and timings.
 
     Safe to call again on the same folder: it does only what is left to do."""
     out = Path(plan.out)
     folder = cell.folder(out)
-    status = cell_status(folder, plan.updates)
+    evaluation = wanted_evaluation(plan)
+    status = cell_status(folder, plan.updates, evaluation)
     result: dict[str, Any] = {"cell": asdict(cell), "folder": str(folder), "device": device,
                               "before": status, "train_s": 0.0, "eval_s": 0.0}
     if status == "done":
@@ -132,18 +202,17 @@ def run_cell(cell: Cell, plan: Plan, device: str) -> dict[str, Any]:
             cmd = ["--resume", str(folder)] + (["--updates", str(plan.updates)] if plan.updates else [])
         t0 = time.time()
         with open(folder / "train.log", "a") as log:
-            rc = subprocess.call([sys.executable, str(ROOT / "train.py"), *cmd, *runtime],
-                                 stdout=log, stderr=subprocess.STDOUT, env=env)
+            rc = run_child([sys.executable, str(ROOT / "train.py"), *cmd, *runtime], log, env)
         result["train_s"] = round(time.time() - t0, 1)
         if rc != 0:
             return {**result, "status": "failed", "log": str(folder / "train.log")}
-        if cell_status(folder, plan.updates) != "evaluate":
+        if cell_status(folder, plan.updates, evaluation) != "evaluate":
             return {**result, "status": "interrupted"}
     t0 = time.time()
     with open(folder / "evaluate.log", "w") as log:
-        rc = subprocess.call([sys.executable, str(ROOT / "evaluate.py"), str(folder), "--device", device,
-                              "--overlays", str(plan.overlays), "--baseline-cache", str(out / "baseline_cache"),
-                              *plan.evaluate_args], stdout=log, stderr=subprocess.STDOUT, env=env)
+        rc = run_child([sys.executable, str(ROOT / "evaluate.py"), str(folder), "--device", device,
+                        "--overlays", str(plan.overlays), "--baseline-cache", str(out / "baseline_cache"),
+                        *plan.evaluate_args], log, env)
     result["eval_s"] = round(time.time() - t0, 1)
     if rc != 0:
         return {**result, "status": "failed", "log": str(folder / "evaluate.log")}
@@ -221,10 +290,13 @@ def list_categories(data_root: str | None) -> list[str]:
     return categories_in(data_root if data_root is not None else ensure_default_dataset())
 
 
-def write_outputs(out: Path, cells: list[Cell], agents: list[str]) -> list[dict[str, Any]]:
-    """cells.csv, summary.csv/.md/.png and curves_<category>.png from the evaluated folders."""
-    rows = [read_cell(c.folder(out)) for c in cells if cell_status(c.folder(out), None) == "done"]
-    missing = [str(c.folder(out)) for c in cells if cell_status(c.folder(out), None) != "done"]
+def write_outputs(out: Path, cells: list[Cell], agents: list[str],
+                  evaluation: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """cells.csv, summary.csv/.md/.png and curves_<category>.png from the evaluated folders (those
+    evaluated with `evaluation`'s settings, when given)."""
+    done = [c for c in cells if cell_status(c.folder(out), None, evaluation) == "done"]
+    rows = [read_cell(c.folder(out)) for c in done]
+    missing = [str(c.folder(out)) for c in cells if c not in done]
     if not rows:
         return []
     summary = summarize(rows, order=agents)
@@ -238,8 +310,7 @@ def write_outputs(out: Path, cells: list[Cell], agents: list[str]) -> list[dict[
         text += ["Cells not finished yet (re-run the same command to complete them):", ""]
         text += [f"- `{m}`" for m in missing] + [""]
     write_text_atomic(out / "summary.md", "\n".join(text))
-    methods = summarize_methods([r for c in cells if cell_status(c.folder(out), None) == "done"
-                                 for r in read_method_rows(c.folder(out))])
+    methods = summarize_methods([r for c in done for r in read_method_rows(c.folder(out))])
     write_csv(out / "methods.csv", methods)
     write_text_atomic(out / "methods.md", "\n".join([
         "# Methods × metrics", "", "Mean ± sample std over seeds, on the scored D_u images of each seed's "
@@ -280,6 +351,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baselines", nargs="+", default=None, help="as evaluate.py (default: all)")
     p.add_argument("--unet-steps", type=int, default=None, help="as evaluate.py")
     p.add_argument("--ae-steps", type=int, default=None, help="as evaluate.py")
+    p.add_argument("--crf-iterations", type=int, default=None, help="as evaluate.py")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="EnvConfig override for all cells")
     p.add_argument("--workers", type=int, default=1, help="cells run at once (local mode)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per cell (0: cores / workers)")
@@ -312,7 +384,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     passthrough += ["--include-train-good"] if args.include_train_good else []
     passthrough += ["--include-unannotated"] if args.include_unannotated else []
     evaluate_args = (["--baselines", *args.baselines] if args.baselines else [])
-    for flag in ("unet_steps", "ae_steps"):
+    for flag in ("unet_steps", "ae_steps", "crf_iterations"):
         if getattr(args, flag) is not None:
             evaluate_args += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     for item in args.set:
@@ -325,8 +397,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if conflicts:
         raise SystemExit("these cell folders hold runs with other settings; use another --out or remove them:\n"
                          + "\n".join(conflicts))
-    out.mkdir(parents=True, exist_ok=True)
-    todo = [c for c in cells if cell_status(c.folder(out), args.updates) != "done"]
+    try:
+        make_writable_folder(out, "--out")
+    except RunFileError as e:
+        raise SystemExit(e.strerror) from None
+    evaluation = wanted_evaluation(plan)
+    todo = [c for c in cells if cell_status(c.folder(out), args.updates, evaluation) != "done"]
     print(f"{len(cells)} cells ({len(categories)} categories × {len(args.presets)} presets × "
           f"{len(args.agents)} agents × {len(args.seeds)} seeds); {len(cells) - len(todo)} done, "
           f"{len(todo)} to run; {threads} threads per cell; sweep folder {out}", flush=True)
@@ -345,6 +421,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             failed.append(r)
 
     interrupted = False
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (kill, a batch scheduler): stop the cells' processes, then leave.
+        previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: (stop_children(), sys.exit(128 + signum)))
     try:
         if args.ray_address:
             run_ray(todo, plan, args.ray_address, args.ray_gpus, report)
@@ -353,7 +433,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             run_local(todo, plan, args.workers, devices, report)
     except KeyboardInterrupt:
         interrupted = True
-    summary = write_outputs(out, cells, args.agents)
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+    summary = write_outputs(out, cells, args.agents, evaluation)
     if summary:
         print("\n" + markdown_summary(summary))
         print(f"\nwrote {out / 'summary.md'}, methods.md, summary.csv, methods.csv, cells.csv, summary.png, curves_*.png "

@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import math
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ from evaluation.report import format_console_table, format_markdown_table, write
 from evaluation.sweep import read_log
 from evaluation.visualize import save_side_by_side
 from models.crf import CRFConfig, dense_crf
-from models.serialization import RunFileError, UnsafeFileError, load_weights, write_json_atomic
+from models.serialization import (RunFileError, UnsafeFileError, load_weights, make_writable_folder, read_json,
+                                  write_json_atomic)
 from models.predictor import build_predictor, predictor_input
 
 METRIC_COLUMNS = ["precision", "recall", "F1", "F1-max", "pixel AUROC", "AUPRO", "image AUROC"]
@@ -64,8 +66,7 @@ def load_profiles(run: Path) -> dict[str, Any]:
     """best_profiles.npz as float32 raw loss profiles plus the image names."""
     path = run / "best_profiles.npz"
     if not path.is_file():
-        raise SystemExit(f"{path} not found: train this run to completion (or past profile_length "
-                         f"updates) first, e.g. python train.py --resume {run}")
+        raise SystemExit(f"{path} not found: {missing_profiles_advice(run)}")
     z = np.load(path)
     scale = float(z["scale"])
     return {"labeled": z["labeled"].astype(np.float32) * scale,
@@ -75,6 +76,32 @@ def load_profiles(run: Path) -> dict[str, Any]:
             "best_update": int(z["best_update"]), "best_l_pred": float(z["best_l_pred"]),
             "labeled_heldout_prob": z["labeled_heldout_prob"] if "labeled_heldout_prob" in z else None,
             "labeled_heldout_index": z["labeled_heldout_index"] if "labeled_heldout_index" in z else None}
+
+
+def missing_profiles_advice(run: Path) -> str:
+    """How to get a run's best_profiles.npz (written when training ends): --resume needs a
+    checkpoint, so a run killed before its first one must be started again instead; a finished run
+    that never had a best moment (fewer updates than profile_length) needs more updates."""
+    import train
+
+    if not any((run / f).is_file() for f in train.CHECKPOINTS):
+        return train.no_checkpoint_advice(run)
+    try:
+        finished = bool(read_json(run / "summary.json").get("finished"))
+    except RunFileError:
+        finished = False
+    if finished:
+        return (f"the run ended before its predictor had a best moment (fewer updates than profile_length?); "
+                f"train it longer: python train.py --resume {shlex.quote(str(run))} --updates <more>")
+    return f"its training did not finish; continue it with: python train.py --resume {shlex.quote(str(run))}"
+
+
+def evaluation_settings(crf: CRFConfig | None, reference: ReferenceConfig | None) -> dict[str, Any]:
+    """Everything besides the run folder that decides evaluate_run's numbers (CRF, baselines and
+    their training), as JSON: recorded in metrics.json, so that a sweep re-evaluates a run whose
+    metrics were made with other settings instead of reusing them."""
+    return json.loads(json.dumps({"crf": dataclasses.asdict(crf or CRFConfig()),
+                                  "baselines": dataclasses.asdict(reference or ReferenceConfig())}))
 
 
 def load_run_file(path: Path, device: torch.device) -> Any:
@@ -87,8 +114,9 @@ def load_run_file(path: Path, device: torch.device) -> Any:
 
 
 def predict_probabilities(run: Path, profiles: np.ndarray, device: torch.device, batch: int = 8,
-                          images: np.ndarray | None = None) -> np.ndarray:
-    """Anomaly probability maps (n, S, S) of the run's predictor on raw profiles (n, T, S, S).
+                          images: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """Anomaly probability maps (n, S, S) of the run's predictor on raw profiles (n, T, S, S), and
+    whether that predictor is a final one (predictor_refit_steps), whose decision is p > 0.5.
 
     `images` (n, S, S, 3) uint8: the same images, needed when the predictor also reads RGB
     (predictor_inputs 'profile+rgb')."""
@@ -97,7 +125,8 @@ def predict_probabilities(run: Path, profiles: np.ndarray, device: torch.device,
     if inputs == "profile+rgb" and images is None:
         raise ValueError(f"{run / 'predictor.pt'} reads the images as well as the profiles: pass `images`")
     net = build_predictor(saved["profile_length"], saved["width"], inputs, saved.get("skip", False),
-                          saved.get("arch", "dilated")).to(device)
+                          saved.get("arch", "dilated"),
+                          saved.get("norm", "group")).to(device)
     net.load_state_dict(saved["state_dict"])
     net.eval()
     out = []
@@ -108,7 +137,7 @@ def predict_probabilities(run: Path, profiles: np.ndarray, device: torch.device,
                 rgb = torch.as_tensor(images[k:k + batch], device=device).permute(0, 3, 1, 2).float() / 255.0
             x = predictor_input(torch.as_tensor(profiles[k:k + batch], device=device), rgb)
             out.append(torch.sigmoid(net(x))[:, 0].cpu().numpy())
-    return np.concatenate(out)
+    return np.concatenate(out), bool(saved.get("refit", False))
 
 
 def score_row(method: str, pred: np.ndarray | None, scores: np.ndarray, gt: np.ndarray) -> dict[str, Any]:
@@ -151,19 +180,26 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
     ReferenceConfig(methods=()) for none). Residual-classifier runs go to evaluate_classifier_run
     (with `segmentation_run`, if given). `reference_cache`: a folder where baseline results are
     kept per split, config and seed, to train them once per seed across a sweep."""
+    import train
+
     run = Path(run)
     cfg_path = run / "config.json"
     if not cfg_path.is_file():
         raise SystemExit(f"{run} is not a run folder (no config.json)")
-    config = json.loads(cfg_path.read_text())
+    config = train.read_run_config(run, "evaluate.py")
+    try:
+        make_writable_folder(run, "evaluate.py")
+    except RunFileError as e:
+        raise SystemExit(e.strerror) from None
     if config["args"].get("env") == "residual-classifier":
         return evaluate_classifier_run(run, config, device, segmentation_run)
     data = DataConfig(**config["data"])
+    prof = load_profiles(run)
     try:
         split = load_split(data)
     except DatasetError as e:
         raise SystemExit(f"dataset error while reloading the run's data: {e}") from None
-    prof = load_profiles(run)
+    train.verify_run_data(run, split, data.data_root, "evaluate.py")
     if [s.name for s in split.unlabeled] != prof["unlabeled_names"]:
         raise SystemExit(f"the data under {data.data_root or 'the built-in dataset'} no longer gives the "
                          f"split this run was trained on (image names differ)")
@@ -173,13 +209,17 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
     if not gt.any():
         raise SystemExit(f"{run}: no anomalous pixel in the unlabeled split: pixel metrics undefined")
 
-    prob = predict_probabilities(run, prof["unlabeled"], dev, images=np.stack(images))
+    prob, refit = predict_probabilities(run, prof["unlabeled"], dev, images=np.stack(images))
     gt_l = np.stack([s.mask for s in split.labeled])
     seed = int(config["args"]["seed"])
     # The method, then the same loss profiles without the predictor (mean reconstruction error
     # over the profile, threshold from D_l), then the papers' baselines trained on this split.
     heldout_gt = None if prof["labeled_heldout_index"] is None else gt_l[prof["labeled_heldout_index"]]
-    if heldout_gt is not None and heldout_gt.any():
+    if refit:
+        # A final predictor fit with the U-Net baseline's recipe (pos-weighted BCE + Dice) decides
+        # as the U-Net does: p > 0.5. The held-out maps belong to the training-time predictor.
+        nbs = MethodMaps("NBS", "method", prob, prob, note="final predictor fit on the best D_l profiles")
+    elif heldout_gt is not None and heldout_gt.any():
         # heldout_predictors: the threshold is the best-F1 one on the D_l maps of predictors that
         # never trained on the image they scored (leave-one-out), not p > 0.5 of a predictor
         # trained with alpha-weighted BCE (whose 0.5 point over-predicts by design).
@@ -220,7 +260,7 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
               "split": split.describe(), "rows": rows, "baseline_threshold": threshold,
               "best_update": prof["best_update"], "best_l_pred": prof["best_l_pred"],
               "training": summary, "overlays": written, "reference_s": reference_s,
-              "diagnostics": diagnostics}
+              "diagnostics": diagnostics, "evaluation": evaluation_settings(crf, reference)}
     write_json_atomic(run / "metrics.json", result)
     sd = split.describe()
     meta = (f"- run: `{run}`\n- category: **{split.category}**, image size {data.image_size}, "
@@ -281,8 +321,8 @@ def segmentation_image_scores(seg_run: Path, unlabeled: list[Any], device: torch
     if prof["unlabeled_names"] != [s.name for s in unlabeled]:
         raise SystemExit(f"--segmentation-run {seg_run}: its unlabeled images differ from the classifier "
                          f"run's (train both with the same --category, --seed, --n-labeled, --image-size)")
-    return predict_probabilities(seg_run, prof["unlabeled"], device,
-                                 images=np.stack([s.image for s in unlabeled])).max(axis=(1, 2))
+    prob, _ = predict_probabilities(seg_run, prof["unlabeled"], device, images=np.stack([s.image for s in unlabeled]))
+    return prob.max(axis=(1, 2))
 
 
 def evaluate_classifier_run(run: Path, config: dict[str, Any], device: str = "auto",
@@ -294,9 +334,12 @@ def evaluate_classifier_run(run: Path, config: dict[str, Any], device: str = "au
     args = train.Args(**config["args"])
     data = DataConfig(**config["data"])
     dev = resolve_device(device)
-    env = train.make_env(args, dataclasses.replace(classifier_config_from_dict(config["env"]), device=str(dev)), data)
     if not (run / "checkpoint.pt").is_file():
-        raise SystemExit(f"{run / 'checkpoint.pt'} not found: train the run first")
+        raise SystemExit(f"{run / 'checkpoint.pt'} not found: "
+                         + (train.no_checkpoint_advice(run) if not (run / "checkpoint.prev.pt").is_file() else
+                            f"continue the run with: python train.py --resume {shlex.quote(str(run))}"))
+    env = train.make_env(args, dataclasses.replace(classifier_config_from_dict(config["env"]), device=str(dev)), data)
+    train.verify_run_data(run, env.split, data.data_root, "evaluate.py")
     ckpt = load_run_file(run / "checkpoint.pt", env.device)
     env.load_state_dict(ckpt["env"])
     agent = train.make_agent(args, env, env.device)
@@ -353,7 +396,8 @@ def reference_config(names: list[str], unet_steps: int | None, ae_steps: int | N
     return ref
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+def build_parser() -> argparse.ArgumentParser:
+    """evaluate.py's command line (ablate.py parses the flags it passes with it too)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders written by train.py")
     parser.add_argument("--overlays", type=int, default=16, help="overlay PNGs per run (-1: all)")
@@ -368,12 +412,21 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                         "split, settings and seed (ablate.py uses <sweep>/baseline_cache)")
     parser.add_argument("--segmentation-run", default=None, help="for residual-classifier runs: a batch-sampling "
                         "run on the same split whose image-level decisions join the table")
-    args = parser.parse_args(argv)
-    reference = reference_config(args.baselines, args.unet_steps, args.ae_steps)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> tuple[CRFConfig, ReferenceConfig]:
+    """The CRF and baseline settings that parsed flags ask for."""
+    return CRFConfig(iterations=args.crf_iterations), reference_config(args.baselines, args.unet_steps, args.ae_steps)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = build_parser().parse_args(argv)
+    crf, reference = settings_from_args(args)
     results = []
     for run in args.runs:
-        r = evaluate_run(Path(run), args.overlays, args.device, CRFConfig(iterations=args.crf_iterations),
-                         args.segmentation_run, reference, args.baseline_cache)
+        r = evaluate_run(Path(run), args.overlays, args.device, crf, args.segmentation_run, reference,
+                         args.baseline_cache)
         print(f"\n{r['category']} (seed {r['seed']}, {r['split']['n_unlabeled']} D_u images) — {run}")
         print(format_console_table(r["rows"], IMAGE_COLUMNS if r.get("task") == "image-level" else COLUMNS))
         print(f"report: {Path(run) / 'report.md'}")

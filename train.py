@@ -19,6 +19,7 @@ import json
 import math
 import os
 import random
+import shlex
 import signal
 import sys
 import time
@@ -33,12 +34,19 @@ from tqdm import tqdm
 from agents.baselines import BASELINES
 from agents.reinforce import REINFORCE, ReinforceConfig
 from data.mvtec import DatasetError
+from data.split import Split, describe_changes, split_changes
 from envs.batch_sampling_env import BatchSamplingEnv, load_split_and_summary, resolve_device
 from envs.config import DataConfig, config_to_dict, env_config_from_dict, make_env_config
+from envs.refit import refit_predictor
 from envs.residual_classifier_env import (ClassifierConfig, ResidualClassifierEnv, classifier_config_from_dict,
                                           load_classifier_data)
-from models.serialization import (RunFileError, UnsafeFileError, load_weights, save_weights_atomic, write_atomic,
-                                  write_json_atomic)
+from models.serialization import (RunFileError, UnsafeFileError, load_weights, make_writable_folder, read_json,
+                                  save_weights_atomic, write_atomic, write_json_atomic)
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; run folders are not locked there
+    fcntl = None  # type: ignore[assignment]
 
 
 #: Default episodes per env: 600 AE updates (~5 minutes on 2 CPU cores with the default config);
@@ -284,9 +292,100 @@ def load_checkpoint(run: Path, device: torch.device) -> dict[str, Any]:
             raise SystemExit(f"--resume {run}: {e}; and {e2}") from None
 
 
-def export_results(env: BatchSamplingEnv, run: Path) -> None:
-    """best_profiles.npz and predictor.pt (the predictor of the best moment): what evaluate.py
-    needs, nothing of the agent."""
+CHECKPOINTS = ("checkpoint.pt", "checkpoint.prev.pt")
+LOCK_FILE = ".train.lock"
+_held_locks: dict[Path, Any] = {}
+
+
+def lock_run_folder(run: Path, flag: str) -> None:
+    """Hold an exclusive lock on <run>/.train.lock until this process ends.
+
+    Two train.py in one folder (a second terminal, a sweep started twice) would interleave log rows
+    and overwrite each other's checkpoints; the second one stops here instead, naming the folder.
+    The kernel drops the lock when the process ends, however it ends, so a crash never leaves a
+    stale lock behind. A lock this process already holds is kept (main() may run twice in-process)."""
+    key = run.resolve()
+    if key in _held_locks:
+        return
+    path = run / LOCK_FILE
+    try:
+        handle = open(path, "a+")
+    except OSError as e:
+        raise SystemExit(f"{flag} {run}: cannot write there ({e.strerror or e})") from None
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise SystemExit(f"{run} is in use: another process{f' (pid {holder})' if holder else ''} is training "
+                             f"there (it holds {path}); wait for it to finish or stop it") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _held_locks[key] = handle
+
+
+def read_run_config(run: Path, flag: str) -> dict[str, Any]:
+    """<run>/config.json, or SystemExit naming the flag and the file when it is missing or malformed."""
+    try:
+        return read_json(run / "config.json", keys=("args", "env", "data"))
+    except RunFileError as e:
+        raise SystemExit(f"{flag} {run}: {e.strerror}") from None
+
+
+def train_command(saved_args: dict[str, Any]) -> str:
+    """The train.py command line that gives these Args (config.json's "args"), for advice that can be
+    pasted: the flags that differ from the defaults, --run-dir included."""
+    words = ["python", "train.py"]
+    for f in dataclasses.fields(Args):
+        value = saved_args.get(f.name, f.default)
+        if f.name == "resume" or value == f.default or (f.name == "set" and not value):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            words += [flag] if value else []
+        elif f.name == "set":
+            words += [w for item in value for w in ("--set", item)]
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
+def no_checkpoint_advice(run: Path) -> str:
+    """What to do with a run folder that has no checkpoint: its training stopped before the first
+    one was written, so --resume has nothing to continue from; starting it again in the same folder
+    does work (train.py refuses only folders that hold a checkpoint)."""
+    try:
+        again = f"start it again with `{train_command(read_json(run / 'config.json', keys=('args',))['args'])}`"
+    except RunFileError:
+        again = f"start it again with `python train.py --run-dir {shlex.quote(str(run))}` and its other arguments"
+    return (f"its training stopped before the first checkpoint was written, so there is nothing to resume or "
+            f"evaluate; {again}, or remove the folder")
+
+
+def verify_run_data(run: Path, split: Split, data_root: str | None, flag: str) -> None:
+    """Stop unless `split` is the data the run was trained on: the same images in D_l, D_u, the
+    unscored D_u images and train/good, with the same file contents and masks (split.json's
+    fingerprint). Resuming or scoring a run on changed data would mix two datasets in one result."""
+    try:
+        recorded = read_json(run / "split.json", keys=("labeled", "unlabeled"))
+    except RunFileError as e:
+        raise SystemExit(f"{flag} {run}: {e.strerror}") from None
+    changes = split_changes(recorded, split)
+    if changes:
+        raise SystemExit(f"{flag} {run}: the data under {data_root or 'the built-in dataset'} is not what this run "
+                         f"was trained on: {describe_changes(changes)}. Restore the data, or train a new run on it")
+    if "fingerprint" not in recorded:
+        print(f"note: {run / 'split.json'} predates file fingerprints: only the D_l and D_u image names were checked")
+
+
+def export_results(env: BatchSamplingEnv, run: Path, seed: int) -> None:
+    """best_profiles.npz and predictor.pt (the predictor of the best moment, or with
+    predictor_refit_steps the final predictor fit on the best labeled profiles, seeded by `seed`):
+    what evaluate.py needs, nothing of the agent."""
     profiles = env.best_profiles()
     extra = {k: profiles.pop(k) for k in ("labeled_heldout_prob", "labeled_heldout_index") if k in profiles}
     scale = float(np.mean(profiles["labeled"])) or 1.0  # float16 storage of loss/scale keeps precision
@@ -302,10 +401,19 @@ def export_results(env: BatchSamplingEnv, run: Path) -> None:
             np.savez(f, **arrays)
 
     write_atomic(run / "best_profiles.npz", write)
-    save_weights_atomic({"state_dict": env.best["predictor"], "profile_length": env.config.profile_length,
-                 "width": env.config.predictor_width, "inputs": env.config.predictor_inputs,
-                 "skip": env.config.predictor_skip, "arch": env.config.predictor_arch,
-                 "alpha": env.alpha}, run / "predictor.pt")
+    c = env.config
+    state_dict, norm, refit = env.best["predictor"], "group", c.predictor_refit_steps > 0
+    if refit:  # ours: a fresh predictor fit on the best labeled profiles with the U-Net's recipe
+        print(f"fitting the final predictor on the best labeled profiles ({c.predictor_refit_steps} steps)")
+        net, _ = refit_predictor(profiles["labeled"], np.stack([s.image for s in split.labeled]),
+                                 np.stack([s.mask for s in split.labeled]), steps=c.predictor_refit_steps,
+                                 width=c.predictor_width, inputs=c.predictor_inputs, skip=c.predictor_skip,
+                                 arch=c.predictor_arch, colour_jitter=c.predictor_colour_jitter,
+                                 seed=seed, device=env.device)
+        state_dict, norm = net.state_dict(), getattr(net, "norm", "group")
+    save_weights_atomic({"state_dict": state_dict, "profile_length": c.profile_length,
+                         "width": c.predictor_width, "inputs": c.predictor_inputs, "skip": c.predictor_skip,
+                         "arch": c.predictor_arch, "norm": norm, "alpha": env.alpha, "refit": refit}, run / "predictor.pt")
 
 
 def tensorboard_writer(run: Path, episodes: int) -> Any:
@@ -397,14 +505,26 @@ def main(argv: list[str] | None = None) -> Path:
     resume = args.resume is not None
     if resume:
         run = Path(args.resume)
-        if not any((run / f).is_file() for f in ("checkpoint.pt", "checkpoint.prev.pt")):
-            raise SystemExit(f"--resume {run}: no checkpoint.pt in that folder")
-        saved = json.loads((run / "config.json").read_text())
-        args = Args(**{**saved["args"], **{k: getattr(args, k) for k in given}, "resume": str(run)})
-        env_config = config_from_dict(type(default_config(args)), saved["env"])
+        if not run.is_dir():
+            raise SystemExit(f"--resume {run}: no such folder")
+        if not any((run / f).is_file() for f in CHECKPOINTS):
+            raise SystemExit(f"--resume {run}: no checkpoint.pt there: {no_checkpoint_advice(run)}")
+        lock_run_folder(run, "--resume")
+        saved = read_run_config(run, "--resume")
+        try:
+            args = Args(**{**saved["args"], **{k: getattr(args, k) for k in given}, "resume": str(run)})
+            env_config = config_from_dict(type(default_config(args)), saved["env"])
+        except (TypeError, ValueError) as e:
+            raise SystemExit(f"--resume {run}: {run / 'config.json'} does not hold train.py's settings ({e})") from None
+        if "threads" in given and args.threads != saved["args"].get("threads"):
+            print(f"warning: --threads {args.threads} differs from the run's {saved['args'].get('threads')}: torch's "
+                  "results depend on the number of threads, so from here on the numbers will differ from those "
+                  "of an uninterrupted run")
     else:
         if args.env not in ENVS:
             raise SystemExit(f"--env {args.env}: expected one of {', '.join(ENVS)}")
+        if args.data_root is not None:  # absolute: --resume and evaluate.py may run from another folder
+            args.data_root = str(Path(args.data_root).expanduser().resolve())
         try:
             env_config = apply_overrides(default_config(args), args.set or [])
         except ValueError as e:
@@ -424,6 +544,8 @@ def main(argv: list[str] | None = None) -> Path:
                       include_unannotated=args.include_unannotated)
     env = make_env(args, dataclasses.replace(env_config, device=args.device), data)
     split = env.split
+    if resume:
+        verify_run_data(run, split, args.data_root, "--resume")
     try:
         agent = make_agent(args, env, resolve_device(args.device))
     except ValueError as e:
@@ -438,12 +560,17 @@ def main(argv: list[str] | None = None) -> Path:
         print(f"resuming {run} at episode {agent.episodes}/{args.updates}")
     else:
         run = Path(args.run_dir or f"runs/{split.category}-{args.agent.replace(':', '-')}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (run / "checkpoint.pt").exists():
+        try:
+            make_writable_folder(run, "--run-dir")
+        except RunFileError as e:
+            raise SystemExit(e.strerror) from None
+        lock_run_folder(run, "--run-dir")
+        if any((run / f).exists() for f in CHECKPOINTS):
             raise SystemExit(f"{run} already holds a run: use --resume {run} or another --run-dir")
-        run.mkdir(parents=True, exist_ok=True)
+        truncate_log(run / "log.csv", 0)  # rows of an attempt that stopped before its first checkpoint
         write_json_atomic(run / "config.json", {"args": dataclasses.asdict(args), "env": config_to_dict(env.config),
                                                 "data": dataclasses.asdict(data)})
-        write_json_atomic(run / "split.json", split.describe())
+        write_json_atomic(run / "split.json", {**split.describe(), "fingerprint": split.fingerprint()})
         env.reset(seed=args.seed)
         wall0 = 0.0
     print(f"run folder: {run}\n{describe(env)}")
@@ -504,7 +631,7 @@ def main(argv: list[str] | None = None) -> Path:
     summary: dict[str, Any] = {"episodes": agent.episodes}
     if isinstance(env, BatchSamplingEnv):
         if env.best is not None:
-            export_results(env, run)
+            export_results(env, run, args.seed)
         summary.update(ae_updates=env.updates, reinits=env.reinits, best_l_pred=env.best_l_pred,
                        best_update=None if env.best is None else env.best["update"])
     summary.update(wall_s=round(wall0 + time.time() - t0, 1), device=str(env.device),

@@ -30,6 +30,8 @@ from data.mvtec import (
     _image_files,
     _load_image,
     _load_sample,
+    _warn,
+    names_unreadable_paths,
 )
 
 CATEGORY = "crackforest"
@@ -83,6 +85,7 @@ def _resize_thin_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) > 0
 
 
+@names_unreadable_paths
 def load_crackforest(
     root: str | Path, image_size: int = 128, crack_labels: tuple[int, ...] = (2,)
 ) -> CategoryData:
@@ -131,7 +134,11 @@ def load_crackforest(
         seg = _read_segmentation(mat_path)
         image, image_hw = _load_image(image_path, image_size)
         _check_mask_size(seg.shape, image_hw, mat_path, image_path)
-        mask = _resize_thin_mask(np.isin(seg, crack_labels), image_size)
+        crack = np.isin(seg, crack_labels)
+        if not crack.any():
+            _warn(f"{mat_path} has no crack pixel (no label {', '.join(map(str, crack_labels))} in its "
+                  f"Segmentation): image {image_path} is scored as crack-free")
+        mask = _resize_thin_mask(crack, image_size)
         test.append(Sample(f"{CRACK}/{image_path.stem}", CRACK, image, mask, image_path))
     if not test:
         raise DatasetError(f"CrackForest folder {gt_dir} holds no .mat files: expected NNN.mat")

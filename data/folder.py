@@ -35,6 +35,8 @@ from data.mvtec import (
     _load_sample,
     _read_mask,
     _resize_mask,
+    _warn,
+    names_unreadable_paths,
 )
 
 ANOMALOUS = "anomalous"
@@ -72,6 +74,9 @@ def _annotated_sample(
             f"mask {mask_path} has anomalous (non-zero) pixels but its image {image_path} is in a "
             f"'{GOOD}' folder: expected an all-zero mask, or move the image to a defect folder"
         )
+    elif defect_type != GOOD and not has_anomaly:
+        _warn(f"mask {mask_path} is empty: image {image_path} of defect type {defect_type!r} has no "
+              "anomalous pixel and counts as anomaly-free")
     return Sample(
         name=f"{defect_type}/{image_path.stem}",
         defect_type=defect_type,
@@ -105,6 +110,7 @@ def _load_group(
     return samples
 
 
+@names_unreadable_paths
 def load_folder_dataset(
     root: str | Path, image_size: int = 128, load_train_good: bool = True
 ) -> CategoryData:

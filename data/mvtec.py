@@ -16,9 +16,13 @@ shared by the other layouts (``data.crackforest``, ``data.folder``) so all behav
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -31,6 +35,28 @@ UNANNOTATED = "unannotated"
 
 class DatasetError(ValueError):
     """Bad dataset layout or file; the message always names the offending path."""
+
+
+Loader = TypeVar("Loader", bound=Callable)
+
+
+def names_unreadable_paths(load: Loader) -> Loader:
+    """Turn an OSError (a folder or file without read permission, an I/O error) deep inside a loader
+    into a DatasetError naming the path, so the CLIs stop with one line instead of a traceback."""
+    @functools.wraps(load)
+    def wrapper(*args, **kwargs):
+        try:
+            return load(*args, **kwargs)
+        except OSError as e:
+            raise DatasetError(f"cannot read {e.filename or 'the dataset'}: {e.strerror or e}"
+                               + (" (check the access rights of the data folder)"
+                                  if isinstance(e, PermissionError) else "")) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def _warn(message: str) -> None:
+    """Loading goes on, but says so: a file skipped or a label missing silently changes the split."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -89,10 +115,16 @@ def _image_files(folder: Path, skip_masks: bool = True) -> list[Path]:
 
     ``skip_masks`` drops MVTec's ``*_mask`` files; layouts that keep masks in their own folder
     pass False so that an image whose name happens to end in ``_mask`` is not silently lost.
+    Broken symbolic links (a dataset copied without its link targets) are skipped with a warning.
     """
+    entries = list(folder.iterdir())
+    broken = sorted(p.name for p in entries if p.is_symlink() and not p.exists())
+    if broken:
+        _warn(f"{folder}: skipping {len(broken)} broken symbolic link(s) whose target is missing: "
+              f"{', '.join(broken[:5])}{', ...' if len(broken) > 5 else ''}")
     return sorted(
         p
-        for p in folder.iterdir()
+        for p in entries
         if p.is_file()
         and p.suffix.lower() in IMAGE_EXTENSIONS
         and not (skip_masks and p.stem.endswith("_mask"))
@@ -176,7 +208,11 @@ def _load_sample(
     if mask_path is None:
         mask = np.zeros((size, size), dtype=bool)
     else:
-        mask = _resize_mask(_read_mask(mask_path, image_path, image_hw), size)
+        raw_mask = _read_mask(mask_path, image_path, image_hw)
+        if not raw_mask.any():
+            _warn(f"mask {mask_path} is empty: defect image {image_path} has no anomalous pixel and "
+                  "counts as anomaly-free")
+        mask = _resize_mask(raw_mask, size)
     return Sample(
         name=f"{defect_type}/{image_path.stem}",
         defect_type=defect_type,
@@ -202,6 +238,23 @@ def _mask_path(cat_root: Path, defect_type: str, image_path: Path) -> Path:
     )
 
 
+def _warn_masks_without_image(cat_root: Path, test: list[Sample]) -> None:
+    """Masks under ground_truth/ that no test image uses: usually an image deleted or renamed by
+    hand, whose label is then lost without a word."""
+    gt_root = cat_root / "ground_truth"
+    if not gt_root.is_dir():
+        return
+    used = {s.name for s in test}
+    orphans = [p for d in sorted(gt_root.iterdir()) if d.is_dir() for p in _image_files(d, skip_masks=False)
+               if p.stem.endswith("_mask") and f"{d.name}/{p.stem[:-len('_mask')]}" not in used]
+    for p in orphans[:5]:
+        _warn(f"mask {p} has no image: expected {cat_root / 'test' / p.parent.name / p.stem[:-len('_mask')]}.png; "
+              "it is ignored")
+    if len(orphans) > 5:
+        _warn(f"... and {len(orphans) - 5} more masks without an image under {gt_root}")
+
+
+@names_unreadable_paths
 def list_categories(root: str | Path) -> list[str]:
     """Subfolders of ``root`` that look like categories (contain both ``train/`` and ``test/``)."""
     root = Path(root).expanduser()
@@ -212,6 +265,7 @@ def list_categories(root: str | Path) -> list[str]:
     )
 
 
+@names_unreadable_paths
 def load_mvtec_category(
     root: str | Path,
     category: str,
@@ -251,6 +305,7 @@ def load_mvtec_category(
             f"{{{','.join(IMAGE_EXTENSIONS)}}}"
         )
     test.sort(key=lambda s: s.name)
+    _warn_masks_without_image(cat_root, test)
 
     train_good: list[Sample] = []
     if load_train_good:

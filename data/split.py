@@ -10,6 +10,7 @@ report metrics on the annotated test images only).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,10 @@ import numpy as np
 from data.mvtec import GOOD, CategoryData, DatasetError, Sample
 
 MAX_REDRAWS = 1000
+PARTS: dict[str, str] = {"labeled": "D_l", "unlabeled": "D_u", "extra_unlabeled": "the unscored D_u images",
+                         "normal": "the normal (train/good) images"}
+"""Split attribute -> how messages name it."""
+MAX_CHANGES_SHOWN = 10
 
 
 @dataclass
@@ -59,6 +64,57 @@ class Split:
             "unlabeled_per_defect_type": counts(self.unlabeled),
             "extra_unlabeled_per_defect_type": counts(self.extra_unlabeled),
         }
+
+    def fingerprint(self) -> dict[str, dict[str, dict[str, str]]]:
+        """Per part (labeled, unlabeled, extra_unlabeled, normal): image name -> sha1 of its image
+        file's bytes and of its mask at this image size.
+
+        Recorded in split.json by train.py, so that a resume or an evaluation on data that changed
+        since (an image added or removed, a file replaced, a mask redrawn) is refused instead of
+        silently mixing two datasets. The mask is hashed as loaded because its file is not kept
+        (it may be a PNG or a CrackForest .mat). Cheap: one read of files the loader just read."""
+        def digest(s: Sample) -> dict[str, str]:
+            return {"file": hashlib.sha1(s.path.read_bytes()).hexdigest(),
+                    "mask": hashlib.sha1(np.packbits(s.mask).tobytes()).hexdigest()}
+
+        return {part: {s.name: digest(s) for s in getattr(self, part)} for part in PARTS}
+
+
+def split_changes(recorded: dict[str, Any], split: Split) -> list[str]:
+    """How `split` differs from the split.json a run recorded, one phrase per change ("image
+    crack/003 added to D_u", "file /data/x/003.png changed (D_l image crack/003)"); [] if none.
+
+    Runs older than the fingerprint recorded only the D_l and D_u names: only those are compared."""
+    fingerprint = recorded.get("fingerprint")
+    now = split.fingerprint() if fingerprint is not None else None
+    changes = []
+    for part, label in PARTS.items():
+        samples = {s.name: s for s in getattr(split, part)}
+        if fingerprint is not None:
+            before, after = fingerprint.get(part, {}), now[part]
+        elif part in recorded:
+            before, after = dict.fromkeys(recorded[part]), dict.fromkeys(samples)
+        else:
+            continue
+        changes += [f"image {n} added to {label}" for n in after if n not in before]
+        changes += [f"image {n} removed from {label}" for n in before if n not in after]
+        kept = [n for n in before if n in after]
+        if kept != [n for n in after if n in before]:
+            changes.append(f"the order of the images of {label} changed")
+        for n in kept:
+            if before[n] is None or before[n] == after[n]:
+                continue
+            if before[n].get("file") != after[n]["file"]:
+                changes.append(f"file {samples[n].path} changed ({label} image {n})")
+            else:
+                changes.append(f"mask of {label} image {n} changed")
+    return changes
+
+
+def describe_changes(changes: list[str]) -> str:
+    """The first MAX_CHANGES_SHOWN changes, joined, and how many more there are."""
+    more = len(changes) - MAX_CHANGES_SHOWN
+    return "; ".join(changes[:MAX_CHANGES_SHOWN]) + (f"; and {more} more" if more > 0 else "")
 
 
 def make_split(

@@ -22,19 +22,30 @@ regenerating or resizing one category never changes another.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from data.mvtec import DatasetError
+
+try:
+    import fcntl
+except ImportError:  # Windows: concurrent generators are not serialised there
+    fcntl = None  # type: ignore[assignment]
+
 GENERATOR_VERSION = "synthetic-v1"
 MARKER = ".complete"
+OWNER_MARKER = ".nbs-synthetic"
+"""Written into every category folder the generator makes: only such a folder is ever replaced."""
+LOCK = ".nbs-synthetic.lock"
 ALTERATION_THRESHOLD = 3.0
 """Grey levels (max over channels) a pixel must change by to count as defective."""
 MIN_AREA, MAX_AREA = 0.005, 0.05
@@ -398,6 +409,35 @@ def is_complete(root: str | Path, **params: int) -> bool:
     )
 
 
+@contextlib.contextmanager
+def _generator_lock(root: Path) -> Iterator[None]:
+    """Hold <root>/.nbs-synthetic.lock: two processes that find the data missing at once (two
+    train.py, a sweep's workers) take turns; the second finds the first's data complete."""
+    with open(root / LOCK, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _check_ours(folder: Path) -> bool:
+    """Whether `folder` exists; raises DatasetError naming it when it exists but this generator did
+    not write it (no marker file in it), because NBS_DATA_DIR may point at real data: an MVTec AD
+    root has a pill/ of its own."""
+    if not folder.exists() and not folder.is_symlink():
+        return False
+    if folder.is_symlink() or not (folder / OWNER_MARKER).is_file():
+        raise DatasetError(f"{folder} exists and was not written by the built-in data generator (no "
+                           f"{OWNER_MARKER} file in it): refusing to replace it. Point NBS_DATA_DIR (or the "
+                           f"generator's root) at an empty folder, or move {folder} away")
+    return True
+
+
+def _remove_ours(folder: Path) -> None:
+    """Delete `folder` if this generator wrote it (see _check_ours)."""
+    if _check_ours(folder):
+        shutil.rmtree(folder)
+
+
 def generate_synthetic_mvtec(
     root: str | Path,
     seed: int = 0,
@@ -410,33 +450,60 @@ def generate_synthetic_mvtec(
     """Write the synthetic dataset under ``root`` in the MVTec AD layout and return ``root``.
 
     The ``.complete`` marker (recording the parameters) is written last, so an interrupted run
-    leaves no marker and is redone from scratch on the next call; a complete tree with the same
-    parameters is left untouched unless ``overwrite``. Only this generator's category folders are
-    deleted, never anything else under ``root``.
+    leaves no marker and is redone on the next call; a complete tree with the same parameters is
+    left untouched unless ``overwrite``. Each category is written into a temporary folder beside
+    its target and renamed into place, so a reader never sees a half-written category, and
+    concurrent generators take turns on a lock file. Only folders this generator wrote (marked
+    with ``.nbs-synthetic``) are ever replaced: a foreign ``<root>/pill`` (e.g. NBS_DATA_DIR set to
+    an MVTec AD root) raises DatasetError before anything is written, and nothing else under
+    ``root`` is touched.
     """
     root = Path(root).expanduser()
     params = dict(seed=seed, image_size=image_size, n_train_good=n_train_good,
                   n_test_good=n_test_good, n_per_defect=n_per_defect)
     if not overwrite and is_complete(root, **params):
         return root
-    root.mkdir(parents=True, exist_ok=True)
-    (root / MARKER).unlink(missing_ok=True)
-    for category, (_, kinds) in CATEGORIES.items():
-        cat_root = root / category
-        if cat_root.exists():
-            shutil.rmtree(cat_root)
-        jobs = [("train", "good", i) for i in range(n_train_good)]
-        jobs += [("test", "good", i) for i in range(n_test_good)]
-        jobs += [("test", k, i) for k in kinds for i in range(n_per_defect)]
-        for split, defect, i in jobs:
-            image, mask = render_sample(category, split, defect, i, seed, image_size)
-            stem = f"{i:03d}"
-            _write_png(cat_root / split / defect / f"{stem}.png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            if mask is not None:
-                _write_png(cat_root / "ground_truth" / defect / f"{stem}_mask.png",
-                           mask.astype(np.uint8) * 255)
-    (root / MARKER).write_text(_marker_content(**params))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with _generator_lock(root):
+            if not overwrite and is_complete(root, **params):  # another process finished it meanwhile
+                return root
+            for category in CATEGORIES:  # refuse a foreign folder before writing anything
+                _check_ours(root / category)
+            (root / MARKER).unlink(missing_ok=True)  # until all categories are rewritten
+            for category, (_, kinds) in CATEGORIES.items():
+                _write_category(root, category, kinds, seed, image_size, n_train_good, n_test_good, n_per_defect)
+            tmp = root / f".{MARKER}.partial"
+            tmp.write_text(_marker_content(**params))
+            os.replace(tmp, root / MARKER)
+    except OSError as e:
+        raise DatasetError(f"cannot write the built-in dataset under {root}: {e.strerror or e} ({e.filename or root}); "
+                           "set NBS_DATA_DIR to a writable folder") from None
     return root
+
+
+def _write_category(root: Path, category: str, kinds: list[str], seed: int, image_size: int,
+                    n_train_good: int, n_test_good: int, n_per_defect: int) -> None:
+    """One category into <root>/.<category>.partial (marked as ours first), then renamed over
+    <root>/<category>: the old one is moved aside and removed only after the new one is in place."""
+    target, partial, old = root / category, root / f".{category}.partial", root / f".{category}.old"
+    _remove_ours(partial)  # left by a generator that was killed
+    _remove_ours(old)
+    partial.mkdir()
+    (partial / OWNER_MARKER).write_text(_marker_content(seed=seed, image_size=image_size))
+    jobs = [("train", "good", i) for i in range(n_train_good)]
+    jobs += [("test", "good", i) for i in range(n_test_good)]
+    jobs += [("test", k, i) for k in kinds for i in range(n_per_defect)]
+    for split, defect, i in jobs:
+        image, mask = render_sample(category, split, defect, i, seed, image_size)
+        stem = f"{i:03d}"
+        _write_png(partial / split / defect / f"{stem}.png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if mask is not None:
+            _write_png(partial / "ground_truth" / defect / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
+    if _check_ours(target):
+        os.replace(target, old)
+    os.replace(partial, target)
+    _remove_ours(old)
 
 
 def default_data_root() -> Path:

@@ -24,6 +24,7 @@ from envs.state_maps import fuse_maps, local_variance, minmax, sobel_magnitude
 from envs.seeding import torch_rng_from
 from models.autoencoder import ConvAutoencoder, ae_train_step, loss_map, reconstruct_images, reconstruction_loss_map
 from envs.diagnostics import rank_auroc
+from envs.refit import jitter_rgb
 from models.predictor import build_predictor, input_channels, predictor_input, soft_dice_loss, weighted_bce
 
 #: (dy, dx) of actions 0-7: N, NE, E, SE, S, SW, W, NW. Action 8 jumps to a random image.
@@ -371,17 +372,8 @@ class BatchSamplingEnv(gym.Env):
         net.eval()
 
     def _jitter_rgb(self, batch: torch.Tensor, amount: float) -> torch.Tensor:
-        """Per sample, scale brightness, contrast and saturation of the last 3 (RGB) channels by
-        factors in [1 - amount, 1 + amount], as the U-Net baseline's augmentation does."""
-        f = torch.as_tensor(self.np_random.uniform(1 - amount, 1 + amount, size=(len(batch), 3, 1, 1, 1)),
-                            dtype=batch.dtype, device=batch.device)
-        rgb = batch[:, -3:] * f[:, 0]
-        luma = torch.tensor([0.299, 0.587, 0.114], dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
-        gray = (rgb * luma).sum(1, keepdim=True)
-        rgb = (rgb - gray.mean(dim=(2, 3), keepdim=True)) * f[:, 1] + gray.mean(dim=(2, 3), keepdim=True)
-        gray = (rgb * luma).sum(1, keepdim=True)
-        rgb = ((rgb - gray) * f[:, 2] + gray).clamp(0.0, 1.0)
-        return torch.cat([batch[:, :-3], rgb], dim=1)
+        """The U-Net baseline's colour jitter of the RGB channels (envs.refit.jitter_rgb)."""
+        return jitter_rgb(batch, amount, self.np_random)
 
     def _heldout_step(self, profiles: torch.Tensor) -> None:
         """Leave-one-out: fold predictor j trains on the buffer entries of every labeled image but

@@ -125,6 +125,11 @@ class EnvConfig:
     decision threshold on those held-out maps. Only images whose fold still has labeled defects to
     learn from are held out (none when D_l has a single defect image: the run then selects on
     l_pred as the papers do). Costs one extra predictor step per held-out image"""
+    predictor_refit_steps: int = 0
+    """(ours) after training, fit a fresh predictor (same arch and inputs) on the best moment's
+    labeled profiles with the U-Net baseline's recipe: this many Adam steps on augmented crops,
+    pos-weighted BCE + Dice (envs.refit). It replaces the exported predictor, and its decision is
+    the U-Net's p > 0.5. 0: export the predictor of the best moment, as the papers do"""
     buffer_size: int = 512
     """FIFO replay buffer of augmented (labeled profile, mask) pairs"""
     alpha: float | None = None
@@ -193,6 +198,8 @@ class EnvConfig:
             raise ValueError("warmup_updates must be smaller than reinit_every")
         if c.predictor_crop is not None and c.predictor_crop >= image_size:
             c.predictor_crop = None
+        if c.predictor_refit_steps < 0:
+            raise ValueError(f"predictor_refit_steps must be >= 0, got {c.predictor_refit_steps}")
         for name in ("patches_per_update", "profile_length", "buffer_size", "predictor_batch"):
             if getattr(c, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
@@ -221,9 +228,11 @@ PRESETS: dict[str, EnvConfig] = {
     # the loss profile, trained with the U-Net baseline's recipe (BCE with anomalous pixels
     # weighted at most 50x, soft Dice, colour jitter), and whose best moment and decision
     # threshold come from leave-one-out predictors (what the predictor does on labeled images it
-    # never trained on) when D_l has the defect images for it.
+    # never trained on) when D_l has the defect images for it; after training, the exported
+    # predictor is refit on the best labeled profiles with the U-Net baseline's full recipe.
     "ours": EnvConfig(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_dice=True,
-                      predictor_colour_jitter=0.2, alpha_floor=0.02, heldout_predictors=True),
+                      predictor_colour_jitter=0.2, alpha_floor=0.02, heldout_predictors=True,
+                      predictor_refit_steps=600),
 }
 
 

@@ -65,13 +65,17 @@ class UNetPredictor(nn.Module):
     """The predictor as a U-Net (models.unet.UNet with GroupNorm, the U-Net baseline's shape) on
     the same inputs and with the same skip path as DilatedFCN: a supervised U-Net's capacity and
     context, plus the loss profile. Sides need not be multiples of 2**depth: inputs are
-    reflect-padded and the logits cropped back."""
+    reflect-padded and the logits cropped back. norm='group' inside the env, which evaluates the
+    net between single training steps; 'batch' for the final predictor (envs.refit), trained once
+    as the U-Net baseline is and its statistics then recomputed."""
 
-    def __init__(self, in_channels: int, width: int = 16, depth: int = 3, skip_channels: int = 0) -> None:
+    def __init__(self, in_channels: int, width: int = 16, depth: int = 3, skip_channels: int = 0,
+                 norm: str = "group") -> None:
         super().__init__()
         from models.unet import UNet
 
-        self.net = UNet(width, depth, in_channels, norm="group")
+        self.net = UNet(width, depth, in_channels, norm=norm)
+        self.norm = norm
         self.skip_channels = skip_channels
         if skip_channels:
             self.skip_scale = _init_skip(self.net.head)
@@ -113,12 +117,13 @@ PREDICTOR_ARCHS = ("dilated", "unet")
 
 
 def build_predictor(profile_length: int, width: int, inputs: str = "profile", skip: bool = False,
-                    arch: str = "dilated") -> nn.Module:
-    """The predictor for a profile length, width, inputs mode, skip path and architecture: the
-    one constructor training (the env) and inference (evaluate.py) share."""
+                    arch: str = "dilated", norm: str = "group") -> nn.Module:
+    """The predictor for a profile length, width, inputs mode, skip path and architecture (and
+    the U-Net's normalisation): the one constructor training (the env, envs.refit) and inference
+    (evaluate.py) share."""
     cin, skip_channels = input_channels(profile_length, inputs), (profile_length if skip else 0)
     if arch == "unet":
-        return UNetPredictor(cin, width, skip_channels=skip_channels)
+        return UNetPredictor(cin, width, skip_channels=skip_channels, norm=norm)
     if arch != "dilated":
         raise ValueError(f"predictor arch must be one of {PREDICTOR_ARCHS}, got {arch!r}")
     return DilatedFCN(cin, width, skip_channels=skip_channels)

@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,7 +45,8 @@ def load_weights(path: str | Path, map_location: str | torch.device | None = Non
 
 
 class RunFileError(OSError):
-    """A run file could not be written (full disk, no permission); the message names it."""
+    """A run file could not be written (full disk, no permission) or read (missing, malformed);
+    the message (`strerror`) names it."""
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -79,3 +81,39 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 def save_weights_atomic(obj: Any, path: str | Path) -> None:
     """torch.save, atomically. `obj` must hold only tensors and plain containers (load_weights)."""
     write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def read_json(path: str | Path, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A run's JSON file (config.json, split.json) as a dict that holds `keys`.
+
+    A missing, truncated or hand-edited file raises RunFileError naming it, so that a command stops
+    with one line saying which file is wrong rather than a KeyError or JSONDecodeError traceback."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunFileError(errno.ENOENT, f"{path} not found") from None
+    except json.JSONDecodeError as e:
+        raise RunFileError(errno.EINVAL, f"{path} is not valid JSON ({e.msg}, line {e.lineno}): it was "
+                                         "cut short or edited by hand") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunFileError(getattr(e, "errno", None) or errno.EIO, f"cannot read {path}: {e}") from None
+    missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
+    if missing:
+        raise RunFileError(errno.EINVAL, f"{path} has no {', '.join(map(repr, missing))}: it is not a file "
+                                         "train.py wrote, or was edited by hand")
+    return obj
+
+
+def make_writable_folder(path: str | Path, flag: str) -> Path:
+    """Create the output folder `path` (with its parents) and check that a file can be created in
+    it, so that a read-only or mistyped folder stops the command at once, before any work, with a
+    message naming `flag` and the path. Raises RunFileError."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise RunFileError(e.errno, f"{flag} {path}: cannot write there ({e.strerror or e})") from None
+    return path

@@ -9,6 +9,7 @@ Everything random (init, crops, augmentation) comes from `seed`, so a CPU run is
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -264,17 +265,24 @@ def recompute_bn_stats(net: UNet, images: np.ndarray, device: str | torch.device
     over the whole labeled images, averaging their batch statistics exactly, fixes the stats to
     the final weights and to the whole-image inputs that prediction uses. Each batch counts
     equally in the average, so a D_l of up to `batch` images gives its exact statistics."""
+    _, height, width, _ = images.shape
+    ph, pw = (-height) % net.multiple, (-width) % net.multiple
+    batches = (to_tensor(images[start:start + batch]).to(device) for start in range(0, len(images), batch))
+    recompute_batch_norm(net, (F.pad(x, (0, pw, 0, ph), mode="reflect") if (ph or pw) else x for x in batches))
+
+
+@torch.no_grad()
+def recompute_batch_norm(net: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Reset every BatchNorm of `net` and set its statistics to the exact average over `batches`
+    (each counting equally), run through the net in train mode; leave net in eval mode."""
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over the batches below
     net.train()
-    _, height, width, _ = images.shape
-    ph, pw = (-height) % net.multiple, (-width) % net.multiple
-    for start in range(0, len(images), batch):
-        x = to_tensor(images[start:start + batch]).to(device)
-        net(F.pad(x, (0, pw, 0, ph), mode="reflect") if (ph or pw) else x)
+    for x in batches:
+        net(x)
     for bn, momentum in zip(bns, momenta):
         bn.momentum = momentum
     net.eval()

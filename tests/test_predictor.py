@@ -127,3 +127,37 @@ def test_logit_shift_moves_the_threshold_to_one_half_and_keeps_the_order():
     assert q[-1] > 0.98  # confident far above the threshold, unlike a logistic of (p - t) / std
     m = prior_matched("NBS", "method", np.random.default_rng(0).random((2, 8, 8)), 0.1, probabilities=True)
     assert ((m.prob > 0.5) == (m.scores > m.threshold)).all()
+
+
+def _refit_toy(seed: int = 0, n: int = 4, size: int = 32):
+    """Labeled toy profiles whose loss is high on a square defect; the RGB is noise."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((n, size, size), bool)
+    for k in range(n):
+        y, x = rng.integers(0, size - 8, size=2)
+        masks[k, y:y + 8, x:x + 8] = True
+    profiles = (rng.random((n, 4, size, size)) * 0.5 + 1.0 + 3.0 * masks[:, None]).astype(np.float32)
+    images = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+    return profiles, images, masks
+
+
+@pytest.mark.parametrize("inputs", ["profile", "profile+rgb"])
+def test_final_predictor_learns_the_profiles_and_is_seeded(inputs):
+    """The final predictor (predictor_refit_steps) segments what its profiles show, decides at
+    p > 0.5 as the U-Net does, and the same seed gives the same weights."""
+    from envs.refit import refit_predictor
+
+    profiles, images, masks = _refit_toy()
+    kwargs = dict(steps=40, width=8, inputs=inputs, skip=True, arch="unet", seed=3)
+    net, losses = refit_predictor(profiles, images, masks, **kwargs)
+    assert not net.training and net.norm == "batch" and losses[-1] < losses[0]
+    test_profiles, test_images, test_masks = _refit_toy(seed=1)
+    rgb = torch.as_tensor(test_images).permute(0, 3, 1, 2).float() / 255 if inputs == "profile+rgb" else None
+    with torch.no_grad():
+        p = torch.sigmoid(net(predictor_input(torch.as_tensor(test_profiles), rgb)))[:, 0]
+    assert rank_auroc(p, torch.as_tensor(test_masks)) > 0.95
+    pred = (p > 0.5).numpy()
+    assert (pred & test_masks).sum() / max((pred | test_masks).sum(), 1) > 0.5  # IoU at p > 0.5
+    again, _ = refit_predictor(profiles, images, masks, **kwargs)
+    for (k, a), b in zip(net.state_dict().items(), again.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)

@@ -213,7 +213,7 @@ def test_ours_preset_heldout_threshold_rgb_predictor_and_diagnostics(tiny_root, 
     the best moment and the threshold, and the report shows the training diagnostics."""
     run_dir = tmp_path / "ours"
     run("train.py", "--data-root", str(tiny_root), "--updates", "8", "--run-dir", str(run_dir),
-        "--preset", "ours", *TINY_ARGS)
+        "--preset", "ours", *TINY_ARGS, "--set", "predictor_refit_steps=0")
     rows = log_rows(run_dir)
     assert {"dl_loss_auroc", "dl_profile_auroc", "dl_heldout_auroc", "ae_vs_mean_colour", "heldout_l_pred",
             "action_8", "jump_rate"} <= set(rows[0])
@@ -233,3 +233,22 @@ def test_ours_preset_heldout_threshold_rgb_predictor_and_diagnostics(tiny_root, 
                                            "ae_output_spread"}
     assert (run_dir / "training.png").is_file()
     assert "Training diagnostics" in (run_dir / "report.md").read_text()
+
+
+def test_ours_exports_a_final_predictor_that_decides_at_one_half(tiny_root, tmp_path):
+    """--preset ours refits the exported predictor on the best labeled profiles (BatchNorm, as the
+    U-Net baseline); evaluate.py loads it and decides at p > 0.5, as for the U-Net."""
+    run_dir = tmp_path / "refit"
+    out = run("train.py", "--data-root", str(tiny_root), "--updates", "8", "--run-dir", str(run_dir),
+              "--preset", "ours", *TINY_ARGS, "--set", "predictor_refit_steps=20").stdout
+    assert "fitting the final predictor" in out
+    from models.serialization import load_weights
+
+    saved = load_weights(run_dir / "predictor.pt")
+    assert saved["refit"] is True and saved["norm"] == "batch"
+    assert any(k.endswith("running_mean") for k in saved["state_dict"])
+    run("evaluate.py", str(run_dir), "--overlays", "0", "--baselines", "none")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    nbs = next(r for r in metrics["rows"] if r["method"].startswith("NBS,"))
+    assert nbs["method"] == "NBS, p > 0.5 (no CRF)" and nbs["threshold"] is None
+    assert nbs["note"] == "final predictor fit on the best D_l profiles"
