@@ -46,7 +46,7 @@ from evaluation.classification import (decision_metrics, largest_region_areas, t
 from evaluation.metrics import aupro, auroc, binary_scores, f1_max, image_scores_from_maps
 from evaluation.plots import plot_run_diagnostics
 from evaluation.published import published_numbers
-from evaluation.reference_methods import (METHODS, MethodMaps, ReferenceConfig, prior_matched, reference_maps,
+from evaluation.reference_methods import (METHODS, MethodMaps, ReferenceConfig, nbs_method, reference_maps,
                                           thresholded)
 from evaluation.report import format_console_table, format_markdown_table, write_report
 from evaluation.sweep import read_log
@@ -54,7 +54,7 @@ from evaluation.visualize import save_side_by_side
 from models.crf import CRFConfig, dense_crf
 from models.serialization import (RunFileError, UnsafeFileError, load_weights, make_writable_folder, read_json,
                                   write_json_atomic)
-from models.predictor import build_predictor, predictor_input
+from models.predictor import predictor_from_saved, probability_maps
 
 METRIC_COLUMNS = ["precision", "recall", "F1", "F1-max", "pixel AUROC", "AUPRO", "image AUROC"]
 PUBLISHED_COLUMNS = ["published F1", "published F1-max"]
@@ -121,23 +121,13 @@ def predict_probabilities(run: Path, profiles: np.ndarray, device: torch.device,
     `images` (n, S, S, 3) uint8: the same images, needed when the predictor also reads RGB
     (predictor_inputs 'profile+rgb')."""
     saved = load_run_file(run / "predictor.pt", device)
-    inputs = saved.get("inputs", "profile")
-    if inputs == "profile+rgb" and images is None:
-        raise ValueError(f"{run / 'predictor.pt'} reads the images as well as the profiles: pass `images`")
-    net = build_predictor(saved["profile_length"], saved["width"], inputs, saved.get("skip", False),
-                          saved.get("arch", "dilated"),
-                          saved.get("norm", "group")).to(device)
-    net.load_state_dict(saved["state_dict"])
-    net.eval()
-    out = []
-    with torch.no_grad():
-        for k in range(0, len(profiles), batch):
-            rgb = None
-            if inputs == "profile+rgb":
-                rgb = torch.as_tensor(images[k:k + batch], device=device).permute(0, 3, 1, 2).float() / 255.0
-            x = predictor_input(torch.as_tensor(profiles[k:k + batch], device=device), rgb)
-            out.append(torch.sigmoid(net(x))[:, 0].cpu().numpy())
-    return np.concatenate(out), bool(saved.get("refit", False))
+    rgb = None
+    if saved.get("inputs", "profile") == "profile+rgb":
+        if images is None:
+            raise ValueError(f"{run / 'predictor.pt'} reads the images as well as the profiles: pass `images`")
+        rgb = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255.0
+    prob = probability_maps(predictor_from_saved(saved, device), torch.as_tensor(profiles), rgb, batch)
+    return prob.cpu().numpy(), bool(saved.get("refit", False))
 
 
 def score_row(method: str, pred: np.ndarray | None, scores: np.ndarray, gt: np.ndarray) -> dict[str, Any]:
@@ -215,20 +205,7 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
     # The method, then the same loss profiles without the predictor (mean reconstruction error
     # over the profile, threshold from D_l), then the papers' baselines trained on this split.
     heldout_gt = None if prof["labeled_heldout_index"] is None else gt_l[prof["labeled_heldout_index"]]
-    if refit:
-        # A final predictor fit with the U-Net baseline's recipe (pos-weighted BCE + Dice) decides
-        # as the U-Net does: p > 0.5. The held-out maps belong to the training-time predictor.
-        nbs = MethodMaps("NBS", "method", prob, prob, note="final predictor fit on the best D_l profiles")
-    elif heldout_gt is not None and heldout_gt.any():
-        # heldout_predictors: the threshold is the best-F1 one on the D_l maps of predictors that
-        # never trained on the image they scored (leave-one-out), not p > 0.5 of a predictor
-        # trained with alpha-weighted BCE (whose 0.5 point over-predicts by design).
-        nbs = thresholded("NBS", "method", prof["labeled_heldout_prob"], heldout_gt, prob,
-                          note="threshold from held-out D_l maps", probabilities=True)
-    else:
-        # No held-out maps: flag as many D_u pixels as D_l's defect fraction (no D_u label used).
-        nbs = prior_matched("NBS", "method", prob, float(gt_l.mean()),
-                            note="threshold: D_u fraction flagged = D_l defect fraction", probabilities=True)
+    nbs = nbs_method(prob, refit, prof["labeled_heldout_prob"], heldout_gt, float(gt_l.mean()))
     methods = [nbs,
                thresholded("Recon. error of the loss profiles", None, prof["labeled"].mean(axis=1), gt_l,
                            prof["unlabeled"].mean(axis=1), note="the run's own AE, no predictor",

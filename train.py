@@ -38,8 +38,12 @@ from data.split import Split, describe_changes, split_changes
 from envs.batch_sampling_env import BatchSamplingEnv, load_split_and_summary, resolve_device
 from envs.config import DataConfig, config_to_dict, env_config_from_dict, make_env_config
 from envs.refit import refit_predictor
+from evaluation.reference_methods import nbs_method
 from envs.residual_classifier_env import (ClassifierConfig, ResidualClassifierEnv, classifier_config_from_dict,
                                           load_classifier_data)
+from models.crf import CRFConfig
+from models.predictor import predictor_from_saved, probability_maps
+from models.segmenter import BUNDLE_NAME, BundleMeta, save_bundle
 from models.serialization import (RunFileError, UnsafeFileError, load_weights, make_writable_folder, read_json,
                                   save_weights_atomic, write_atomic, write_json_atomic)
 
@@ -74,6 +78,8 @@ class Args:
     include_train_good: bool = arg(False, "add train/good images to D_u")
     include_unannotated: bool = arg(False, "add the dataset's unannotated images (CrackForest 201-...) "
                                            "to D_u; they are never scored")
+    holdout_fraction: float = arg(0.0, "keep this fraction of the non-labeled test images out of D_u "
+                                       "(unseen images for scripts/inductive.py and predict.py)")
     env: str = arg("batch-sampling", "batch-sampling (the neural batch sampler: segmentation) or "
                                      "residual-classifier (image-level decisions from AE residual maps)")
     preset: str = arg("chu2020", "env preset (batch-sampling)")
@@ -387,11 +393,11 @@ def export_results(env: BatchSamplingEnv, run: Path, seed: int) -> None:
     predictor_refit_steps the final predictor fit on the best labeled profiles, seeded by `seed`):
     what evaluate.py needs, nothing of the agent."""
     profiles = env.best_profiles()
-    extra = {k: profiles.pop(k) for k in ("labeled_heldout_prob", "labeled_heldout_index") if k in profiles}
+    extra = {k: profiles[k] for k in ("labeled_heldout_prob", "labeled_heldout_index") if k in profiles}
     scale = float(np.mean(profiles["labeled"])) or 1.0  # float16 storage of loss/scale keeps precision
     split = env.split
     arrays = dict(scale=np.float32(scale),
-                  **{k: (v / scale).astype(np.float16) for k, v in profiles.items()},
+                  **{k: (profiles[k] / scale).astype(np.float16) for k in ("labeled", "unlabeled", "extra")},
                   labeled_names=np.array([s.name for s in split.labeled]),
                   unlabeled_names=np.array([s.name for s in split.unlabeled]),
                   extra_names=np.array([s.name for s in split.extra_unlabeled]),
@@ -411,9 +417,33 @@ def export_results(env: BatchSamplingEnv, run: Path, seed: int) -> None:
                                  arch=c.predictor_arch, colour_jitter=c.predictor_colour_jitter,
                                  seed=seed, device=env.device)
         state_dict, norm = net.state_dict(), getattr(net, "norm", "group")
-    save_weights_atomic({"state_dict": state_dict, "profile_length": c.profile_length,
-                         "width": c.predictor_width, "inputs": c.predictor_inputs, "skip": c.predictor_skip,
-                         "arch": c.predictor_arch, "norm": norm, "alpha": env.alpha, "refit": refit}, run / "predictor.pt")
+    fields = {"profile_length": c.profile_length, "width": c.predictor_width, "inputs": c.predictor_inputs,
+              "skip": c.predictor_skip, "arch": c.predictor_arch, "norm": norm, "refit": refit}
+    save_weights_atomic({"state_dict": state_dict, "alpha": env.alpha, **fields}, run / "predictor.pt")
+    export_bundle(env, run, fields, state_dict, profiles, seed)
+
+
+def export_bundle(env: BatchSamplingEnv, run: Path, fields: dict[str, Any], state_dict: dict[str, torch.Tensor],
+                  profiles: dict[str, np.ndarray], seed: int) -> None:
+    """<run>/bundle.pt: the best moment's AE snapshots, the exported predictor and evaluate.py's
+    decision rule (threshold, CRF), so that predict.py can segment images the run never saw."""
+    c, split = env.config, env.split
+    rgb = None
+    if c.predictor_inputs == "profile+rgb":
+        rgb = torch.as_tensor(np.stack([s.image for s in split.unlabeled])).permute(0, 3, 1, 2).float() / 255.0
+    prob_u = probability_maps(predictor_from_saved({**fields, "state_dict": state_dict}, env.device),
+                              torch.as_tensor(profiles["unlabeled"]), rgb).cpu().numpy()
+    masks_l = np.stack([s.mask for s in split.labeled])
+    heldout = profiles.get("labeled_heldout_index")
+    nbs = nbs_method(prob_u, fields["refit"], profiles.get("labeled_heldout_prob"),
+                     None if heldout is None else masks_l[heldout], float(masks_l.mean()))
+    meta = BundleMeta(image_size=env.image_size, patch_size=c.patch_size, ae=dataclasses.asdict(c.ae),
+                      absolute_error=c.absolute_error, loss_map=c.loss_map, loss_map_stride=c.loss_map_stride,
+                      predictor=fields, threshold=0.5 if nbs.threshold is None else float(nbs.threshold),
+                      threshold_rule=nbs.note, crf=dataclasses.asdict(CRFConfig()),
+                      source={"run": str(run.resolve()), "category": split.category, "seed": seed,
+                              "best_update": int(env.best["update"])})
+    save_bundle(run / BUNDLE_NAME, meta, env.best["snapshots"], state_dict)
 
 
 def tensorboard_writer(run: Path, episodes: int) -> Any:
@@ -541,7 +571,7 @@ def main(argv: list[str] | None = None) -> Path:
     data = DataConfig(dataset=args.dataset, data_root=args.data_root, category=args.category,
                       image_size=args.image_size, n_labeled=args.n_labeled, split_seed=args.seed,
                       per_defect_type=args.per_defect_type, include_train_good=args.include_train_good,
-                      include_unannotated=args.include_unannotated)
+                      include_unannotated=args.include_unannotated, holdout_fraction=args.holdout_fraction)
     env = make_env(args, dataclasses.replace(env_config, device=args.device), data)
     split = env.split
     if resume:

@@ -159,6 +159,13 @@ def _to_rgb(arr: np.ndarray, path: Path) -> np.ndarray:
     raise DatasetError(f"unsupported image shape {arr.shape} in {path}: expected 1, 3 or 4 channels")
 
 
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An image file as uint8 RGB (H, W, 3) at its own size: grey is repeated, alpha dropped,
+    16-bit scaled to 8. Raises DatasetError naming the file when it cannot be read or decoded."""
+    path = Path(path)
+    return _to_rgb(_read(path), path)
+
+
 def _resize_image(img: np.ndarray, size: int) -> np.ndarray:
     if img.shape[:2] == (size, size):
         return img

@@ -21,7 +21,7 @@ from data.mvtec import GOOD, CategoryData, DatasetError, Sample
 
 MAX_REDRAWS = 1000
 PARTS: dict[str, str] = {"labeled": "D_l", "unlabeled": "D_u", "extra_unlabeled": "the unscored D_u images",
-                         "normal": "the normal (train/good) images"}
+                         "normal": "the normal (train/good) images", "heldback": "the held-back test images"}
 """Split attribute -> how messages name it."""
 MAX_CHANGES_SHOWN = 10
 
@@ -44,6 +44,10 @@ class Split:
     """The dataset's anomaly-free training images (train/good), whether or not they join D_u:
     what AE pretraining (noghredeh2025) and the unsupervised baseline train on. Empty when the
     dataset has none (CrackForest) or they were not loaded."""
+    heldback: list[Sample] = field(default_factory=list)
+    """Test images kept out of D_u altogether (``holdout_fraction``): never sampled, never scored
+    by evaluate.py; images the trained model has not seen, to measure it inductively
+    (scripts/inductive.py, predict.py)."""
 
     def describe(self) -> dict[str, Any]:
         """JSON-able record of the split, written next to results so a run can be audited."""
@@ -63,6 +67,7 @@ class Split:
             "labeled_per_defect_type": counts(self.labeled),
             "unlabeled_per_defect_type": counts(self.unlabeled),
             "extra_unlabeled_per_defect_type": counts(self.extra_unlabeled),
+            "heldback": [s.name for s in self.heldback],
         }
 
     def fingerprint(self) -> dict[str, dict[str, dict[str, str]]]:
@@ -125,6 +130,7 @@ def make_split(
     *,
     per_defect_type: int | None = None,
     include_unannotated: bool = False,
+    holdout_fraction: float = 0.0,
 ) -> Split:
     """Draw D_l from ``data.test`` with ``numpy.random.default_rng(seed)``.
 
@@ -138,13 +144,24 @@ def make_split(
 
     ``include_train_good`` / ``include_unannotated`` add ``data.train_good`` /
     ``data.unannotated`` (in that order) to ``extra_unlabeled``: sampled, never scored.
+
+    ``holdout_fraction`` moves that fraction of the non-labeled test images (rounded) out of D_u
+    into ``heldback``, drawn from a generator of its own, so D_l and the rest of the split's draws
+    are those of the same seed without a holdout: a run with it and one without have the same D_l,
+    and the held-back images are in the second run's D_u (the transductive comparison).
     """
+    if not 0.0 <= holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
     if per_defect_type is None:
         chosen_set = _draw_any(data, n_labeled, seed)
     else:
         chosen_set = _draw_per_defect_type(data, per_defect_type, seed)
     labeled = [data.test[i] for i in sorted(chosen_set)]
     unlabeled = [s for i, s in enumerate(data.test) if i not in chosen_set]
+    n_held = int(round(holdout_fraction * len(unlabeled)))
+    held = set(np.random.default_rng([seed, 1]).choice(len(unlabeled), n_held, replace=False).tolist()) if n_held else set()
+    heldback = [s for i, s in enumerate(unlabeled) if i in held]
+    unlabeled = [s for i, s in enumerate(unlabeled) if i not in held]
     extra = list(data.train_good) if include_train_good else []
     if include_unannotated:
         extra += data.unannotated
@@ -155,6 +172,7 @@ def make_split(
         unlabeled=unlabeled,
         extra_unlabeled=extra,
         normal=list(data.train_good),
+        heldback=heldback,
     )
 
 

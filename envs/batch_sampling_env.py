@@ -62,7 +62,7 @@ def load_split_and_summary(data: DataConfig) -> tuple[Split, str]:
                             load_train_good=True)
     split = make_split(category, n_labeled=data.n_labeled, seed=data.split_seed,
                        include_train_good=data.include_train_good, per_defect_type=data.per_defect_type,
-                       include_unannotated=data.include_unannotated)
+                       include_unannotated=data.include_unannotated, holdout_fraction=data.holdout_fraction)
     return split, category.summary()
 
 

@@ -42,6 +42,9 @@ class DataConfig:
     """draw D_l as k images per defect type (noghredeh2025's protocol) instead of n_labeled"""
     include_unannotated: bool = False
     """add the dataset's unannotated images to D_u (sampled by the AE, never scored)"""
+    holdout_fraction: float = 0.0
+    """fraction of the non-labeled test images kept out of D_u altogether (never sampled, never
+    scored in training): unseen images to measure the trained model on (scripts/inductive.py)"""
 
 
 @dataclass

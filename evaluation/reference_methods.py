@@ -20,6 +20,7 @@ import torch
 
 from data.split import Split
 from evaluation.metrics import best_f1_threshold
+from models.crf import shift_probability
 from models.recon_ae import ReconAEConfig, anomaly_maps, train_recon_ae
 from models.unet import UNetConfig, predict_unet, train_unet
 
@@ -67,20 +68,6 @@ def scores_to_probability(scores: np.ndarray, threshold: float, scale: float) ->
     return (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)
 
 
-def shift_probability(prob: np.ndarray, threshold: float) -> np.ndarray:
-    """Probabilities moved so that `threshold` becomes 0.5: sigmoid(logit(p) - logit(t)).
-
-    For a method whose scores are probabilities (NBS), a threshold is a change of prior, and a
-    change of prior is a constant shift of the logit: the map keeps the model's confidence away
-    from t (a logistic of (p - t) / std would make every pixel just above a high t barely
-    anomalous, and the CRF then smoothed the defects away: NBS + CRF F1 0.29 -> 0.08 on brick)."""
-    eps = 1e-6
-    p = np.clip(prob.astype(np.float64), eps, 1 - eps)
-    t = float(np.clip(threshold, eps, 1 - eps))
-    z = np.log(p / (1 - p)) - np.log(t / (1 - t))
-    return (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)
-
-
 def _with_threshold(name: str, family: str | None, scores_u: np.ndarray, t: float, scale: float,
                     probabilities: bool, note: str, label: str) -> MethodMaps:
     prob = (shift_probability(scores_u, t) if probabilities else scores_to_probability(scores_u, t, scale))
@@ -104,6 +91,25 @@ def prior_matched(name: str, family: str | None, scores_u: np.ndarray, fraction:
     (alpha-weighted training puts it far from any calibrated posterior)."""
     t = float(np.quantile(scores_u, 1.0 - float(np.clip(fraction, 0.0, 1.0))))
     return _with_threshold(name, family, scores_u, t, float(scores_u.std()), probabilities, note, label)
+
+
+def nbs_method(prob_u: np.ndarray, refit: bool, heldout_prob: np.ndarray | None, heldout_gt: np.ndarray | None,
+               defect_fraction: float) -> MethodMaps:
+    """The NBS method's maps and decision rule on the scored images (predict.py's bundle keeps the
+    same threshold):
+    - a final predictor (predictor_refit_steps), fit with the U-Net baseline's pos-weighted BCE +
+      Dice, decides as the U-Net does: p > 0.5 (threshold None);
+    - with held-out maps (heldout_predictors), the best-F1 threshold of the leave-one-out
+      predictors' D_l maps, not p > 0.5 of a predictor trained with alpha-weighted BCE (whose 0.5
+      point over-predicts by design);
+    - otherwise the threshold that flags D_l's defect fraction of the D_u pixels (no D_u label)."""
+    if refit:
+        return MethodMaps("NBS", "method", prob_u, prob_u, note="final predictor fit on the best D_l profiles")
+    if heldout_gt is not None and heldout_gt.any():
+        return thresholded("NBS", "method", heldout_prob, heldout_gt, prob_u,
+                           note="threshold from held-out D_l maps", probabilities=True)
+    return prior_matched("NBS", "method", prob_u, defect_fraction,
+                         note="threshold: D_u fraction flagged = D_l defect fraction", probabilities=True)
 
 
 def cache_key(split: Split, config: ReferenceConfig, seed: int) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CRFConfig", "dense_crf"]
+__all__ = ["CRFConfig", "dense_crf", "shift_probability"]
 
 
 @dataclass
@@ -146,3 +146,17 @@ def dense_crf(image: np.ndarray, prob: np.ndarray, config: CRFConfig | None = No
     )
     q = np.asarray(crf.inference(config.iterations)).reshape(2, height, width)
     return q[1] > q[0]
+
+
+def shift_probability(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """Probabilities moved so that `threshold` becomes 0.5: sigmoid(logit(p) - logit(t)).
+
+    For a method whose scores are probabilities (NBS), a threshold is a change of prior, and a
+    change of prior is a constant shift of the logit: the map keeps the model's confidence away
+    from t (a logistic of (p - t) / std would make every pixel just above a high t barely
+    anomalous, and the CRF then smoothed the defects away: NBS + CRF F1 0.29 -> 0.08 on brick)."""
+    eps = 1e-6
+    p = np.clip(prob.astype(np.float64), eps, 1 - eps)
+    t = float(np.clip(threshold, eps, 1 - eps))
+    z = np.log(p / (1 - p)) - np.log(t / (1 - t))
+    return (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)

@@ -129,6 +129,28 @@ def build_predictor(profile_length: int, width: int, inputs: str = "profile", sk
     return DilatedFCN(cin, width, skip_channels=skip_channels)
 
 
+def predictor_from_saved(saved: dict, device: str | torch.device = "cpu") -> nn.Module:
+    """The predictor stored in a predictor.pt or a bundle (its state dict plus the fields
+    build_predictor needs), in eval mode on `device`."""
+    net = build_predictor(saved["profile_length"], saved["width"], saved.get("inputs", "profile"),
+                          saved.get("skip", False), saved.get("arch", "dilated"), saved.get("norm", "group"))
+    net.load_state_dict(saved["state_dict"])
+    return net.to(device).eval()
+
+
+@torch.no_grad()
+def probability_maps(net: nn.Module, profiles: torch.Tensor, rgb: torch.Tensor | None = None,
+                     batch: int = 8) -> torch.Tensor:
+    """Anomaly probabilities (n,H,W) of a predictor on raw loss profiles (n,T,H,W), with the
+    images' RGB (n,3,H,W) in [0, 1] for a predictor that reads it; in batches, on the net's device."""
+    device = next(net.parameters()).device
+    out = []
+    for k in range(0, len(profiles), batch):
+        x = predictor_input(profiles[k:k + batch].to(device), None if rgb is None else rgb[k:k + batch].to(device))
+        out.append(torch.sigmoid(net(x))[:, 0])
+    return torch.cat(out) if out else torch.zeros(0, *profiles.shape[2:], device=device)
+
+
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - soft Dice pooled over the batch (smoothing 1), as the U-Net baseline's loss adds it:
     it scores the overlap as a whole, so it does not care that defects are rare."""

@@ -1,0 +1,164 @@
+"""A trained run as a portable model: the bundle file, and the Segmenter that applies it to images
+it has never seen.
+
+The method is transductive (the papers score the D_u images the AE trained on), but the decision
+itself only needs what the best moment left behind: the T AE snapshots whose loss maps form the
+best profiles, the predictor that reads them, the calibrated threshold and the CRF settings. The
+bundle holds exactly that, as tensors plus one JSON string, so it loads weights-only (nothing in
+it can execute code) and needs neither the training data nor the run folder.
+
+    seg = Segmenter.load("runs/<run>/bundle.pt")      # or the run folder
+    result = seg.predict(images)                      # uint8 RGB arrays of any size
+    result.masks, result.scores, result.decisions
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from models.autoencoder import AEConfig, ConvAutoencoder, reconstruction_loss_map
+from models.crf import CRFConfig, dense_crf, shift_probability
+from models.predictor import predictor_from_saved, probability_maps
+from models.serialization import UnsafeFileError, load_weights, save_weights_atomic
+
+BUNDLE_FORMAT = "nbs-bundle/1"
+BUNDLE_NAME = "bundle.pt"
+
+
+@dataclass
+class BundleMeta:
+    """Everything besides the weights that turns an image into a mask, as the run decided it."""
+
+    image_size: int
+    """side the images are resized to (INTER_AREA, as the data loaders do)"""
+    patch_size: int
+    ae: dict[str, Any]
+    """the AEConfig of the snapshots"""
+    absolute_error: bool
+    loss_map: str
+    """'tiled' or 'whole' (EnvConfig.loss_map)"""
+    loss_map_stride: int | None
+    predictor: dict[str, Any]
+    """predictor.pt's fields besides the state dict (profile_length, width, inputs, skip, arch, norm, refit)"""
+    threshold: float
+    """pixel probability threshold of the NBS decision (evaluation.reference_methods.nbs_method)"""
+    threshold_rule: str
+    crf: dict[str, Any] | None
+    """CRFConfig fields; None: the decision is the thresholded map, no CRF"""
+    source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """where it came from: run folder, preset, category, seed, best update (informative only)"""
+
+
+def save_bundle(path: str | Path, meta: BundleMeta, ae_snapshots: Sequence[dict[str, torch.Tensor]],
+                predictor_state: dict[str, torch.Tensor]) -> None:
+    """Write a bundle atomically: tensors on the CPU and the metadata as one JSON string."""
+    if len(ae_snapshots) != meta.predictor["profile_length"]:
+        raise ValueError(f"{len(ae_snapshots)} AE snapshots for a profile of length "
+                         f"{meta.predictor['profile_length']}")
+    save_weights_atomic({"format": BUNDLE_FORMAT, "meta": json.dumps(dataclasses.asdict(meta)),
+                         "ae": [{k: t.detach().cpu() for k, t in s.items()} for s in ae_snapshots],
+                         "predictor": {k: t.detach().cpu() for k, t in predictor_state.items()}}, path)
+
+
+@dataclass
+class Prediction:
+    """Segmenter output, one entry per input image, at each image's own resolution."""
+
+    probabilities: list[np.ndarray]
+    """float32 (H, W) anomaly probability maps"""
+    masks: list[np.ndarray]
+    """bool (H, W) defect masks (threshold, then the dense CRF)"""
+    scores: np.ndarray
+    """image-level anomaly score: the maximum of the probability map (the MVTec AD convention)"""
+    decisions: np.ndarray
+    """bool: the image is called defective when its mask has any defect pixel"""
+
+
+class Segmenter:
+    """Applies a bundle to new images: AE snapshots -> loss profile -> predictor -> threshold -> CRF."""
+
+    def __init__(self, meta: BundleMeta, ae_snapshots: Sequence[dict[str, torch.Tensor]],
+                 predictor_state: dict[str, torch.Tensor], device: str | torch.device = "cpu") -> None:
+        self.meta = meta
+        self.device = torch.device(device)
+        ae_config = AEConfig(**{**meta.ae, "skip_levels": tuple(meta.ae.get("skip_levels", ()))})
+        self.aes = []
+        for state in ae_snapshots:
+            ae = ConvAutoencoder(meta.patch_size, ae_config)
+            ae.load_state_dict(state)
+            self.aes.append(ae.to(self.device).eval())
+        self.predictor = predictor_from_saved({**meta.predictor, "state_dict": predictor_state}, self.device)
+        self.crf = None if meta.crf is None else CRFConfig(**meta.crf)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "auto") -> "Segmenter":
+        """A bundle file, or a run folder holding one (bundle.pt, written by train.py).
+
+        Raises FileNotFoundError or ValueError (UnsafeFileError for a file that is not a bundle
+        or could execute code) naming the file."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / BUNDLE_NAME
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        saved = load_weights(path, map_location="cpu")
+        if not isinstance(saved, dict) or saved.get("format") != BUNDLE_FORMAT:
+            raise UnsafeFileError(f"{path} is not a model bundle ({BUNDLE_FORMAT}): train.py writes one "
+                                  f"as <run>/{BUNDLE_NAME}")
+        return cls(BundleMeta(**json.loads(saved["meta"])), saved["ae"], saved["predictor"], device)
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        """An RGB uint8 image at the bundle's square size, resized as the data loaders do."""
+        size = self.meta.image_size
+        if image.shape[:2] == (size, size):
+            return np.ascontiguousarray(image)
+        return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+    @torch.no_grad()
+    def probability_maps(self, images: np.ndarray) -> np.ndarray:
+        """Probability maps (n, S, S) of images already at the bundle's size (n, S, S, 3) uint8."""
+        x = torch.as_tensor(images, device=self.device).permute(0, 3, 1, 2).float() / 255.0
+        m = self.meta
+        profiles = torch.stack([reconstruction_loss_map(ae, x, m.absolute_error, stride=m.loss_map_stride,
+                                                        whole_image=m.loss_map == "whole") for ae in self.aes], dim=1)
+        rgb = x if m.predictor.get("inputs", "profile") == "profile+rgb" else None
+        return probability_maps(self.predictor, profiles, rgb).float().cpu().numpy()
+
+    def masks(self, images: np.ndarray, prob: np.ndarray) -> np.ndarray:
+        """Decision masks (n, S, S) of images at the bundle's size: the threshold, moved to 0.5 by
+        a logit shift, then the dense CRF (evaluate.py's 'NBS + CRF')."""
+        if self.crf is None:
+            return prob >= self.meta.threshold
+        return np.stack([dense_crf(img, shift_probability(p, self.meta.threshold), self.crf)
+                         for img, p in zip(images, prob)])
+
+    def predict(self, images: Sequence[np.ndarray], batch: int = 8) -> Prediction:
+        """Segment RGB uint8 images (H, W, 3) of any size; maps and masks come back at each image's size."""
+        out = Prediction([], [], np.zeros(len(images), np.float32), np.zeros(len(images), bool))
+        for start in range(0, len(images), batch):
+            originals = images[start:start + batch]
+            small = np.stack([self.resize(validate_rgb(img, f"images[{start + k}]")) for k, img in enumerate(originals)])
+            prob = self.probability_maps(small)
+            masks = self.masks(small, prob)
+            for k, (img, p, mask) in enumerate(zip(originals, prob, masks)):
+                h, w = img.shape[:2]
+                out.probabilities.append(cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR))
+                out.masks.append(cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0)
+                out.scores[start + k] = p.max()
+                out.decisions[start + k] = bool(mask.any())
+        return out
+
+
+def validate_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Check that `image` is a uint8 RGB array (H, W, 3); the message names it otherwise."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
+        raise ValueError(f"{name} must be a uint8 RGB array (H, W, 3), got {image.dtype} {image.shape}")
+    return image

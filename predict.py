@@ -1,0 +1,146 @@
+"""Segment new images with a trained run: the deployable side of the method.
+
+    python predict.py runs/<run> path/to/images/ --out predictions/
+    python predict.py runs/<run>/bundle.pt part_0042.png --out predictions/
+
+The first argument is a run folder (its bundle.pt, written by train.py) or a bundle file; then
+image files or folders (PNG, JPEG, BMP or TIFF, any size, grey or RGBA too; folders are searched
+recursively). Per image it writes, under --out:
+  <name>_prob.png     the anomaly probability map (0-255 = 0-1), at the image's resolution
+  <name>_mask.png     the binary defect mask (255 = defect): threshold, then the dense CRF
+  <name>_overlay.png  the image with the mask tinted red
+and one predictions.csv: name, score (max probability), decision, defect_area (fraction of the
+image), defect_pixels, error. An unreadable image gets its error in the CSV and on the console,
+and the others are still segmented. Uses CUDA when present.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from data.mvtec import DatasetError, read_rgb
+from evaluation.visualize import overlay_mask
+from models.segmenter import Segmenter
+from models.serialization import UnsafeFileError, make_writable_folder, RunFileError, write_atomic
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+CSV_COLUMNS = ["name", "score", "decision", "defect_area", "defect_pixels", "error"]
+
+
+def find_images(paths: list[str]) -> list[tuple[str, Path]]:
+    """(output name, file) of every image given: files as named, folders searched recursively in
+    sorted order. Output names keep the path below the folder (a/b.png -> a__b), so files of the
+    same name in different subfolders do not overwrite each other. SystemExit when there is none."""
+    found: list[tuple[str, Path]] = []
+    for arg in paths:
+        p = Path(arg)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise SystemExit(f"{p}: no image files in this folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+            found += [("__".join(f.relative_to(p).with_suffix("").parts), f) for f in files]
+        elif p.is_file():
+            found.append((p.stem, p))
+        else:
+            raise SystemExit(f"{p}: no such file or folder")
+    names = [n for n, _ in found]
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise SystemExit(f"two inputs would write the same outputs ({', '.join(dupes[:5])}): give them in one folder")
+    return found
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """cv2.imwrite, atomically, failing loudly (cv2 only returns False)."""
+    def write(tmp: Path) -> None:
+        ok, buf = cv2.imencode(".png", image)
+        if not ok:
+            raise OSError(f"could not encode {path.name}")
+        tmp.write_bytes(buf.tobytes())
+    write_atomic(path, write)
+
+
+def predict_files(segmenter: Segmenter, files: list[tuple[str, Path]], out: Path, batch: int = 8) -> list[dict]:
+    """Segment every file, write its three PNGs, and return one CSV row per file."""
+    rows: list[dict] = []
+    with tqdm(total=len(files), desc="images", dynamic_ncols=True, disable=None) as bar:
+        for start in range(0, len(files), batch):
+            chunk, images = [], []
+            for name, path in files[start:start + batch]:
+                try:
+                    images.append(read_rgb(path))
+                    chunk.append(name)
+                except DatasetError as e:
+                    tqdm.write(f"error: {e}")
+                    rows.append({"name": name, "error": str(e)})
+            if images:
+                result = segmenter.predict(images, batch=batch)
+                for k, (name, image) in enumerate(zip(chunk, images)):
+                    mask = result.masks[k]
+                    write_png(out / f"{name}_prob.png", np.round(result.probabilities[k] * 255).astype(np.uint8))
+                    write_png(out / f"{name}_mask.png", mask.astype(np.uint8) * 255)
+                    write_png(out / f"{name}_overlay.png",
+                              cv2.cvtColor(overlay_mask(image, mask, (255, 0, 0)), cv2.COLOR_RGB2BGR))
+                    rows.append({"name": name, "score": round(float(result.scores[k]), 6),
+                                 "decision": "defective" if result.decisions[k] else "good",
+                                 "defect_area": round(float(mask.mean()), 6), "defect_pixels": int(mask.sum()),
+                                 "error": ""})
+            bar.update(len(files[start:start + batch]))
+    order = {name: i for i, (name, _) in enumerate(files)}
+    return sorted(rows, key=lambda r: order[r["name"]])
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, CSV_COLUMNS)
+            w.writeheader()
+            w.writerows({c: r.get(c, "") for c in CSV_COLUMNS} for r in rows)
+    write_atomic(path, write)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", help="a run folder (with bundle.pt) or a bundle file")
+    p.add_argument("images", nargs="+", help="image files and/or folders")
+    p.add_argument("--out", required=True, help="folder for the maps, masks, overlays and predictions.csv")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--batch", type=int, default=8, help="images per forward pass")
+    args = p.parse_args(argv)
+    if args.batch < 1:
+        raise SystemExit(f"--batch must be >= 1, got {args.batch}")
+    try:
+        segmenter = Segmenter.load(args.model, args.device)
+    except FileNotFoundError as e:
+        raise SystemExit(f"{args.model}: no bundle found ({e.filename or e}); train.py writes <run>/bundle.pt "
+                         "at the end of training") from None
+    except (UnsafeFileError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"{args.model}: not a usable model bundle ({e})") from None
+    files = find_images(args.images)
+    try:
+        out = make_writable_folder(args.out, "--out")
+    except RunFileError as e:
+        raise SystemExit(e.strerror) from None
+    rows = predict_files(segmenter, files, out, args.batch)
+    write_csv(out / "predictions.csv", rows)
+    failed = sum(bool(r.get("error")) for r in rows)
+    defective = sum(r.get("decision") == "defective" for r in rows)
+    print(f"{len(rows) - failed} images segmented ({defective} defective), {failed} unreadable; "
+          f"results in {out} (predictions.csv)")
+    return rows
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except RunFileError as e:
+        raise SystemExit(f"error: {e.strerror}") from None
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,165 @@
+"""The model bundle and predict.py: a trained run segments images it never saw."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import predict
+import train
+from data.synthetic import generate_synthetic_mvtec
+from envs.batch_sampling_env import load_split
+from envs.config import DataConfig
+from evaluate import load_profiles, predict_probabilities
+from evaluation.reference_methods import nbs_method
+from models.crf import CRFConfig, dense_crf
+from models.segmenter import Segmenter
+from models.serialization import UnsafeFileError
+
+TINY = ["--category", "brick", "--image-size", "32", "--n-labeled", "3", "--device", "cpu", "--threads", "1",
+        "--updates", "10", "--no-tensorboard", "--set", "patches_per_update=4", "--set", "profile_length=4",
+        "--set", "warmup_updates=4", "--set", "reinit_every=20", "--set", "buffer_size=16",
+        "--set", "predictor_batch=4"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return generate_synthetic_mvtec(tmp_path_factory.mktemp("data"), seed=0, image_size=48,
+                                    n_train_good=2, n_test_good=2, n_per_defect=2)
+
+
+@pytest.fixture(scope="module")
+def runs(data_root, tmp_path_factory) -> dict[str, Path]:
+    """One run per decision rule: ours (final predictor, p > 0.5) and chu2020 (prior-matched)."""
+    base = tmp_path_factory.mktemp("runs")
+    return {"ours": train.main(["--data-root", str(data_root), "--preset", "ours", "--run-dir", str(base / "ours"),
+                                *TINY, "--set", "predictor_refit_steps=20"]),
+            "chu2020": train.main(["--data-root", str(data_root), "--run-dir", str(base / "chu"), *TINY])}
+
+
+@pytest.mark.parametrize("preset", ["ours", "chu2020"])
+def test_bundle_gives_the_masks_of_the_run(runs, preset):
+    """Segmenter on the run's own D_u images reproduces evaluate.py's 'NBS + CRF' masks: same AE
+    snapshots, predictor, threshold and CRF. (The maps differ by float16 rounding only: the run
+    stores its profiles in float16, the bundle recomputes them.)"""
+    run = runs[preset]
+    config = json.loads((run / "config.json").read_text())
+    split = load_split(DataConfig(**config["data"]))
+    images = np.stack([s.image for s in split.unlabeled])
+    masks_l = np.stack([s.mask for s in split.labeled])
+    prof = load_profiles(run)
+    prob, refit = predict_probabilities(run, prof["unlabeled"], torch.device("cpu"), images=images)
+    held = prof["labeled_heldout_index"]
+    nbs = nbs_method(prob, refit, prof["labeled_heldout_prob"], None if held is None else masks_l[held],
+                     float(masks_l.mean()))
+    expected = np.stack([dense_crf(img, p, CRFConfig()) for img, p in zip(images, nbs.prob)])
+
+    seg = Segmenter.load(run / "bundle.pt", "cpu")
+    assert seg.meta.threshold == (0.5 if nbs.threshold is None else pytest.approx(nbs.threshold, abs=1e-3))
+    result = seg.predict(list(images))
+    np.testing.assert_allclose(np.stack(result.probabilities), prob, atol=1e-3)
+    got = np.stack(result.masks)
+    assert (got == expected).mean() > 0.999
+    np.testing.assert_array_equal(result.decisions, got.reshape(len(got), -1).any(axis=1))
+    np.testing.assert_allclose(result.scores, np.stack(result.probabilities).max(axis=(1, 2)), atol=1e-6)
+
+
+def _write_inputs(folder: Path) -> None:
+    rng = np.random.default_rng(0)
+    (folder / "sub").mkdir(parents=True)
+    cv2.imwrite(str(folder / "wide.png"), rng.integers(0, 256, (40, 90, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "sub" / "grey.jpg"), rng.integers(0, 256, (70, 50), dtype=np.uint8))
+    cv2.imwrite(str(folder / "rgba.png"), rng.integers(0, 256, (33, 33, 4), dtype=np.uint8))
+    (folder / "broken.png").write_bytes(b"not an image")
+    (folder / "notes.txt").write_text("ignored: not an image suffix")
+
+
+def test_predict_folder_writes_maps_masks_overlays_and_csv(runs, tmp_path):
+    _write_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    predict.main([str(runs["ours"]), str(tmp_path / "in"), "--out", str(out), "--device", "cpu", "--batch", "2"])
+    with open(out / "predictions.csv") as f:
+        rows = {r["name"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["broken", "rgba", "sub__grey", "wide"]  # sorted, the subfolder in the name
+    assert "cannot decode image file" in rows["broken"]["error"] and rows["broken"]["score"] == ""
+    for name, (h, w) in {"wide": (40, 90), "sub__grey": (70, 50), "rgba": (33, 33)}.items():
+        row = rows[name]
+        mask = cv2.imread(str(out / f"{name}_mask.png"), cv2.IMREAD_UNCHANGED)
+        prob = cv2.imread(str(out / f"{name}_prob.png"), cv2.IMREAD_UNCHANGED)
+        overlay = cv2.imread(str(out / f"{name}_overlay.png"))
+        assert mask.shape == prob.shape == (h, w) and overlay.shape == (h, w, 3)  # original resolution
+        assert row["error"] == "" and 0.0 <= float(row["score"]) <= 1.0
+        assert int(row["defect_pixels"]) == int((mask > 0).sum())
+        assert float(row["defect_area"]) == pytest.approx((mask > 0).mean(), abs=1e-6)
+        assert row["decision"] == ("defective" if int(row["defect_pixels"]) else "good")
+
+
+def test_predict_single_file_matches_the_api(runs, tmp_path):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "part.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    rows = predict.main([str(runs["chu2020"] / "bundle.pt"), str(tmp_path / "part.png"), "--out",
+                         str(tmp_path / "out"), "--device", "cpu"])
+    api = Segmenter.load(runs["chu2020"], "cpu").predict([image])
+    assert [r["name"] for r in rows] == ["part"]
+    assert rows[0]["score"] == pytest.approx(float(api.scores[0]), abs=1e-6)
+    mask = cv2.imread(str(tmp_path / "out" / "part_mask.png"), cv2.IMREAD_UNCHANGED) > 0
+    np.testing.assert_array_equal(mask, api.masks[0])
+
+
+def test_predict_refuses_an_empty_folder_and_a_file_that_is_not_a_bundle(runs, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no image files in this folder"):
+        predict.main([str(runs["ours"]), str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match="not a usable model bundle"):
+        predict.main([str(runs["ours"] / "predictor.pt"), str(tmp_path), "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match="no bundle found"):
+        predict.main([str(tmp_path / "empty"), str(tmp_path), "--out", str(tmp_path / "o")])
+    with pytest.raises(UnsafeFileError, match="is not a model bundle"):
+        Segmenter.load(runs["ours"] / "predictor.pt")
+
+
+def test_api_rejects_arrays_that_are_not_rgb_uint8(runs):
+    seg = Segmenter.load(runs["ours"], "cpu")
+    with pytest.raises(ValueError, match=r"images\[0\] must be a uint8 RGB array"):
+        seg.predict([np.zeros((10, 10), np.float32)])
+
+
+def test_holdout_keeps_the_labeled_draw_and_hides_images_from_training(data_root, tmp_path, capsys):
+    """--holdout-fraction takes images out of D_u (not sampled, not scored) without changing D_l,
+    so the same run without it is their transductive counterpart; scripts/inductive.py compares
+    the two bundles on those images."""
+    from data.datasets import load_dataset
+    from data.split import make_split
+
+    data = load_dataset("mvtec", data_root, "brick", image_size=32, load_train_good=True)
+    full, held = make_split(data, 3, seed=2), make_split(data, 3, seed=2, holdout_fraction=0.4)
+    assert [s.name for s in held.labeled] == [s.name for s in full.labeled]
+    assert len(held.heldback) == round(0.4 * len(full.unlabeled))
+    assert {s.name for s in held.heldback}.isdisjoint(s.name for s in held.unlabeled)
+    assert sorted(s.name for s in held.heldback + held.unlabeled) == sorted(s.name for s in full.unlabeled)
+    with pytest.raises(ValueError, match="holdout_fraction"):
+        make_split(data, 3, holdout_fraction=1.0)
+
+    a = train.main(["--data-root", str(data_root), "--run-dir", str(tmp_path / "a"), *TINY, "--holdout-fraction", "0.4"])
+    b = train.main(["--data-root", str(data_root), "--run-dir", str(tmp_path / "b"), *TINY])
+    heldback = json.loads((a / "split.json").read_text())["heldback"]
+    assert heldback and not set(heldback) & set(json.loads((a / "split.json").read_text())["unlabeled"])
+    assert set(heldback) <= set(json.loads((b / "split.json").read_text())["unlabeled"])
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("inductive", Path(__file__).parents[1] / "scripts" / "inductive.py")
+    inductive = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(inductive)
+    capsys.readouterr()
+    inductive.main(["--inductive", str(a), "--transductive", str(b)])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| a |")]
+    assert [line.split("|")[3].strip() for line in lines] == ["inductive", "transductive"]
+    assert all(line.split("|")[2].strip() == str(len(heldback)) for line in lines)
+    with pytest.raises(SystemExit, match="no held-back images"):
+        inductive.main(["--inductive", str(b), "--transductive", str(a)])
