@@ -21,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from envs.profiling import section
 from models.policy import PolicyNet, observation_channels
 from models.serialization import load_weights
 
@@ -96,7 +97,8 @@ class REINFORCE:
             done = False
             info: dict[str, Any] = {}
             while not done:
-                action = self.predict(obs)
+                with section("policy forward"):
+                    action = self.predict(obs)
                 observations.append(obs)
                 actions.append(action)
                 obs, reward, terminated, truncated, info = self.env.step(action)
@@ -104,17 +106,18 @@ class REINFORCE:
                 done = terminated or truncated
 
             # 2. Policy gradient on the whole episode in one batched forward pass.
-            returns = torch.as_tensor(discounted_returns(rewards, cfg.gamma), device=self.device)
-            batch = {k: torch.as_tensor(np.stack([o[k] for o in observations]), device=self.device)
-                     for k in observations[0]}
-            dist = torch.distributions.Categorical(logits=self.policy(batch))
-            log_probs = dist.log_prob(torch.as_tensor(actions, device=self.device))
-            entropy = dist.entropy()
-            loss = -(log_probs * returns).sum() - cfg.ent_coef * entropy.sum()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-            self.optimizer.step()
+            with section("policy update"):
+                returns = torch.as_tensor(discounted_returns(rewards, cfg.gamma), device=self.device)
+                batch = {k: torch.as_tensor(np.stack([o[k] for o in observations]), device=self.device)
+                         for k in observations[0]}
+                dist = torch.distributions.Categorical(logits=self.policy(batch))
+                log_probs = dist.log_prob(torch.as_tensor(actions, device=self.device))
+                entropy = dist.entropy()
+                loss = -(log_probs * returns).sum() - cfg.ent_coef * entropy.sum()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
             self.episodes += 1
 
             stats = {"episode": self.episodes, "return": float(sum(rewards)),

@@ -24,6 +24,7 @@ from envs.state_maps import fuse_maps, local_variance, minmax, sobel_magnitude
 from envs.seeding import torch_rng_from
 from models.autoencoder import ConvAutoencoder, ae_train_step, loss_map, reconstruct_images, reconstruction_loss_map
 from envs.diagnostics import rank_auroc
+from envs.profiling import section
 from envs.refit import jitter_rgb
 from models.predictor import build_predictor, input_channels, predictor_input, soft_dice_loss, weighted_bce
 
@@ -272,24 +273,29 @@ class BatchSamplingEnv(gym.Env):
         """One AE update on `patches` and everything that follows it; returns l_pred (nan while
         the predictor is not trained yet)."""
         h = self._half
-        x = torch.stack([self._images[i, :, cy - h:cy + h, cx - h:cx + h] for i, cy, cx in patches])
-        with self._torch_rng():  # dropout, if any
-            self.last_ae_loss = ae_train_step(self.ae, self.ae_opt, x)
+        with section("AE step"):
+            x = torch.stack([self._images[i, :, cy - h:cy + h, cx - h:cx + h] for i, cy, cx in patches])
+            with self._torch_rng():  # dropout, if any
+                self.last_ae_loss = ae_train_step(self.ae, self.ae_opt, x)
         self.updates += 1
         with torch.no_grad():
             c = self.config
-            recon = reconstruct_images(self.ae, self._images[:self.n_labeled], c.loss_map_stride, c.loss_map == "whole")
-            self._labeled_loss = loss_map(recon, self._images[:self.n_labeled], c.absolute_error)
-            self.labeled_profiles.append(self._labeled_loss)
+            with section("D_l loss maps"):
+                recon = reconstruct_images(self.ae, self._images[:self.n_labeled], c.loss_map_stride, c.loss_map == "whole")
+                self._labeled_loss = loss_map(recon, self._images[:self.n_labeled], c.absolute_error)
+                self.labeled_profiles.append(self._labeled_loss)
             if self.unlabeled_profiles is not None:
-                self.unlabeled_profiles.append(self._loss_maps(self.ae, range(self.n_labeled, self.n_images)))
-            self._update_diagnostics(recon)
+                with section("D_u loss maps (eager)"):
+                    self.unlabeled_profiles.append(self._loss_maps(self.ae, range(self.n_labeled, self.n_images)))
+            with section("diagnostics"):
+                self._update_diagnostics(recon)
         self.snapshots.append(snapshot(self.ae))
         if len(self.snapshots) > self.config.profile_length + 1:  # +1: the previous AE (noghredeh2025 state)
             self.snapshots.pop(0)
         trains = self.updates > self.config.predictor_freeze_updates
         self.last_heldout_l_pred = math.nan  # set by this update's predictor step, if any
-        l_pred = self._predictor_step(trains) if self.labeled_profiles.full else math.nan
+        with section("predictor step"):
+            l_pred = self._predictor_step(trains) if self.labeled_profiles.full else math.nan
         self.last_l_pred = l_pred
         # The best moment: lowest l_pred, or lowest held-out l_pred with heldout_predictors. A
         # frozen (untrained) predictor's loss says nothing about the profiles: no best before.
@@ -297,7 +303,8 @@ class BatchSamplingEnv(gym.Env):
         if trains and not math.isnan(select) and select < self.best_l_pred:
             self._record_best(select)
         if not warmup and self.updates % self.config.reinit_every == 0:
-            self._reinit_ae()
+            with section("AE re-init"):
+                self._reinit_ae()
         return l_pred
 
     def _update_diagnostics(self, recon: torch.Tensor) -> None:
@@ -466,7 +473,9 @@ class BatchSamplingEnv(gym.Env):
             if self.fold_predictors:
                 info["heldout_l_pred"] = self.last_heldout_l_pred
         info.update(self._info())
-        return self._observation(), float(reward), terminated, False, info
+        with section("observation"):
+            obs = self._observation()
+        return obs, float(reward), terminated, False, info
 
     # ------------------------------------------------------------------ observation
     def _jump(self) -> None:

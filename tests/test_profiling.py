@@ -1,0 +1,43 @@
+"""envs.profiling and scripts/profile_update.py: the parts of an update are timed, and only when asked."""
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+from envs import profiling
+
+
+def test_sections_add_up_only_while_profiling():
+    with profiling.section("x"):
+        pass
+    assert profiling.stop() == {}  # off: nothing recorded
+    profiling.start()
+    for _ in range(3):
+        with profiling.section("x"):
+            time.sleep(0.01)
+    out = profiling.stop()
+    assert out["x"][1] == 3 and 0.03 <= out["x"][0] < 1.0
+    with profiling.section("x"):
+        pass
+    assert profiling.stop() == {}
+
+
+def test_profile_script_times_every_part_of_a_reinforce_update(tmp_path):
+    spec = importlib.util.spec_from_file_location("profile_update",
+                                                  Path(__file__).parents[1] / "scripts" / "profile_update.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    from data.synthetic import generate_synthetic_mvtec
+
+    root = generate_synthetic_mvtec(tmp_path / "data", seed=0, image_size=32, n_train_good=2, n_test_good=2,
+                                    n_per_defect=2)
+    argv = ["--agent", "reinforce", "--data-root", str(root), "--image-size", "32", "--n-labeled", "3",
+            "--device", "cpu", "--set", "patches_per_update=4", "--set", "profile_length=2"]
+    parts, wall = script.profile_agent(argv, warmup=1, updates=3, checkpoint_every=2)
+    assert {"env.step", "AE step", "D_l loss maps", "predictor step", "observation", "policy forward",
+            "policy update", "logging", "checkpoint"} <= set(parts)
+    assert parts["AE step"][1] == 3 and parts["policy update"][1] == 3 and parts["env.step"][1] == 12
+    assert sum(parts[k][0] for k in ("env.step", "policy forward", "policy update")) <= wall
+    rows = script.table(parts, wall, 3)
+    assert rows[-1].startswith("| **total** |") and "100.0 %" in rows[-1]
