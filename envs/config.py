@@ -133,6 +133,9 @@ class EnvConfig:
     labeled profiles with the U-Net baseline's recipe: this many Adam steps on augmented crops,
     pos-weighted BCE + Dice (envs.refit). It replaces the exported predictor, and its decision is
     the U-Net's p > 0.5. 0: export the predictor of the best moment, as the papers do"""
+    predictor_refit_members: int = 3
+    """the final predictor is the mean probability of this many fits from different seeds: one fit
+    on 5 labeled images lands on a different calibration each seed (models.predictor.PredictorEnsemble)"""
     buffer_size: int = 512
     """FIFO replay buffer of augmented (labeled profile, mask) pairs"""
     alpha: float | None = None
@@ -203,6 +206,8 @@ class EnvConfig:
             c.predictor_crop = None
         if c.predictor_refit_steps < 0:
             raise ValueError(f"predictor_refit_steps must be >= 0, got {c.predictor_refit_steps}")
+        if c.predictor_refit_members < 1:
+            raise ValueError(f"predictor_refit_members must be >= 1, got {c.predictor_refit_members}")
         for name in ("patches_per_update", "profile_length", "buffer_size", "predictor_batch"):
             if getattr(c, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")

@@ -161,3 +161,20 @@ def test_final_predictor_learns_the_profiles_and_is_seeded(inputs):
     again, _ = refit_predictor(profiles, images, masks, **kwargs)
     for (k, a), b in zip(net.state_dict().items(), again.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k)
+
+
+def test_ensemble_averages_member_probabilities_and_round_trips():
+    from models.predictor import PredictorEnsemble, predictor_from_saved
+
+    torch.manual_seed(0)
+    members = [build_predictor(3, 8, "profile", skip=False, arch="dilated").eval() for _ in range(3)]
+    for m in members:  # make the members differ in their output
+        torch.nn.init.normal_(m.head.weight)
+    ens = PredictorEnsemble(members).eval()
+    x = predictor_input(torch.rand(2, 3, 12, 12) + 0.1)
+    with torch.no_grad():
+        expected = torch.stack([torch.sigmoid(m(x)) for m in members]).mean(0)
+        torch.testing.assert_close(torch.sigmoid(ens(x)), expected, rtol=1e-4, atol=1e-5)
+        saved = {"state_dict": ens.state_dict(), "profile_length": 3, "width": 8, "inputs": "profile",
+                 "skip": False, "arch": "dilated", "ensemble": 3}
+        torch.testing.assert_close(predictor_from_saved(saved)(x), ens(x))
