@@ -44,7 +44,7 @@ from agents.baselines import BASELINES
 from envs.batch_sampling_env import resolve_device
 from evaluation.sweep import (SWEEP_METRICS, markdown_methods, markdown_summary, read_cell, read_log,
                               read_method_rows, summarize, summarize_methods, write_csv)
-from models.serialization import RunFileError, make_writable_folder, write_text_atomic
+from models.serialization import RunFileError, make_writable_folder, read_json, write_text_atomic
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_AGENTS = ["reinforce", "sb3:PPO", "sb3:A2C", *BASELINES]
@@ -101,14 +101,21 @@ def cell_status(folder: Path, updates: int | None, evaluation: dict[str, Any] | 
     summary_path = folder / "summary.json"
     if not summary_path.is_file():
         return "resume"
-    summary = json.loads(summary_path.read_text())
-    target = updates if updates is not None else json.loads((folder / "config.json").read_text())["args"]["updates"]
+    try:  # written atomically; an unreadable one (an older version, a hand edit) means: do it again
+        summary = read_json(summary_path, keys=("episodes",))
+    except RunFileError:
+        return "resume"
+    target = updates if updates is not None else read_json(folder / "config.json", keys=("args",))["args"]["updates"]
     if not summary.get("finished") or summary["episodes"] < target:
         return "resume"
     metrics = folder / "metrics.json"
     if not metrics.is_file() or metrics.stat().st_mtime < summary_path.stat().st_mtime:
         return "evaluate"
-    if evaluation is not None and json.loads(metrics.read_text()).get("evaluation") != evaluation:
+    try:
+        recorded = read_json(metrics).get("evaluation")
+    except RunFileError:
+        return "evaluate"
+    if evaluation is not None and recorded != evaluation:
         return "evaluate"
     return "done"
 

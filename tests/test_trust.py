@@ -153,6 +153,11 @@ def test_a_cell_evaluated_with_other_settings_is_evaluated_again(tmp_path):
         assert ablate.cell_status(folder, 6, wanted) == "evaluate", other
     (folder / "metrics.json").write_text(json.dumps({"rows": []}))  # evaluated before settings were recorded
     assert ablate.cell_status(folder, 6, ablate.wanted_evaluation(plan)) == "evaluate"
+    (folder / "metrics.json").write_text("")  # a 0-byte file (a full disk under an older version)
+    assert ablate.cell_status(folder, 6, ablate.wanted_evaluation(plan)) == "evaluate"
+    assert ablate.cell_status(folder, 6, None) == "evaluate"
+    (folder / "summary.json").write_text("{")  # cut short: train again from the checkpoint
+    assert ablate.cell_status(folder, 6, None) == "resume"
 
 
 def _process_state(pid: int) -> str:
