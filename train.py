@@ -37,12 +37,12 @@ from data.mvtec import DatasetError
 from data.split import Split, describe_changes, split_changes
 from envs.batch_sampling_env import BatchSamplingEnv, load_split_and_summary, resolve_device
 from envs.config import DataConfig, config_to_dict, env_config_from_dict, make_env_config
-from envs.refit import refit_predictor
+from envs.refit import final_predictor
 from evaluation.reference_methods import nbs_method
 from envs.residual_classifier_env import (ClassifierConfig, ResidualClassifierEnv, classifier_config_from_dict,
                                           load_classifier_data)
 from models.crf import CRFConfig
-from models.predictor import PredictorEnsemble, predictor_from_saved, probability_maps
+from models.predictor import predictor_from_saved, probability_maps
 from models.segmenter import BUNDLE_NAME, BundleMeta, save_bundle
 from models.serialization import (RunFileError, UnsafeFileError, load_weights, make_writable_folder, read_json,
                                   save_weights_atomic, write_atomic, write_json_atomic)
@@ -412,13 +412,10 @@ def export_results(env: BatchSamplingEnv, run: Path, seed: int) -> None:
     if refit:  # ours: fresh predictors fit on the best labeled profiles with the U-Net's recipe
         members = c.predictor_refit_members
         print(f"fitting the final predictor on the best labeled profiles ({members} x {c.predictor_refit_steps} steps)")
-        nets = [refit_predictor(profiles["labeled"], np.stack([s.image for s in split.labeled]),
-                                np.stack([s.mask for s in split.labeled]), steps=c.predictor_refit_steps,
-                                width=c.predictor_width, inputs=c.predictor_inputs, skip=c.predictor_skip,
-                                arch=c.predictor_arch, colour_jitter=c.predictor_colour_jitter,
-                                seed=seed + 1000 * k, device=env.device)[0] for k in range(members)]
-        net = nets[0] if members == 1 else PredictorEnsemble(nets)
-        state_dict, norm = net.state_dict(), getattr(nets[0], "norm", "group")
+        net = final_predictor(profiles["labeled"], np.stack([s.image for s in split.labeled]),
+                              np.stack([s.mask for s in split.labeled]), c, seed, env.device)
+        state_dict = net.state_dict()
+        norm = getattr(net.members[0] if members > 1 else net, "norm", "group")
     fields = {"profile_length": c.profile_length, "width": c.predictor_width, "inputs": c.predictor_inputs,
               "skip": c.predictor_skip, "arch": c.predictor_arch, "norm": norm, "refit": refit, "ensemble": members}
     save_weights_atomic({"state_dict": state_dict, "alpha": env.alpha, **fields}, run / "predictor.pt")

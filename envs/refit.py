@@ -15,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from envs.config import EnvConfig
 from envs.seeding import torch_rng_from
-from models.predictor import build_predictor, predictor_input
+from models.predictor import PredictorEnsemble, build_predictor, predictor_input
 from models.unet import default_crop, recompute_batch_norm, segmentation_loss
 
 
@@ -96,3 +97,15 @@ def refit_predictor(profiles: np.ndarray, images: np.ndarray | None, masks: np.n
     recompute_batch_norm(net, (x[k:k + batch] for k in range(0, n, batch)))  # as the U-Net's
     return net, losses
 
+
+def final_predictor(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray, config: EnvConfig, seed: int,
+                    device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The final predictor of a run: config.predictor_refit_members fits (refit_predictor with
+    the config's predictor shape, steps and colour jitter; member k seeded seed + 1000 k), as one
+    net when there is one member, else their PredictorEnsemble."""
+    c = config
+    nets = [refit_predictor(profiles, images, masks, steps=c.predictor_refit_steps, width=c.predictor_width,
+                            inputs=c.predictor_inputs, skip=c.predictor_skip, arch=c.predictor_arch,
+                            colour_jitter=c.predictor_colour_jitter, seed=seed + 1000 * k, device=device)[0]
+            for k in range(c.predictor_refit_members)]
+    return nets[0] if len(nets) == 1 else PredictorEnsemble(nets)
