@@ -21,7 +21,8 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-JUMP = 8
+from agents.rollout import play_episode
+from envs.actions import JUMP, N_ACTIONS
 
 
 class FixedSampler(abc.ABC):
@@ -30,7 +31,7 @@ class FixedSampler(abc.ABC):
     name = "fixed"
 
     def __init__(self, env: gym.Env, seed: int = 0) -> None:
-        if not (isinstance(env.action_space, gym.spaces.Discrete) and env.action_space.n == 9):
+        if not (isinstance(env.action_space, gym.spaces.Discrete) and env.action_space.n == N_ACTIONS):
             raise ValueError(f"{self.name} needs the 9 actions of BatchSamplingEnv, got {env.action_space}")
         self.env = env
         self.rng = np.random.default_rng(seed)
@@ -44,19 +45,9 @@ class FixedSampler(abc.ABC):
               callback: Callable[[dict[str, Any]], bool] | None = None) -> "FixedSampler":
         """Run episodes until `self.episodes == total_episodes` (or `callback` returns False)."""
         while self.episodes < total_episodes:
-            obs, _ = self.env.reset()
-            done, ret, actions = False, 0.0, []
-            info: dict[str, Any] = {}
-            while not done:
-                action = self.predict(obs)
-                actions.append(action)
-                obs, reward, terminated, truncated, info = self.env.step(action)
-                ret += float(reward)
-                done = terminated or truncated
+            episode = play_episode(self.env, self.predict)
             self.episodes += 1
-            stats = {"episode": self.episodes, "return": ret,
-                     "jump_rate": float(np.mean(np.asarray(actions) == JUMP)), **info}
-            if callback is not None and callback(stats) is False:
+            if callback is not None and callback(episode.stats(self.episodes)) is False:
                 break
         return self
 

@@ -21,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from agents.rollout import play_episode
 from envs.profiling import section
 from models.policy import PolicyNet, observation_channels
 from models.serialization import load_weights
@@ -78,6 +79,10 @@ class REINFORCE:
             return int(logits.argmax())
         return int(torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator))
 
+    def _act(self, obs: dict[str, np.ndarray]) -> int:
+        with section("policy forward"):
+            return self.predict(obs)
+
     def action_probabilities(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """pi(. | obs) as a numpy vector (used to score image-level decisions)."""
         with torch.no_grad():
@@ -92,18 +97,8 @@ class REINFORCE:
         cfg = self.config
         while self.episodes < total_episodes:
             # 1. Roll out one episode with the current policy.
-            obs, _ = self.env.reset()
-            observations, actions, rewards = [], [], []
-            done = False
-            info: dict[str, Any] = {}
-            while not done:
-                with section("policy forward"):
-                    action = self.predict(obs)
-                observations.append(obs)
-                actions.append(action)
-                obs, reward, terminated, truncated, info = self.env.step(action)
-                rewards.append(reward)
-                done = terminated or truncated
+            episode = play_episode(self.env, self._act, keep_observations=True)
+            observations, actions, rewards = episode.observations, episode.actions, episode.rewards
 
             # 2. Policy gradient on the whole episode in one batched forward pass.
             with section("policy update"):
@@ -120,9 +115,8 @@ class REINFORCE:
                 self.optimizer.step()
             self.episodes += 1
 
-            stats = {"episode": self.episodes, "return": float(sum(rewards)),
-                     "policy_loss": float(loss.detach()), "entropy": float(entropy.mean().detach()),
-                     "jump_rate": float(np.mean(np.asarray(actions) == 8)), **info}
+            stats = episode.stats(self.episodes, policy_loss=float(loss.detach()),
+                                  entropy=float(entropy.mean().detach()))
             if callback is not None and callback(stats) is False:
                 break
         return self

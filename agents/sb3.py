@@ -59,6 +59,15 @@ def algorithm_class(name: str) -> type[BaseAlgorithm]:
                      f"(nor in sb3_contrib, if installed)")
 
 
+def dict_policy(cls: type[BaseAlgorithm]) -> str:
+    """The algorithm's policy for Dict observations: 'MultiInputPolicy', or e.g. RecurrentPPO's
+    'MultiInputLstmPolicy'."""
+    names = [n for n in getattr(cls, "policy_aliases", {}) if n.startswith("MultiInput")]
+    if not names:
+        raise ValueError(f"{cls.__name__} has no policy for Dict observations (no MultiInput* policy)")
+    return "MultiInputPolicy" if "MultiInputPolicy" in names else names[0]
+
+
 class _EpisodeCallback(BaseCallback):
     """Counts finished episodes, reports each to the user's callback, stops at the target."""
 
@@ -68,18 +77,19 @@ class _EpisodeCallback(BaseCallback):
         self._jumps: np.ndarray | None = None
 
     def _on_step(self) -> bool:
-        actions = np.asarray(self.locals["actions"]).reshape(-1)
+        infos = self.locals["infos"]
         if self._jumps is None:
-            self._jumps = np.zeros((len(actions), 2))  # per env: jumps, steps this episode
-        self._jumps[:, 0] += actions == 8
-        self._jumps[:, 1] += 1
-        for i, (done, info) in enumerate(zip(self.locals["dones"], self.locals["infos"])):
+            self._jumps = np.zeros((len(infos), 2))  # per env: jumps, steps this episode
+        for i, info in enumerate(infos):  # the env says whether a step jumped; no action numbers here
+            self._jumps[i] += (bool(info.get("jump", False)), 1)
+        for i, (done, info) in enumerate(zip(self.locals["dones"], infos)):
             if not done:
                 continue
             self.agent.episodes += 1
-            stats = {k: v for k, v in info.items() if k not in ("episode", "terminal_observation")}
-            stats.update(episode=self.agent.episodes, **{"return": float(info["episode"]["r"])},
-                         jump_rate=float(self._jumps[i, 0] / max(1.0, self._jumps[i, 1])))
+            stats = {"episode": self.agent.episodes, "return": float(info["episode"]["r"])}
+            if "jump" in info:
+                stats["jump_rate"] = float(self._jumps[i, 0] / max(1.0, self._jumps[i, 1]))
+            stats.update({k: v for k, v in info.items() if k not in ("episode", "terminal_observation")})
             self._jumps[i] = 0
             if self.user is not None and self.user(stats) is False:
                 return False
@@ -92,10 +102,22 @@ class SB3Agent:
     """An SB3 model behind the same verbs as agents.reinforce.REINFORCE."""
 
     def __init__(self, env: gym.Env, algorithm: str = "PPO", device: str | torch.device = "cpu",
-                 seed: int = 0, **kwargs: Any) -> None:
+                 seed: int = 0, episode_steps: int | None = None, **kwargs: Any) -> None:
+        """`episode_steps`: steps per episode, which SB3's step-based schedules (DQN's
+        exploration, learning-rate schedules) need to map episodes to steps; default: the env's
+        `episode_steps` attribute (both envs of this package have one)."""
         self.algorithm = algorithm
         self.cls = algorithm_class(algorithm)
         self.env = env
+        if episode_steps is None:
+            try:
+                episode_steps = int(env.get_wrapper_attr("episode_steps"))
+            except AttributeError:
+                raise ValueError(f"{type(env.unwrapped).__name__} has no `episode_steps`: pass SB3Agent(..., "
+                                 "episode_steps=<steps per episode>)") from None
+        if episode_steps < 1:
+            raise ValueError(f"episode_steps must be >= 1, got {episode_steps}")
+        self.episode_steps = episode_steps
         self.device = torch.device(device)
         self.settings = {**DEFAULTS.get(algorithm, {}), **kwargs}
         self.model = self._make_model(seed)
@@ -105,7 +127,7 @@ class SB3Agent:
     def _make_model(self, seed: int | None) -> BaseAlgorithm:
         policy_kwargs = {"features_extractor_class": SamplerExtractor,
                          "features_extractor_kwargs": {"features_dim": 256}, "net_arch": []}
-        return self.cls("MultiInputPolicy", self.env, seed=seed, device=self.device,
+        return self.cls(dict_policy(self.cls), self.env, seed=seed, device=self.device,
                         policy_kwargs=policy_kwargs, verbose=0, **self.settings)
 
     def learn(self, total_episodes: int,
@@ -115,8 +137,7 @@ class SB3Agent:
         if remaining <= 0:
             return self
         # SB3 counts steps; its schedules (e.g. DQN's exploration) need a realistic total.
-        steps = int(getattr(self.env.unwrapped, "episode_steps", 1000))
-        self.model.learn(total_timesteps=remaining * steps, reset_num_timesteps=False,
+        self.model.learn(total_timesteps=remaining * self.episode_steps, reset_num_timesteps=False,
                          callback=_EpisodeCallback(self, total_episodes, callback))
         return self
 
@@ -125,13 +146,20 @@ class SB3Agent:
         return int(action)
 
     def action_probabilities(self, obs: dict[str, Any]) -> np.ndarray:
-        """pi(. | obs) for policy-gradient algorithms; for value-based ones (DQN) the softmax of
-        the Q-values: a ranking score rather than a calibrated probability."""
+        """pi(. | obs) for policy-gradient algorithms (a recurrent policy decides from a fresh
+        state); for value-based ones (DQN, QR-DQN) the softmax of the Q-values: a ranking score
+        rather than a calibrated probability."""
         policy = self.model.policy
         with torch.no_grad():
             x, _ = policy.obs_to_tensor(obs)
-            if hasattr(policy, "get_distribution"):
+            if hasattr(policy, "lstm_hidden_state_shape"):  # recurrent (RecurrentPPO): one decision, fresh state
+                zeros = torch.zeros(policy.lstm_hidden_state_shape, device=policy.device)
+                dist, _ = policy.get_distribution(x, (zeros, zeros), torch.ones(1, device=policy.device))
+                probs = dist.distribution.probs
+            elif hasattr(policy, "get_distribution"):
                 probs = policy.get_distribution(x).distribution.probs
+            elif hasattr(policy, "quantile_net"):  # QR-DQN: Q = mean over quantiles
+                probs = torch.softmax(policy.quantile_net(x).mean(dim=1), -1)
             else:
                 probs = torch.softmax(policy.q_net(x), -1)
         return probs[0].cpu().numpy()

@@ -9,8 +9,11 @@ Importing this package registers `NeuralBatchSampling/BatchSampling-v0` (the bat
 """
 from gymnasium.envs.registration import register, registry
 
-from envs.batch_sampling_env import BatchSamplingEnv, load_split, resolve_device
-from envs.config import PRESETS, DataConfig, EnvConfig, make_env_config
+from common.device import resolve_device
+from data.config import DataConfig
+from data.loading import load_split
+from envs.batch_sampling_env import BatchSamplingEnv
+from envs.config import PRESETS, EnvConfig, make_env_config
 from envs.residual_classifier_env import ClassifierConfig, ResidualClassifierEnv
 
 ENV_ID = "NeuralBatchSampling/BatchSampling-v0"

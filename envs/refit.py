@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from baselines.unet import default_crop, recompute_batch_norm
+from common.seeding import torch_rng_from
 from envs.config import EnvConfig
-from envs.seeding import torch_rng_from
-from models.predictor import PredictorEnsemble, build_predictor, predictor_input
-from models.unet import default_crop, recompute_batch_norm, segmentation_loss
+from models.predictor import PredictorEnsemble, build_predictor, predictor_input, segmentation_loss
 
 
 def jitter_rgb(batch: torch.Tensor, amount: float, rng: np.random.Generator) -> torch.Tensor:
@@ -46,7 +46,7 @@ def refit_predictor(profiles: np.ndarray, images: np.ndarray | None, masks: np.n
         profiles: raw loss profiles (n, T, H, W) of the labeled images at the best moment.
         images: uint8 RGB (n, H, W, 3) of the same images; needed when inputs is 'profile+rgb'.
         masks: bool (n, H, W) defect masks.
-        steps, batch, lr, max_pos_weight: the U-Net baseline's optimisation (models.unet.UNetConfig):
+        steps, batch, lr, max_pos_weight: the U-Net baseline's optimisation (baselines.unet.UNetConfig):
             Adam, random crops of half the image side with flips and 90-degree rotations, BCE with
             anomalous pixels weighted by #normal / #anomalous (capped), plus soft Dice.
         width, inputs, skip, arch: the predictor's shape (models.predictor.build_predictor).

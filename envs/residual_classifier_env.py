@@ -22,11 +22,13 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from data.mvtec import Sample
+from common.device import resolve_device
+from common.seeding import torch_rng_from
+from data.config import DataConfig
+from data.mvtec import DatasetError, Sample
 from data.split import Split
 from envs.buffers import dihedral, snapshot
-from envs.config import DataConfig, ae_config_from_dict
-from envs.seeding import torch_rng_from
+from envs.config import ae_config_from_dict
 from models.autoencoder import AEConfig, ConvAutoencoder, ae_train_step, reconstruction_loss_map
 
 NORMAL, ANOMALOUS = 0, 1
@@ -79,17 +81,15 @@ def classifier_config_from_dict(d: dict[str, Any]) -> ClassifierConfig:
 
 
 def load_classifier_data(data: DataConfig) -> tuple[Split, list[Sample]]:
-    """The semi-supervised split of `data` and the category's train/good images."""
-    from data.mvtec import DatasetError, load_mvtec_category
-    from data.split import make_split
-    from data.synthetic import ensure_default_dataset
+    """The semi-supervised split of `data` (every DataConfig field honoured, as for the batch
+    sampler) and the category's anomaly-free images, which the AE trains on."""
+    from data.loading import load_split
 
-    root = data.data_root if data.data_root is not None else ensure_default_dataset()
-    category = load_mvtec_category(root, data.category, image_size=data.image_size, load_train_good=True)
-    if len(category.train_good) < 2:
-        raise DatasetError(f"{category.root / 'train' / 'good'}: the residual classifier needs anomaly-free "
-                           f"training images (found {len(category.train_good)})")
-    return make_split(category, n_labeled=data.n_labeled, seed=data.split_seed), list(category.train_good)
+    split = load_split(data)
+    if len(split.normal) < 2:
+        raise DatasetError(f"{data.data_root or 'the built-in data'} ({data.category}): the residual classifier "
+                           f"needs anomaly-free training images (train/good; found {len(split.normal)})")
+    return split, list(split.normal)
 
 
 class ResidualClassifierEnv(gym.Env):
@@ -113,8 +113,6 @@ class ResidualClassifierEnv(gym.Env):
     def __init__(self, split: Split | None = None, train_good: list[Sample] | None = None,
                  data: DataConfig | None = None, config: ClassifierConfig | None = None) -> None:
         super().__init__()
-        from envs.batch_sampling_env import resolve_device
-
         self.data_config = data or DataConfig()
         if split is None or train_good is None:
             split, train_good = load_classifier_data(self.data_config)

@@ -1,40 +1,36 @@
-"""Tables of an ablation sweep: the evaluated run folders of a grid, reduced to mean ± std per
-(category, preset, agent) over seeds. Only reads what train.py and evaluate.py wrote, so the
-numbers of a table are always those of its runs.
+"""Tables of an ablation sweep: the evaluated runs of a grid, reduced to mean ± std per
+(category, preset, agent) over seeds. Built only from what train.py and evaluate.py wrote (the
+run layer reads the folders and hands their config, summary and metrics here), so the numbers of a
+table are always those of its runs.
 """
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evaluation.report import format_markdown_table
+from evaluation.report import HEADLINE_METHOD, METRIC_COLUMNS, format_markdown_table
 from models.serialization import write_atomic
 
-#: Metrics reduced over seeds, as named in evaluate.py's "NBS + CRF" row (F1 is after the CRF;
+#: Metrics reduced over seeds, as named in evaluate.py's headline row (F1 is after the CRF;
 #: F1-max and pixel AUROC are of the predictor's probability maps).
 SWEEP_METRICS = ["F1", "F1-max", "pixel AUROC"]
-METHOD_ROW = "NBS + CRF"
 GROUP_KEYS = ["category", "preset", "agent"]
 
 
-def read_cell(folder: Path) -> dict[str, Any]:
-    """One evaluated run folder as a flat row: its grid coordinates, the metrics, the wall time."""
-    config = json.loads((folder / "config.json").read_text())
-    metrics = json.loads((folder / "metrics.json").read_text())
-    summary = json.loads((folder / "summary.json").read_text())
-    row = next((r for r in metrics["rows"] if r["method"] == METHOD_ROW), None)
+def cell_row(config: dict[str, Any], summary: dict[str, Any], metrics: dict[str, Any], run: str) -> dict[str, Any]:
+    """One evaluated run (its config.json, summary.json and metrics.json) as a flat row: its grid
+    coordinates, the headline metrics, the wall time."""
+    row = next((r for r in metrics["rows"] if r["method"] == HEADLINE_METHOD), None)
     if row is None:
-        raise ValueError(f"{folder / 'metrics.json'} has no {METHOD_ROW!r} row")
+        raise ValueError(f"{run}: metrics.json has no {HEADLINE_METHOD!r} row")
     args = config["args"]
     out = {"category": args["category"], "preset": args["preset"], "agent": args["agent"],
            "seed": int(args["seed"]), "episodes": int(summary["episodes"]),
-           "train_wall_s": float(summary["wall_s"]), "device": summary.get("device", "?"),
-           "run": str(folder)}
+           "train_wall_s": float(summary["wall_s"]), "device": summary.get("device", "?"), "run": run}
     out.update({m: float(row[m]) for m in SWEEP_METRICS})
     return out
 
@@ -92,37 +88,25 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     write_atomic(path, write)
 
 
-def read_log(folder: Path) -> dict[str, np.ndarray]:
-    """log.csv of a run as float columns (blank cells -> nan)."""
-    with open(folder / "log.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return {}
-    return {k: np.array([float(r[k]) if r[k] not in ("", None) else math.nan for r in rows])
-            for k in rows[0]}
-
-
 #: Columns of the method x metric table (evaluate.py's row metrics).
-METHOD_METRICS = ["precision", "recall", "F1", "F1-max", "pixel AUROC", "AUPRO", "image AUROC"]
+METHOD_METRICS = METRIC_COLUMNS
 #: Row families trained independently of the sampler (same split, same seed -> same numbers in
 #: every cell), so each counts once per seed however many presets and agents the sweep has.
 SHARED_FAMILIES = ("unet", "ae")
 
 
-def read_method_rows(folder: Path) -> list[dict[str, Any]]:
+def labelled_method_rows(config: dict[str, Any], metrics: dict[str, Any], run: str) -> list[dict[str, Any]]:
     """Every row of one evaluated run's table, labelled with its grid coordinates.
 
     Rows of the sampler-dependent methods (NBS, the profiles' reconstruction error) are named
     '<method> [<preset>, <agent>]'; the baselines keep their name."""
-    config = json.loads((folder / "config.json").read_text())
-    metrics = json.loads((folder / "metrics.json").read_text())
     args = config["args"]
     out = []
     for r in metrics["rows"]:
         shared = r.get("family") in SHARED_FAMILIES or "F1-max" not in r
         name = r["method"] if shared else f"{r['method']} [{args['preset']}, {args['agent']}]"
         out.append({**r, "method": name, "shared": shared, "category": args["category"],
-                    "seed": int(args["seed"]), "run": str(folder)})
+                    "seed": int(args["seed"]), "run": run})
     return out
 
 

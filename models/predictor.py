@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.unet import UNet
+
 
 class DilatedFCN(nn.Module):
     """3x3 convolutions with dilation rates 1, 2, 4, 8 (then 1) and a 1x1 head.
@@ -72,8 +74,6 @@ class UNetPredictor(nn.Module):
     def __init__(self, in_channels: int, width: int = 16, depth: int = 3, skip_channels: int = 0,
                  norm: str = "group") -> None:
         super().__init__()
-        from models.unet import UNet
-
         self.net = UNet(width, depth, in_channels, norm=norm)
         self.norm = norm
         self.skip_channels = skip_channels
@@ -176,6 +176,17 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     p = torch.sigmoid(logits)
     target = target.to(p.dtype)
     return 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    """BCE with logits (anomalous pixels weighted by pos_weight) + soft Dice over the batch.
+
+    BCE gives per-pixel gradients; Dice scores the overlap as a whole, so it does not care that
+    defects are rare. Dice is pooled over the batch (smoothing 1) so a crop without defect pixels
+    simply pushes its probabilities to 0 instead of being undefined."""
+    bce = F.binary_cross_entropy_with_logits(
+        logits, target, pos_weight=torch.tensor(pos_weight, device=logits.device))
+    return bce + soft_dice_loss(logits, target)
 
 
 def weighted_bce(logits: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -48,7 +48,7 @@ class BundleMeta:
     predictor: dict[str, Any]
     """predictor.pt's fields besides the state dict (profile_length, width, inputs, skip, arch, norm, refit)"""
     threshold: float
-    """pixel probability threshold of the NBS decision (evaluation.reference_methods.nbs_method)"""
+    """pixel probability threshold of the NBS decision (evaluation.decisions.nbs_method)"""
     threshold_rule: str
     crf: dict[str, Any] | None
     """CRFConfig fields; None: the decision is the thresholded map, no CRF"""

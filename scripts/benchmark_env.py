@@ -22,8 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from envs.batch_sampling_env import BatchSamplingEnv, load_split  # noqa: E402
-from envs.config import DataConfig, EnvConfig  # noqa: E402
+from data.config import DataConfig  # noqa: E402
+from data.loading import load_split  # noqa: E402
+from envs.batch_sampling_env import BatchSamplingEnv  # noqa: E402
+from envs.config import EnvConfig  # noqa: E402
 
 
 def measure(env: BatchSamplingEnv, updates: int) -> dict[str, float]:

@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from envs.batch_sampling_env import load_split  # noqa: E402
-from envs.config import DataConfig  # noqa: E402
+from data.config import DataConfig  # noqa: E402
+from data.loading import load_split  # noqa: E402
 from evaluation.metrics import auroc, binary_scores, f1_max  # noqa: E402
 from models.segmenter import Segmenter  # noqa: E402
 from models.serialization import RunFileError, read_json  # noqa: E402

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import functools
 import io
 import sys
@@ -32,10 +31,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import train  # noqa: E402
 from envs import profiling  # noqa: E402
-from envs.batch_sampling_env import resolve_device  # noqa: E402
 from models.serialization import save_weights_atomic  # noqa: E402
+from runner.factory import build_run  # noqa: E402
+from runner.spec import parse_args  # noqa: E402
 
 ENV_PARTS = ["AE step", "D_l loss maps", "D_u loss maps (eager)", "predictor step", "diagnostics", "AE re-init",
              "observation"]
@@ -53,13 +52,10 @@ def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def build(argv: list[str]) -> tuple[Any, Any, Any]:
     """env, agent and Args as train.py builds them from the same flags."""
-    args, _ = train.parse_args(argv)
+    args, _ = parse_args(argv)
     args.updates = args.updates or 0
-    config = train.apply_overrides(train.default_config(args), args.set or [])
-    data = train.DataConfig(dataset=args.dataset, data_root=args.data_root, category=args.category,
-                            image_size=args.image_size, n_labeled=args.n_labeled, split_seed=args.seed)
-    env = train.make_env(args, dataclasses.replace(config, device=args.device), data)
-    return env, train.make_agent(args, env, resolve_device(args.device)), args
+    env, agent = build_run(args)
+    return env, agent, args
 
 
 def profile_agent(argv: list[str], warmup: int, updates: int, checkpoint_every: int) -> tuple[dict, float]:

@@ -10,20 +10,13 @@ import numpy as np
 import pytest
 
 import ablate
-from data.synthetic import generate_synthetic_mvtec
 from evaluation.sweep import SWEEP_METRICS
-from tests.test_train_evaluate import log_rows, run
+from tests.helpers import log_rows, run
 
 SETS = ["--set", "patches_per_update=4", "--set", "profile_length=4", "--set", "warmup_updates=4",
         "--set", "reinit_every=20", "--set", "buffer_size=16", "--set", "predictor_batch=4"]
 TINY_SWEEP = ["--categories", "brick", "--image-size", "32", "--n-labeled", "3", "--devices", "cpu",
               "--threads", "1", "--unet-steps", "5", "--ae-steps", "5", *SETS]
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory) -> Path:
-    return generate_synthetic_mvtec(tmp_path_factory.mktemp("data"), seed=0, image_size=64,
-                                    n_train_good=2, n_test_good=2, n_per_defect=2)
 
 
 def sweep(root: Path, out: Path, *extra: str) -> list[dict]:

@@ -9,8 +9,7 @@ import pytest
 from agents.baselines import BASELINES, HeuristicSampler, RandomWalkSampler, UniformSampler
 from envs import BatchSamplingEnv
 from envs.batch_sampling_env import JUMP
-from tests.helpers import toy_split
-from tests.test_env import TINY
+from tests.helpers import TINY, toy_split
 
 
 def env_for(region: str = "random", **overrides) -> BatchSamplingEnv:

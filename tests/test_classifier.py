@@ -16,7 +16,7 @@ from data.split import Split
 from envs import ClassifierConfig, ResidualClassifierEnv
 from envs.residual_classifier_env import INPUTS
 from evaluation.classification import decision_metrics, largest_region_areas, tune_threshold
-from tests.test_train_evaluate import TINY_ARGS, run
+from tests.helpers import TINY_ARGS, run
 
 TINY_AE = ClassifierConfig(patch_size=8, ae_steps=60, ae_batch=16, stats_snapshots=3, device="cpu")
 
@@ -106,14 +106,6 @@ def test_largest_region_area():
     r[0, 6, 6] = 1.0      # 1 px
     assert largest_region_areas(r, 0.5).tolist() == [6]
     assert largest_region_areas(r, 2.0).tolist() == [0]
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory) -> Path:
-    from data.synthetic import generate_synthetic_mvtec
-
-    return generate_synthetic_mvtec(tmp_path_factory.mktemp("data"), seed=0, image_size=64,
-                                    n_train_good=6, n_test_good=3, n_per_defect=2)
 
 
 @pytest.mark.parametrize("agent", ["reinforce", "sb3:PPO", "sb3:DQN"])

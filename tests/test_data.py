@@ -27,6 +27,7 @@ from data import (
 )
 from data import synthetic
 from data.synthetic import CATEGORIES, MARKER, MAX_AREA, MIN_AREA, render_sample
+from tests.helpers import _fake_crackforest, _fake_folder, _hand_tree, _mask, _write, _write_mat
 
 REAL_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mvtec_ad"
 CRACKFOREST_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "crackforest"
@@ -36,26 +37,6 @@ SMALL = dict(image_size=64, n_train_good=3, n_test_good=2, n_per_defect=2)
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_synthetic_mvtec(tmp_path_factory.mktemp("synth"), seed=0, **SMALL)
-
-
-def _write(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), array)
-
-
-def _hand_tree(root: Path, size: int = 40, mask_size: int | None = None, gray: bool = False) -> Path:
-    """One category 'toy': 2 train/good, 2 test/good, 2 test/dent with masks."""
-    rng = np.random.default_rng(0)
-    shape = (size, size) if gray else (size, size, 3)
-    for split, defect in [("train", "good"), ("test", "good"), ("test", "dent")]:
-        for i in range(2):
-            _write(root / "toy" / split / defect / f"{i:03d}.png",
-                   rng.integers(0, 256, shape, dtype=np.uint8))
-            if defect == "dent":
-                m = np.zeros((mask_size or size,) * 2, np.uint8)
-                m[5:15, 5:15] = 255
-                _write(root / "toy" / "ground_truth" / defect / f"{i:03d}_mask.png", m)
-    return root
 
 
 # ------------------------------------------------------------------------------------ loader
@@ -275,25 +256,6 @@ def test_real_crackforest() -> None:
 
 
 # -------------------------------------------------------------------------------- crackforest
-def _write_mat(path: Path, seg: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(str(path), {"groundTruth": {"Segmentation": seg, "Boundaries": seg == 2}})
-
-
-def _fake_crackforest(root: Path, n_annotated: int = 3, n_unannotated: int = 2) -> Path:
-    """48x32 (w x h) images like CrackForest's 480x320; a 1-px horizontal crack at row 10 + i."""
-    rng = np.random.default_rng(0)
-    for i in range(1, n_annotated + 1):
-        _write(root / "image" / f"{i:03d}.jpg", rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
-        seg = np.ones((32, 48), np.uint8)
-        seg[10 + i, :] = 2
-        seg[0, 0] = 4  # a label-4 stroke (counted as crack only with crack_labels=(2, 4))
-        _write_mat(root / "groundTruth" / f"{i:03d}.mat", seg)
-    for i in range(201, 201 + n_unannotated):
-        _write(root / "image" / f"{i:03d}.jpg", rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
-    return root
-
-
 def test_crackforest_fake_counts_and_thin_masks(tmp_path: Path) -> None:
     root = _fake_crackforest(tmp_path / "cfd")
     data = load_crackforest(root, image_size=16)
@@ -359,28 +321,6 @@ def test_crackforest_error_bad_mat(tmp_path: Path, content: str) -> None:
 
 
 # ------------------------------------------------------------------------------------- folder
-def _mask(size: tuple[int, int], anomalous: bool) -> np.ndarray:
-    m = np.zeros(size, np.uint8)
-    if anomalous:
-        m[4:12, 6:14] = 255
-    return m
-
-
-def _fake_folder(root: Path, subfolders: bool = False) -> Path:
-    """images a (anomalous), b (normal, empty mask), c (anomalous, .bmp mask); normal/ x2;
-    unannotated/ x1. With ``subfolders``: images/scratch/{a,c} and images/good/b."""
-    rng = np.random.default_rng(1)
-    img = lambda: rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)  # noqa: E731
-    for stem, anomalous, ext in (("a", True, ".png"), ("b", False, ".png"), ("c", True, ".bmp")):
-        sub = ("scratch/" if anomalous else "good/") if subfolders else ""
-        _write(root / "images" / f"{sub}{stem}.png", img())
-        _write(root / "masks" / f"{sub}{stem}{ext}", _mask((20, 30), anomalous))
-    for name in ("n0.png", "n1.jpg"):
-        _write(root / "normal" / name, img())
-    _write(root / "unannotated" / "u0.png", img())
-    return root
-
-
 @pytest.mark.parametrize("subfolders", [False, True])
 def test_folder_dataset_counts_and_masks(tmp_path: Path, subfolders: bool) -> None:
     root = _fake_folder(tmp_path / "mine", subfolders)

@@ -12,9 +12,8 @@ from envs import BatchSamplingEnv
 from envs.diagnostics import rank_auroc
 from evaluation.metrics import auroc
 from models.autoencoder import AEConfig, ConvAutoencoder, reconstruction_loss_map, tiled_reconstruction
-from tests.helpers import toy_split
-from tests.test_env import TINY, run_episodes
-from train import TrainingWatch
+from tests.helpers import TINY, run_episodes, toy_split
+from runner.training import TrainingWatch
 
 
 # ---------------------------------------------------------------- tiled loss maps
@@ -66,11 +65,11 @@ def test_env_loss_maps_are_tiled_by_default_and_whole_on_request():
     env = BatchSamplingEnv(split=toy_split(32), config=TINY)
     env.reset(seed=0)
     with torch.no_grad():
-        tiled = env._loss_maps(env.ae, range(1))
-        env.config = dataclasses.replace(env.config, loss_map="whole")
-        whole = env._loss_maps(env.ae, range(1))
-        x = env._images[:1, :, 8:16, 16:24]
-        expected = (env.ae(x) - x).square().mean(1)
+        tiled = env.process.loss_maps(env.process.ae, range(1))
+        env.process.config = dataclasses.replace(env.process.config, loss_map="whole")
+        whole = env.process.loss_maps(env.process.ae, range(1))
+        x = env.process._images[:1, :, 8:16, 16:24]
+        expected = (env.process.ae(x) - x).square().mean(1)
     torch.testing.assert_close(tiled[:, 8:16, 16:24], expected, rtol=1e-5, atol=1e-7)
     assert not torch.allclose(tiled, whole)
 
@@ -99,7 +98,7 @@ def test_episode_info_carries_diagnostics_and_action_histogram():
     assert info["ae_vs_mean_colour"] > 0
     # the toy defects are bright red squares on grey noise: a trained AE reconstructs them worse
     run_episodes(env, 40)
-    assert env.diagnostics["dl_profile_auroc"] > 0.7
+    assert env.process.diagnostics["dl_profile_auroc"] > 0.7
 
 
 def test_collapsed_ae_is_reported_relative_to_the_mean_colour():
@@ -110,12 +109,12 @@ def test_collapsed_ae_is_reported_relative_to_the_mean_colour():
         s.image[:] = (s.image // 8).astype(np.uint8)  # dark images
     env = BatchSamplingEnv(split=split, config=TINY)
     env.reset(seed=0)
-    for p in env.ae.parameters():
+    for p in env.process.ae.parameters():
         torch.nn.init.zeros_(p)
-    env.ae.head.bias.data.fill_(-20.0)  # sigmoid -> 0: a black reconstruction
+    env.process.ae.head.bias.data.fill_(-20.0)  # sigmoid -> 0: a black reconstruction
     run_episodes(env, 1)
-    assert env.diagnostics["ae_vs_mean_colour"] > 1.5
-    assert env.diagnostics["ae_output_spread"] < 0.01
+    assert env.process.diagnostics["ae_vs_mean_colour"] > 1.5
+    assert env.process.diagnostics["ae_output_spread"] < 0.01
 
 
 def test_training_watch_warns_once_per_problem_and_not_on_a_healthy_run():

@@ -10,31 +10,10 @@ import pytest
 import torch
 
 import envs
-from envs import BatchSamplingEnv, EnvConfig
+from envs import BatchSamplingEnv
 from envs.buffers import ProfileRing, ReplayBuffer, dihedral
 from envs.rewards import alpha_from_masks, beta_schedule, clone_reward, cover_reward
-from tests.helpers import toy_split
-
-TINY = EnvConfig(patch_size=8, patches_per_update=4, reinit_every=10, warmup_updates=4,
-                 profile_length=4, buffer_size=16, predictor_batch=4, predictor_crop=None,
-                 device="cpu")
-
-
-def tiny_env(**overrides) -> BatchSamplingEnv:
-    return BatchSamplingEnv(split=toy_split(32), config=dataclasses.replace(TINY, **overrides))
-
-
-def run_episodes(env: BatchSamplingEnv, n: int, actions_seed: int = 0) -> list[float]:
-    rng = np.random.default_rng(actions_seed)
-    returns = []
-    for _ in range(n):
-        env.reset()
-        done, total = False, 0.0
-        while not done:
-            _, r, done, _, _ = env.step(int(rng.integers(9)))
-            total += r
-        returns.append(total)
-    return returns
+from tests.helpers import TINY, run_episodes, tiny_env, toy_split
 
 
 # ---------------------------------------------------------------- reward terms and schedules
@@ -68,30 +47,57 @@ def test_alpha_is_pixel_ratio():
     assert alpha_from_masks(masks) == pytest.approx(10 / 190)
 
 
-def test_step_rewards_follow_the_mask():
-    """A patch on a labeled anomaly earns beta*(-1 + cover); on clean ground beta*(+1 + cover)."""
-    env = tiny_env()
+def aim(env: BatchSamplingEnv, image: int, mask: np.ndarray, dirty: bool) -> tuple[int, tuple[int, int]]:
+    """Put the current patch on `image` where one of the moves 0-7 leads to a patch whose window
+    in `mask` (that image's ground truth, taken from the split, not from the env) holds an
+    anomalous pixel (`dirty`) or none; return that move and the centre it leads to."""
+    h, s = TINY.patch_size // 2, env.image_size
+    for cy in range(h, s - h + 1):
+        for cx in range(h, s - h + 1):
+            env._img, env._cy, env._cx = image, cy, cx
+            for a in range(8):
+                i, y, x = env._destination(a)
+                if i == image and bool(mask[y - h:y + h, x - h:x + h].any()) == dirty:
+                    return a, (y, x)
+    raise AssertionError(f"no {'dirty' if dirty else 'clean'} patch on image {image}")
+
+
+@pytest.mark.parametrize("case, expected_clone", [("labeled anomaly", -1.0), ("labeled clean", 1.0),
+                                                  ("unlabeled anomaly", 0.0)])
+def test_step_rewards_follow_the_mask(case, expected_clone):
+    """R_clone is -1 for a patch touching a labeled anomaly, +1 for a clean patch of a labeled
+    image, 0 on unlabeled images (even on their anomalies: their masks are unknown to the
+    sampler). The step reward is beta * (R_clone + R_cover), R_cover = 0.1 on a first visit."""
+    split = toy_split(32)
+    env = BatchSamplingEnv(split=split, config=TINY)
     env.reset(seed=0)
-    mask = env._masks[0]
-    ys, xs = np.nonzero(mask)
-    env._img, env._cy, env._cx = 0, int(np.clip(ys[0], 4, 28)), int(np.clip(xs[0], 4, 28))
-    _, r, _, _, info = env.step(0)  # move north by the stride, then sample
-    cy, cx = info["centre"]
-    expected_clone = -1.0 if mask[cy - 4:cy + 4, cx - 4:cx + 4].any() else 1.0
+    if case == "unlabeled anomaly":
+        j = next(j for j, s in enumerate(split.unlabeled) if s.mask.any())
+        image, mask = env.n_labeled + j, split.unlabeled[j].mask
+    else:
+        image = next(k for k, s in enumerate(split.labeled) if s.mask.any())
+        mask = split.labeled[image].mask
+    dirty = case != "labeled clean"
+    action, centre = aim(env, image, mask, dirty)
+    assert env.clean_actions()[action] == (not dirty or image >= env.n_labeled)
+    _, r, _, _, info = env.step(action)
+    assert info["image"] == image and info["centre"] == centre
+    cy, cx = centre
+    h = TINY.patch_size // 2
+    assert mask[cy - h:cy + h, cx - h:cx + h].any() == dirty  # the case really happened
     assert info["r_clone"] == expected_clone
     assert info["r_cover"] == pytest.approx(0.1)  # first visit: nothing covered yet
     assert r == pytest.approx(info["beta"] * (expected_clone + 0.1))
-    _, _, _, _, info2 = env.step(4)  # back south ...
-    _, _, _, _, info3 = env.step(0)  # ... and north again: the same patch, already covered
-    assert info3["centre"] == info["centre"] and info3["r_cover"] == 0.0
 
 
-def test_unlabeled_patches_get_no_clone_reward():
+def test_revisited_patch_earns_no_cover_reward():
     env = tiny_env()
     env.reset(seed=0)
-    env._img = env.n_labeled  # first unlabeled image
-    _, _, _, _, info = env.step(2)
-    assert info["r_clone"] == 0.0
+    env._img, env._cy, env._cx = 0, 16, 16
+    _, _, _, _, info = env.step(0)  # move north by the stride, then sample
+    env.step(4)  # back south ...
+    _, _, _, _, info2 = env.step(0)  # ... and north again: the same patch, already covered
+    assert info2["centre"] == info["centre"] and info2["r_cover"] == 0.0
 
 
 def test_moves_are_clipped_to_the_image():
@@ -155,33 +161,33 @@ def test_make_with_no_arguments_uses_the_built_in_data(tmp_path, monkeypatch):
 def test_episode_trains_the_ae_and_fills_profiles():
     env = tiny_env()
     env.reset(seed=0)
-    assert env.updates == TINY.warmup_updates and env.labeled_profiles.full
-    before = {k: v.clone() for k, v in env.ae.state_dict().items()}
+    assert env.process.updates == TINY.warmup_updates and env.process.labeled_profiles.full
+    before = {k: v.clone() for k, v in env.process.ae.state_dict().items()}
     run_episodes(env, 1)
-    assert env.updates == TINY.warmup_updates + 1
-    assert any(not torch.equal(before[k], v) for k, v in env.ae.state_dict().items())
-    assert np.isfinite(env.last_l_pred)
+    assert env.process.updates == TINY.warmup_updates + 1
+    assert any(not torch.equal(before[k], v) for k, v in env.process.ae.state_dict().items())
+    assert np.isfinite(env.process.last_l_pred)
 
 
 def test_ae_is_reinitialised_every_k_updates():
     env = tiny_env()
     env.reset(seed=0)
-    assert env.reinits == 1
+    assert env.process.reinits == 1
     run_episodes(env, TINY.reinit_every - TINY.warmup_updates - 1)
-    assert env.reinits == 1
-    old = env.ae
+    assert env.process.reinits == 1
+    old = env.process.ae
     run_episodes(env, 1)  # update K: re-init, then M warm-up updates inside the env
-    assert env.reinits == 2 and env.ae is not old
-    assert env.updates == TINY.reinit_every + TINY.warmup_updates
-    assert len(env.snapshots) == TINY.profile_length and env.labeled_profiles.full
+    assert env.process.reinits == 2 and env.process.ae is not old
+    assert env.process.updates == TINY.reinit_every + TINY.warmup_updates
+    assert len(env.process.snapshots) == TINY.profile_length and env.process.labeled_profiles.full
 
 
 def test_buffer_is_bounded():
     env = tiny_env()
     env.reset(seed=0)
     run_episodes(env, 8)
-    assert env.buffer.size == TINY.buffer_size
-    assert env.buffer.profiles.shape[0] == TINY.buffer_size
+    assert env.process.buffer.size == TINY.buffer_size
+    assert env.process.buffer.profiles.shape[0] == TINY.buffer_size
 
 
 def test_profile_ring_and_replay_buffer():
@@ -218,7 +224,7 @@ def test_seeded_reset_restarts_training():
     env.reset(seed=1)
     first = run_episodes(env, 3)
     env.reset(seed=1)
-    assert env.updates == TINY.warmup_updates
+    assert env.process.updates == TINY.warmup_updates
     assert run_episodes(env, 3) == first
 
 
@@ -230,7 +236,7 @@ def test_snapshot_profiles_equal_eager_profiles():
     run_episodes(lazy, 9)
     run_episodes(eager, 9)
     pl, pe = lazy.best_profiles(), eager.best_profiles()
-    assert lazy.best["update"] == eager.best["update"]
+    assert lazy.process.best["update"] == eager.process.best["update"]
     np.testing.assert_allclose(pl["unlabeled"], pe["unlabeled"], rtol=0, atol=1e-7)
     np.testing.assert_array_equal(pl["labeled"], pe["labeled"])
 

@@ -14,8 +14,7 @@ import pytest
 from agents.reinforce import REINFORCE, ReinforceConfig
 from agents.sb3 import SB3Agent
 from envs import BatchSamplingEnv
-from tests.helpers import toy_split
-from tests.test_env import TINY
+from tests.helpers import TINY, toy_split
 
 TOY = dataclasses.replace(TINY, patches_per_update=16, beta_min=1.0, cover_bonus=0.0, reinit_every=1000)
 EAST = 2
@@ -42,8 +41,11 @@ def mean_return(env: BatchSamplingEnv, act, episodes: int = 20) -> float:
 def make_agent(name: str, env: BatchSamplingEnv):
     if name == "reinforce":
         return REINFORCE(env, ReinforceConfig(learning_rate=1e-3), seed=0)
-    extra = {"n_steps": 64, "batch_size": 32} if name == "PPO" else {"n_steps": 16}
-    return SB3Agent(env, name, seed=0, learning_rate=3e-3, **extra)
+    # PPO at 3e-3 collapsed onto a suboptimal move (SE) under stable-baselines3 2.9; at 1e-3 it
+    # finds the optimal one (E, 14.4 of 14.8).
+    extra = {"n_steps": 64, "batch_size": 32, "learning_rate": 1e-3} if name == "PPO" else \
+        {"n_steps": 16, "learning_rate": 3e-3}
+    return SB3Agent(env, name, seed=0, **extra)
 
 
 @pytest.mark.parametrize("name", ["PPO", "A2C", "reinforce"])

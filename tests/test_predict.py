@@ -15,8 +15,9 @@ import train
 from data.synthetic import generate_synthetic_mvtec
 from envs.batch_sampling_env import load_split
 from envs.config import DataConfig
-from evaluate import load_profiles, predict_probabilities
-from evaluation.reference_methods import nbs_method
+from runner.evaluation import predict_probabilities
+from runner.folder import RunFolder
+from evaluation.decisions import nbs_method
 from models.crf import CRFConfig, dense_crf
 from models.segmenter import Segmenter
 from models.serialization import UnsafeFileError
@@ -52,8 +53,8 @@ def test_bundle_gives_the_masks_of_the_run(runs, preset):
     split = load_split(DataConfig(**config["data"]))
     images = np.stack([s.image for s in split.unlabeled])
     masks_l = np.stack([s.mask for s in split.labeled])
-    prof = load_profiles(run)
-    prob, refit = predict_probabilities(run, prof["unlabeled"], torch.device("cpu"), images=images)
+    prof = RunFolder(run).read_best_profiles()
+    prob, refit = predict_probabilities(RunFolder(run), prof["unlabeled"], torch.device("cpu"), images=images)
     held = prof["labeled_heldout_index"]
     nbs = nbs_method(prob, refit, prof["labeled_heldout_prob"], None if held is None else masks_l[held],
                      float(masks_l.mean()))

@@ -10,9 +10,9 @@ import torch
 from envs import BatchSamplingEnv
 from envs.buffers import ReplayBuffer
 from envs.diagnostics import rank_auroc
+from envs.refit import jitter_rgb
 from models.predictor import build_predictor, predictor_input
-from tests.helpers import toy_split
-from tests.test_env import TINY, run_episodes
+from tests.helpers import TINY, run_episodes, toy_split
 
 
 @pytest.mark.parametrize("arch", ["dilated", "unet"])
@@ -62,50 +62,48 @@ def _split_with_defect_images(n_defect: int):
 def test_heldout_folds_only_where_they_can_learn_and_be_judged():
     cfg = dataclasses.replace(TINY, heldout_predictors=True)
     one = BatchSamplingEnv(split=_split_with_defect_images(1), config=cfg)
-    assert one.heldout_images == []  # a single defect image: nothing to judge a fold on
+    assert one.process.heldout_images == []  # a single defect image: nothing to judge a fold on
     two = BatchSamplingEnv(split=_split_with_defect_images(2), config=cfg)
-    assert two.heldout_images == [0, 1, 2, 3]
+    assert two.process.heldout_images == [0, 1, 2, 3]
     two.reset(seed=0)
     run_episodes(two, 10)
-    assert len(two.fold_predictors) == 4 and two.heldout_prob.shape == (4, 32, 32)
-    assert np.isfinite(two.best["l_pred"]) and two.best["l_pred"] == two.best_l_pred
+    assert len(two.process.fold_predictors) == 4 and two.process.heldout_prob.shape == (4, 32, 32)
+    assert np.isfinite(two.process.best["l_pred"]) and two.process.best["l_pred"] == two.process.best_l_pred
     profiles = two.best_profiles()
     assert profiles["labeled_heldout_prob"].shape == (4, 32, 32)
     assert list(profiles["labeled_heldout_index"]) == [0, 1, 2, 3]
     # each fold trained on its own data (every labeled image but one), none on all of D_l
-    weights = [f.head.weight.detach() for f in two.fold_predictors] + [two.predictor.head.weight.detach()]
+    weights = [f.head.weight.detach() for f in two.process.fold_predictors] + [two.process.predictor.head.weight.detach()]
     assert all(not torch.equal(a, b) for i, a in enumerate(weights) for b in weights[i + 1:])
-    assert np.isfinite(two.last_heldout_l_pred)
+    assert np.isfinite(two.process.last_heldout_l_pred)
 
 
 def test_best_moment_keeps_its_predictor():
     env = BatchSamplingEnv(split=toy_split(32), config=TINY)
     env.reset(seed=0)
     run_episodes(env, 12)
-    kept = env.best["predictor"]
-    assert set(kept) == set(env.predictor.state_dict())
-    if env.best["update"] != env.updates:  # trained on since: the kept weights are not the live ones
-        assert any(not torch.equal(kept[k], v) for k, v in env.predictor.state_dict().items())
+    kept = env.process.best["predictor"]
+    assert set(kept) == set(env.process.predictor.state_dict())
+    if env.process.best["update"] != env.process.updates:  # trained on since: the kept weights are not the live ones
+        assert any(not torch.equal(kept[k], v) for k, v in env.process.predictor.state_dict().items())
 
 
 def test_alpha_floor_caps_the_weight_of_anomalous_pixels():
     env = BatchSamplingEnv(split=toy_split(32), config=dataclasses.replace(TINY, alpha_floor=0.2))
-    assert env.alpha == 0.2
-    assert BatchSamplingEnv(split=toy_split(32), config=TINY).alpha < 0.2
+    assert env.process.alpha == 0.2
+    assert BatchSamplingEnv(split=toy_split(32), config=TINY).process.alpha < 0.2
 
 
 def test_colour_jitter_changes_only_the_rgb_channels():
-    env = BatchSamplingEnv(split=toy_split(32), config=dataclasses.replace(TINY, predictor_inputs="profile+rgb"))
-    env.reset(seed=0)
     batch = torch.rand(5, 4 + 3, 16, 16)
-    out = env._jitter_rgb(batch, 0.2)
+    out = jitter_rgb(batch, 0.2, np.random.default_rng(0))
     torch.testing.assert_close(out[:, :4], batch[:, :4])
     assert not torch.allclose(out[:, 4:], batch[:, 4:])
     assert out[:, 4:].min() >= 0 and out[:, 4:].max() <= 1
 
 
 def test_prior_matched_threshold_flags_the_labeled_defect_fraction():
-    from evaluation.reference_methods import prior_matched
+    from evaluation.decisions import prior_matched
 
     rng = np.random.default_rng(0)
     scores = rng.random((4, 32, 32)).astype(np.float32)
@@ -118,7 +116,8 @@ def test_prior_matched_threshold_flags_the_labeled_defect_fraction():
 
 
 def test_logit_shift_moves_the_threshold_to_one_half_and_keeps_the_order():
-    from evaluation.reference_methods import prior_matched, shift_probability
+    from evaluation.decisions import prior_matched
+    from models.crf import shift_probability
 
     p = np.array([1e-4, 0.05, 0.2, 0.9, 0.97, 0.999], np.float32)
     q = shift_probability(p, 0.9)

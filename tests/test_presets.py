@@ -116,20 +116,20 @@ def test_sobel_clone_reward_is_patch_mean():
 def test_predictor_frozen_then_trained_and_no_rl_feedback_early():
     env = nog_env()
     env.reset(seed=0)
-    w0 = [p.detach().clone() for p in env.predictor.parameters()]
-    while env.updates < env.config.predictor_freeze_updates:
+    w0 = [p.detach().clone() for p in env.process.predictor.parameters()]
+    while env.process.updates < env.config.predictor_freeze_updates:
         info = episode(env)
         assert info["r_pred"] == 0.0
         env.reset()
-    assert all(torch.equal(a, b) for a, b in zip(w0, env.predictor.parameters()))
-    assert env.best is None
-    while env.updates <= env.config.rl_feedback_after:
+    assert all(torch.equal(a, b) for a, b in zip(w0, env.process.predictor.parameters()))
+    assert env.process.best is None
+    while env.process.updates <= env.config.rl_feedback_after:
         info = episode(env)
         env.reset()
-    assert not all(torch.equal(a, b) for a, b in zip(w0, env.predictor.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(w0, env.process.predictor.parameters()))
     info = episode(env)
     assert info["r_pred"] == pytest.approx(-info["l_pred"]) and info["r_pred"] < 0
-    assert env.alpha < 1.0  # decaying
+    assert env.process.alpha < 1.0  # decaying
 
 
 def test_pretraining_uses_normal_images_and_reinit_restores_it():
@@ -139,17 +139,17 @@ def test_pretraining_uses_normal_images_and_reinit_restores_it():
     split = dataclasses.replace(split, normal=normal)
     env = nog_env(split, reinit_every=12)
     env.reset(seed=0)
-    assert env.pretrained is not None
+    assert env.process.pretrained is not None
     episode(env)
-    env._reinit_ae(warmup=False)  # what every K-th update does, without the warm-up updates
-    assert all(torch.equal(env.ae.state_dict()[k], v) for k, v in env.pretrained.items())
-    scratch = env._new_ae().state_dict()
-    assert any(not torch.equal(scratch[k], v) for k, v in env.pretrained.items())
+    env.process._reinit_ae(warmup=False)  # what every K-th update does, without the warm-up updates
+    assert all(torch.equal(env.process.ae.state_dict()[k], v) for k, v in env.process.pretrained.items())
+    scratch = env.process.new_ae().state_dict()
+    assert any(not torch.equal(scratch[k], v) for k, v in env.process.pretrained.items())
     # pretraining reads the normal images: changing them changes the pretrained weights
     other = dataclasses.replace(split, normal=[dataclasses.replace(s, image=255 - s.image) for s in normal])
     env2 = nog_env(other, reinit_every=12)
     env2.reset(seed=0)
-    assert any(not torch.equal(a, b) for a, b in zip(env.pretrained.values(), env2.pretrained.values()))
+    assert any(not torch.equal(a, b) for a, b in zip(env.process.pretrained.values(), env2.process.pretrained.values()))
 
 
 def test_previous_loss_is_the_loss_before_the_last_update():
@@ -157,15 +157,15 @@ def test_previous_loss_is_the_loss_before_the_last_update():
     env.reset(seed=0)
     episode(env)
     obs, _ = env.reset()
-    prev_ae = env._new_ae()
-    prev_ae.load_state_dict(env.snapshots[-2])
+    prev_ae = env.process.new_ae()
+    prev_ae.load_state_dict(env.process.snapshots[-2])
     cur = env._loss_map("current")
     prev = env._loss_map("previous")
     assert not np.allclose(cur, prev)
     from models.autoencoder import reconstruction_loss_map
     with torch.no_grad():
         prev_ae.eval()
-        m = reconstruction_loss_map(prev_ae, env._images[env._img:env._img + 1], True)[0]
+        m = reconstruction_loss_map(prev_ae, env.process._images[env._img:env._img + 1], True)[0]
         m = torch.clamp(m / (m.mean() + 1e-12), 0, env.config.loss_obs_clip).numpy()
     assert np.allclose(prev, m, atol=1e-6)
 

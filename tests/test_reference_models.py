@@ -10,9 +10,11 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
+from baselines.recon_ae import ReconAEConfig, anomaly_maps, reconstruct, train_recon_ae
+from baselines.unet import UNetConfig, augment, default_crop, predict_unet, train_unet
 from evaluation.metrics import auroc, binary_scores
-from models.recon_ae import (ReconAEConfig, anomaly_maps, reconstruct, ssim_map, train_recon_ae)
-from models.unet import UNet, UNetConfig, augment, default_crop, predict_unet, train_unet
+from models.ssim import ssim_map
+from models.unet import UNet
 
 
 def striped_toy(n: int, size: int, seed: int, defect: str | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from agents.reinforce import REINFORCE
-from evaluation.reference_methods import MethodMaps, load_method_maps, save_method_maps
+from baselines.reference import load_method_maps, save_method_maps
+from evaluation.decisions import MethodMaps
 from models.serialization import UnsafeFileError, load_weights
-from tests.test_env import tiny_env
+from runner.folder import RunFolder
+from tests.helpers import tiny_env
 
 
 class Exploit:
@@ -31,8 +33,7 @@ def test_a_crafted_checkpoint_is_refused_without_running_its_code(tmp_path):
     with pytest.raises(UnsafeFileError, match="refusing to load .*checkpoint.pt"):
         load_weights(path)
     with pytest.raises(SystemExit, match="refusing to load"):
-        import evaluate
-        evaluate.load_run_file(path, torch.device("cpu"))
+        RunFolder(tmp_path).load_file("checkpoint.pt", torch.device("cpu"))
     with pytest.raises(UnsafeFileError):
         REINFORCE.load(path, tiny_env())
     assert not marker.exists()
@@ -73,7 +74,7 @@ def test_env_and_agent_state_loads_weights_only(tmp_path):
     again.load_state_dict(ckpt["agent"])
     for a, b in zip(agent.policy.parameters(), again.policy.parameters()):
         torch.testing.assert_close(a, b)
-    assert fresh.updates == env.updates
+    assert fresh.process.updates == env.process.updates
 
 
 def test_sb3_agent_state_is_tensors_and_round_trips(tmp_path):
@@ -111,17 +112,16 @@ def test_a_full_disk_gives_one_clear_error_and_leaves_no_partial_file(tmp_path, 
 
 
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
-    import train
-
-    train.save_checkpoint({"episodes": 50}, tmp_path)
-    train.save_checkpoint({"episodes": 100}, tmp_path)
+    run = RunFolder(tmp_path)
+    run.save_checkpoint({"episodes": 50})
+    run.save_checkpoint({"episodes": 100})
     assert load_weights(tmp_path / "checkpoint.prev.pt")["episodes"] == 50
     (tmp_path / "checkpoint.pt").write_bytes(b"\x00truncated")
-    assert train.load_checkpoint(tmp_path, torch.device("cpu"))["episodes"] == 50
+    assert run.load_checkpoint(torch.device("cpu"))["episodes"] == 50
     assert "checkpoint.pt" in capsys.readouterr().out
     (tmp_path / "checkpoint.pt").unlink()  # a crash between save_checkpoint's two renames
-    assert train.load_checkpoint(tmp_path, torch.device("cpu"))["episodes"] == 50
+    assert run.load_checkpoint(torch.device("cpu"))["episodes"] == 50
     (tmp_path / "checkpoint.pt").write_bytes(b"\x00truncated")
     (tmp_path / "checkpoint.prev.pt").write_bytes(b"")
     with pytest.raises(SystemExit, match="cannot read .*checkpoint.pt.*; and cannot read .*checkpoint.prev.pt"):
-        train.load_checkpoint(tmp_path, torch.device("cpu"))
+        run.load_checkpoint(torch.device("cpu"))

@@ -1,44 +1,18 @@
 """End to end: train.py -> evaluate.py on a tiny generated dataset, Ctrl-C-style resume, bad input."""
 from __future__ import annotations
 
-import csv
 import json
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from data.synthetic import generate_synthetic_mvtec
+from tests.helpers import ROOT, TINY_ARGS, log_rows, run
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets" / "mvtec_ad"
-TINY_ARGS = ["--category", "brick", "--image-size", "32", "--n-labeled", "3", "--device", "cpu",
-             "--threads", "1", "--set", "patches_per_update=4", "--set", "profile_length=4",
-             "--set", "warmup_updates=4", "--set", "reinit_every=20", "--set", "buffer_size=16",
-             "--set", "predictor_batch=4"]
 TINY_BASELINES = ["--unet-steps", "10", "--ae-steps", "10"]
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory) -> Path:
-    return generate_synthetic_mvtec(tmp_path_factory.mktemp("data"), seed=0, image_size=64,
-                                    n_train_good=2, n_test_good=2, n_per_defect=2)
-
-
-def run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-W", "ignore", str(ROOT / script), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{script} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def log_rows(run_dir: Path) -> list[dict]:
-    with open(run_dir / "log.csv") as f:
-        return list(csv.DictReader(f))
 
 
 def test_train_then_evaluate(tiny_root, tmp_path):

@@ -25,7 +25,9 @@ import train
 from data import DatasetError, load_crackforest, load_folder_dataset, load_mvtec_category
 from data import synthetic
 from data.synthetic import MARKER, OWNER_MARKER, generate_synthetic_mvtec
-from tests.test_data import _fake_crackforest, _fake_folder, _hand_tree, _mask, _write, _write_mat
+from runner import ablation
+from runner.folder import CHECKPOINTS, LOCK_FILE
+from tests.helpers import _fake_crackforest, _fake_folder, _hand_tree, _mask, _write, _write_mat
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(seed=0, image_size=64, n_train_good=2, n_test_good=2, n_per_defect=2)
@@ -93,7 +95,7 @@ def test_resume_and_evaluate_refuse_data_that_changed(tmp_path, capsys):
     train.main(["--resume", str(run), "--updates", "7"])
     assert "predates file fingerprints" in capsys.readouterr().out
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["evaluation"] == ablate.wanted_evaluation(ablate.Plan("x", 6, [], 1, 0, ("--baselines", "none")))
+    assert metrics["evaluation"] == ablation.wanted_evaluation(ablation.Plan("x", 6, [], 1, 0, ("--baselines", "none")))
 
 
 # --------------------------------------------------------------------- 2. the built-in generator
@@ -143,21 +145,21 @@ def test_a_cell_evaluated_with_other_settings_is_evaluated_again(tmp_path):
     (folder / "checkpoint.pt").write_bytes(b"")
     (folder / "config.json").write_text(json.dumps({"args": {"updates": 6}}))
     (folder / "summary.json").write_text(json.dumps({"finished": True, "episodes": 6}))
-    plan = ablate.Plan(str(tmp_path), 6, [], 1, 0, ("--unet-steps", "5", "--ae-steps", "5"))
+    plan = ablation.Plan(str(tmp_path), 6, [], 1, 0, ("--unet-steps", "5", "--ae-steps", "5"))
     time.sleep(0.01)
-    (folder / "metrics.json").write_text(json.dumps({"evaluation": ablate.wanted_evaluation(plan)}))
-    assert ablate.cell_status(folder, 6, ablate.wanted_evaluation(plan)) == "done"
+    (folder / "metrics.json").write_text(json.dumps({"evaluation": ablation.wanted_evaluation(plan)}))
+    assert ablation.cell_status(folder, 6, ablation.wanted_evaluation(plan)) == "done"
     for other in [("--unet-steps", "7", "--ae-steps", "5"), ("--unet-steps", "5", "--ae-steps", "5", "--crf-iterations", "2"),
                   ("--baselines", "unet", "--unet-steps", "5", "--ae-steps", "5")]:
-        wanted = ablate.wanted_evaluation(ablate.Plan(str(tmp_path), 6, [], 1, 0, other))
-        assert ablate.cell_status(folder, 6, wanted) == "evaluate", other
+        wanted = ablation.wanted_evaluation(ablation.Plan(str(tmp_path), 6, [], 1, 0, other))
+        assert ablation.cell_status(folder, 6, wanted) == "evaluate", other
     (folder / "metrics.json").write_text(json.dumps({"rows": []}))  # evaluated before settings were recorded
-    assert ablate.cell_status(folder, 6, ablate.wanted_evaluation(plan)) == "evaluate"
+    assert ablation.cell_status(folder, 6, ablation.wanted_evaluation(plan)) == "evaluate"
     (folder / "metrics.json").write_text("")  # a 0-byte file (a full disk under an older version)
-    assert ablate.cell_status(folder, 6, ablate.wanted_evaluation(plan)) == "evaluate"
-    assert ablate.cell_status(folder, 6, None) == "evaluate"
+    assert ablation.cell_status(folder, 6, ablation.wanted_evaluation(plan)) == "evaluate"
+    assert ablation.cell_status(folder, 6, None) == "evaluate"
     (folder / "summary.json").write_text("{")  # cut short: train again from the checkpoint
-    assert ablate.cell_status(folder, 6, None) == "resume"
+    assert ablation.cell_status(folder, 6, None) == "resume"
 
 
 def _process_state(pid: int) -> str:
@@ -172,8 +174,8 @@ def _process_state(pid: int) -> str:
 def test_a_sweeps_child_dies_with_it(tmp_path):
     pid_file = tmp_path / "child.pid"
     child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
-    parent = (f"import os, sys, ablate\nwith open({str(tmp_path / 'log')!r}, 'w') as log:\n"
-              f"    ablate.run_child([sys.executable, '-c', {child!r}], log, dict(os.environ))\n")
+    parent = (f"import os, sys\nfrom runner import ablation\nwith open({str(tmp_path / 'log')!r}, 'w') as log:\n"
+              f"    ablation.run_child([sys.executable, '-c', {child!r}], log, dict(os.environ))\n")
     proc = subprocess.Popen([sys.executable, "-c", parent], cwd=ROOT)
     deadline = time.time() + 60
     while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
@@ -195,7 +197,7 @@ def test_a_run_folder_is_trained_in_by_one_process_at_a_time(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint.pt").write_bytes(b"")
-    with open(run / train.LOCK_FILE, "a+") as held:  # another train.py holds the folder
+    with open(run / LOCK_FILE, "a+") as held:  # another train.py holds the folder
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         for argv in (["--resume", str(run)], ["--run-dir", str(run), "--updates", "0", *TINY]):
             with pytest.raises(SystemExit, match=re.escape(f"{run} is in use: another process") + ".*is training there"):
@@ -320,7 +322,7 @@ def test_advice_for_a_run_without_results_works(tmp_path):
     (run / "best_profiles.npz").unlink()  # as if the run had finished before its predictor's best moment
     with pytest.raises(SystemExit, match=r"ended before its predictor had a best moment.*--resume .* --updates"):
         evaluate.main([str(run), *NO_BASELINES])
-    for name in train.CHECKPOINTS:  # as if killed before the first checkpoint
+    for name in CHECKPOINTS:  # as if killed before the first checkpoint
         (run / name).unlink(missing_ok=True)
     for command in (lambda: evaluate.main([str(run), *NO_BASELINES]), lambda: train.main(["--resume", str(run)])):
         with pytest.raises(SystemExit) as e:

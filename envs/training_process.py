@@ -1,0 +1,418 @@
+"""The training process a BatchSamplingEnv drives: AE, loss profiles, replay buffer, predictor.
+
+The env (envs/batch_sampling_env.py) is the Gymnasium shell: spaces, patch positions, rewards and
+observations. Everything an AE update sets in motion lives here: the AE and its re-initialisation,
+the D_l (and, eagerly or on demand, D_u) loss profiles, the FIFO replay buffer, the predictor and
+its leave-one-out folds, the best moment, and the state dict that resumes all of it.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.seeding import torch_rng_from
+from data.split import Split
+from envs.buffers import ProfileRing, ReplayBuffer, dihedral, snapshot
+from envs.config import EnvConfig
+from envs.diagnostics import rank_auroc
+from envs.profiling import section
+from envs.refit import jitter_rgb
+from envs.rewards import alpha_from_masks, alpha_schedule
+from models.autoencoder import ConvAutoencoder, ae_train_step, loss_map, reconstruct_images, reconstruction_loss_map
+from models.predictor import build_predictor, input_channels, predictor_input, soft_dice_loss, weighted_bce
+
+
+class TrainingProcess:
+    """AE updates on the patches an agent picks, and everything that follows each of them.
+
+    Images are indexed D_l first, then the scored D_u, then the extra (never scored) D_u images.
+    `start(rng)` begins a run; `train_iteration(patches)` is one AE update (returns l_pred);
+    `best_profiles()` gives the profiles of the best moment; `state_dict()` / `load_state_dict()`
+    resume it exactly. All randomness comes from the generator given to `start`."""
+
+    def __init__(self, split: Split, config: EnvConfig, device: torch.device) -> None:
+        """`config` must be resolved for the images' side (EnvConfig.resolved)."""
+        images = split.labeled + split.unlabeled + split.extra_unlabeled
+        self.config = c = config
+        self.device = device
+        self.image_size = images[0].image.shape[0]
+        self.n_labeled = len(split.labeled)
+        self.n_scored = len(split.unlabeled)
+        self.n_images = len(images)
+        self._half = c.patch_size // 2
+        # Host copies (the env's observations and clone reward read them every step); device
+        # copies for training.
+        self.rgb = np.stack([s.image.transpose(2, 0, 1) for s in images]).astype(np.float32) / 255.0
+        self.masks = np.stack([s.mask for s in split.labeled]).astype(bool)
+        self._images = torch.from_numpy(self.rgb).to(device)
+        self._label_masks = torch.from_numpy(self.masks).to(device)
+        self._ratio_alpha = c.alpha if c.alpha is not None else alpha_from_masks(self.masks, c.alpha_floor)
+        self._normal = [s.image for s in split.normal]
+        # Yardsticks of a collapsed AE (e.g. one that outputs black on dark images, whose loss
+        # maps are then the image's own intensity): the loss of the trivial reconstruction "each
+        # image's mean colour", and the spread (std over pixels) of the D_l images themselves.
+        rgb_l = self._images[:self.n_labeled]
+        self._mean_colour_loss = float(loss_map(rgb_l.mean(dim=(2, 3), keepdim=True).expand_as(rgb_l), rgb_l,
+                                                c.absolute_error).mean())
+        self._image_spread = rgb_l.std(dim=(2, 3)).clamp_min(1e-6)
+        self._has_both_classes = bool(self.masks.any()) and not bool(self.masks.all())
+        # Leave-one-out folds that can learn anything: image k is held out only when the other
+        # labeled images hold anomalous pixels (a fold trained on normal images alone learns to
+        # suppress high loss, and would rank its held-out defects upside down), and only if some
+        # held-out image has a defect to be judged on (else selection would reward predicting
+        # nothing). With a single defect image in D_l there are none: selection is on l_pred.
+        folds = [k for k in range(self.n_labeled) if np.delete(self.masks, k, axis=0).any()]
+        useful = c.heldout_predictors and bool(self.masks[folds].any())
+        self.heldout_images = folds if useful else []
+        self._heldout_masks = self._label_masks[self.heldout_images]
+        self.started = False
+        self.updates = 0
+
+    @property
+    def alpha(self) -> float:
+        """Current weight of normal pixels in l_pred: the D_l pixel ratio (or config.alpha), or
+        the decayed value when config.alpha_decay is on."""
+        c = self.config
+        if c.alpha_decay:
+            return alpha_schedule(self.updates, c.alpha_horizon, c.alpha_start, c.alpha_min)
+        return self._ratio_alpha
+
+    def _torch_rng(self) -> contextlib.AbstractContextManager[None]:
+        return torch_rng_from(self.rng, self.device)
+
+    def start(self, rng: np.random.Generator, warmup: bool = True) -> None:
+        """Begin the training process afresh, drawing every random number from `rng` (the env's
+        np_random, so that reset(seed=s) fixes the whole run): new predictor(s), empty profiles
+        and buffer, a new (or pretrained) AE and its warm-up updates. warmup=False skips the
+        pretraining and warm-up (load_state_dict overwrites everything next)."""
+        self.rng = rng
+        c, s, dev = self.config, self.image_size, self.device
+        with self._torch_rng():
+            self.predictor = self._new_predictor()
+        self.predictor_opt = torch.optim.Adam(self.predictor.parameters(), lr=c.predictor_lr)
+        self.fold_predictors: list[torch.nn.Module] = []
+        if c.heldout_predictors:
+            with self._torch_rng():
+                self.fold_predictors = [self._new_predictor() for _ in self.heldout_images]
+        self.fold_opts = [torch.optim.Adam(f.parameters(), lr=c.predictor_lr) for f in self.fold_predictors]
+        self.heldout_prob: torch.Tensor | None = None
+        self.last_heldout_l_pred = math.nan
+        self.labeled_profiles = ProfileRing(self.n_labeled, c.profile_length, s, s, dev)
+        self.unlabeled_profiles = (ProfileRing(self.n_images - self.n_labeled, c.profile_length, s, s, dev)
+                                   if c.unlabeled_profiles == "eager" else None)
+        self.buffer = ReplayBuffer(c.buffer_size, input_channels(c.profile_length, c.predictor_inputs), s, s, dev)
+        self.snapshots: list[dict[str, torch.Tensor]] = []
+        self.best: dict[str, Any] | None = None
+        self.best_l_pred = math.inf
+        self.updates = 0
+        self.reinits = 0
+        self.last_ae_loss = math.nan
+        self.last_l_pred = math.nan
+        self.diagnostics: dict[str, float] = {}
+        self._previous_ae: ConvAutoencoder | None = None
+        self.pretrained: dict[str, torch.Tensor] | None = None
+        if c.pretrain_steps > 0 and warmup:  # (warmup=False: load_state_dict restores it)
+            self._pretrain_ae()
+        self._reinit_ae(warmup)
+        self.started = True
+
+    def _new_predictor(self) -> torch.nn.Module:
+        c = self.config
+        return build_predictor(c.profile_length, c.predictor_width, c.predictor_inputs,
+                               c.predictor_skip, c.predictor_arch).to(self.device)
+
+    def new_ae(self) -> ConvAutoencoder:
+        return ConvAutoencoder(self.config.patch_size, self.config.ae).to(self.device)
+
+    def _pretrain_ae(self) -> None:
+        """noghredeh2025: train an AE on normal material before the loop; re-inits restart from it.
+
+        Patches come from the anomaly-free images (train/good) when the dataset has them; without
+        (CrackForest) from all images, skipping patches that touch a labeled anomaly."""
+        c, h = self.config, self._half
+        with self._torch_rng():
+            ae = self.new_ae()
+        opt = torch.optim.Adam(ae.parameters(), lr=c.ae_lr)
+        normal = (torch.from_numpy(np.stack(self._normal).transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
+                  .to(self.device) if self._normal else None)
+        lo, hi = h, self.image_size - h
+        for _ in range(c.pretrain_steps):
+            if normal is not None:
+                idx = self.rng.integers(len(normal), size=c.patches_per_update)
+                ys, xs = self.rng.integers(lo, hi + 1, size=(2, c.patches_per_update))
+                x = torch.stack([normal[i, :, y - h:y + h, x_ - h:x_ + h] for i, y, x_ in zip(idx, ys, xs)])
+            else:
+                patches = [p for p in self.random_patches(4 * c.patches_per_update)
+                           if p[0] >= self.n_labeled or not self.masks[p[0], p[1] - h:p[1] + h, p[2] - h:p[2] + h].any()]
+                patches = patches[:c.patches_per_update] or self.random_patches(c.patches_per_update)
+                x = torch.stack([self._images[i, :, y - h:y + h, x_ - h:x_ + h] for i, y, x_ in patches])
+            with self._torch_rng():
+                ae_train_step(ae, opt, x)
+        self.pretrained = snapshot(ae)
+
+    def _reinit_ae(self, warmup: bool = True) -> None:
+        """Fresh (or pretrained) AE weights and optimiser, empty current profiles, then M warm-up
+        updates."""
+        with self._torch_rng():
+            self.ae = self.new_ae()
+        if self.pretrained is not None:
+            self.ae.load_state_dict(self.pretrained)
+        self.ae_opt = torch.optim.Adam(self.ae.parameters(), lr=self.config.ae_lr)
+        self.labeled_profiles.reset()
+        if self.unlabeled_profiles is not None:
+            self.unlabeled_profiles.reset()
+        self.snapshots = []
+        self.reinits += 1
+        for _ in range(self.config.warmup_updates if warmup else 0):
+            self.train_iteration(self.random_patches(self.config.patches_per_update), warmup=True)
+
+    def random_patches(self, n: int) -> list[tuple[int, int, int]]:
+        lo, hi = self._half, self.image_size - self._half
+        return [(int(self.rng.integers(self.n_images)), int(self.rng.integers(lo, hi + 1)),
+                 int(self.rng.integers(lo, hi + 1))) for _ in range(n)]
+
+    def train_iteration(self, patches: list[tuple[int, int, int]], warmup: bool = False) -> float:
+        """One AE update on `patches` and everything that follows it; returns l_pred (nan while
+        the predictor is not trained yet)."""
+        h = self._half
+        with section("AE step"):
+            x = torch.stack([self._images[i, :, cy - h:cy + h, cx - h:cx + h] for i, cy, cx in patches])
+            with self._torch_rng():  # dropout, if any
+                self.last_ae_loss = ae_train_step(self.ae, self.ae_opt, x)
+        self.updates += 1
+        with torch.no_grad():
+            c = self.config
+            with section("D_l loss maps"):
+                recon = reconstruct_images(self.ae, self._images[:self.n_labeled], c.loss_map_stride, c.loss_map == "whole")
+                self._labeled_loss = loss_map(recon, self._images[:self.n_labeled], c.absolute_error)
+                self.labeled_profiles.append(self._labeled_loss)
+            if self.unlabeled_profiles is not None:
+                with section("D_u loss maps (eager)"):
+                    self.unlabeled_profiles.append(self.loss_maps(self.ae, range(self.n_labeled, self.n_images)))
+            with section("diagnostics"):
+                self._update_diagnostics(recon)
+        self.snapshots.append(snapshot(self.ae))
+        if len(self.snapshots) > self.config.profile_length + 1:  # +1: the previous AE (noghredeh2025 state)
+            self.snapshots.pop(0)
+        trains = self.updates > self.config.predictor_freeze_updates
+        self.last_heldout_l_pred = math.nan  # set by this update's predictor step, if any
+        with section("predictor step"):
+            l_pred = self._predictor_step(trains) if self.labeled_profiles.full else math.nan
+        self.last_l_pred = l_pred
+        # The best moment: lowest l_pred, or lowest held-out l_pred with heldout_predictors. A
+        # frozen (untrained) predictor's loss says nothing about the profiles: no best before.
+        select = self.last_heldout_l_pred if self.fold_predictors else l_pred
+        if trains and not math.isnan(select) and select < self.best_l_pred:
+            self._record_best(select)
+        if not warmup and self.updates % self.config.reinit_every == 0:
+            with section("AE re-init"):
+                self._reinit_ae()
+        return l_pred
+
+    def _update_diagnostics(self, recon: torch.Tensor) -> None:
+        """What a user reads while training to see whether the AE's signal separates defects:
+        pixel AUROC of the current D_l loss maps and of the mean D_l profile against the D_l
+        masks (nan while D_l lacks either class); the AE's loss relative to predicting each
+        image's mean colour, and the spread of its reconstructions relative to the images' (both
+        low-level signs of a collapsed AE: ratio >= 1 with spread near 0)."""
+        loss = self._labeled_loss
+        d = {"ae_vs_mean_colour": float(loss.mean()) / max(self._mean_colour_loss, 1e-12),
+             "ae_output_spread": float((recon.std(dim=(2, 3)) / self._image_spread).mean())}
+        if self._has_both_classes:
+            ring = self.labeled_profiles
+            mean_profile = ring.data[:, :ring.count].mean(dim=1) if ring.count < ring.length else ring.data.mean(dim=1)
+            d["dl_loss_auroc"] = rank_auroc(loss, self._label_masks)
+            d["dl_profile_auroc"] = rank_auroc(mean_profile, self._label_masks)
+        else:
+            d["dl_loss_auroc"] = d["dl_profile_auroc"] = math.nan
+        self.diagnostics = d
+
+    def loss_maps(self, ae: ConvAutoencoder, indices: range, batch: int = 16) -> torch.Tensor:
+        c = self.config
+        out = []
+        idx = list(indices)
+        for k in range(0, len(idx), batch):
+            out.append(reconstruction_loss_map(ae, self._images[idx[k:k + batch]], c.absolute_error,
+                                               stride=c.loss_map_stride, whole_image=c.loss_map == "whole"))
+        if not out:
+            return torch.zeros(0, self.image_size, self.image_size, device=self.device)
+        return torch.cat(out)
+
+    def relative_loss_map(self, image: int, previous: bool = False) -> np.ndarray:
+        """The loss map of one image under the current AE (or, with `previous`, the AE before its
+        last update), divided by its mean and clipped to [0, loss_obs_clip]: the sampler's view."""
+        ae = self.ae
+        if previous and len(self.snapshots) >= 2:
+            if self._previous_ae is None:  # one module, reloaded, not one per call
+                self._previous_ae = self.new_ae()
+            ae = self._previous_ae
+            ae.load_state_dict(self.snapshots[-2])
+        with torch.no_grad():
+            ae.eval()
+            m = self.loss_maps(ae, range(image, image + 1))[0]
+            m = torch.clamp(m / (m.mean() + 1e-12), 0.0, self.config.loss_obs_clip)
+        return m.cpu().numpy().astype(np.float32)
+
+    def _predictor_step(self, train: bool = True) -> float:
+        """Push augmented labeled profiles, one predictor step on a buffer batch (unless frozen),
+        then l_pred of the current (unaugmented) labeled profiles: the reward follows what this AE
+        update did."""
+        c = self.config
+        rgb = self._images[:self.n_labeled] if c.predictor_inputs == "profile+rgb" else None
+        profiles = predictor_input(self.labeled_profiles.ordered(), rgb)
+        ks = self.rng.integers(0, 8, size=self.n_labeled)
+        self.buffer.push(torch.stack([dihedral(p, int(k)) for p, k in zip(profiles, ks)]),
+                         torch.stack([dihedral(m, int(k)) for m, k in zip(self._label_masks, ks)]))
+        if not train:
+            with torch.no_grad():
+                return float(weighted_bce(self.predictor(profiles)[:, 0], self._label_masks, self.alpha))
+        self._train_predictor(self.predictor, self.predictor_opt, self.buffer.sample(c.predictor_batch, self.rng))
+        if self.fold_predictors:
+            self._heldout_step(profiles)
+        with torch.no_grad():
+            return float(weighted_bce(self.predictor(profiles)[:, 0], self._label_masks, self.alpha))
+
+    def _train_predictor(self, net: torch.nn.Module, opt: torch.optim.Optimizer,
+                         batch: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        """One weighted-BCE (+ Dice) step of `net` on a buffer batch, on one random crop of it."""
+        if batch is None:
+            return
+        c = self.config
+        batch_p, batch_m = batch
+        if c.predictor_crop is not None:
+            y, x = self.rng.integers(0, self.image_size - c.predictor_crop + 1, size=2)
+            batch_p = batch_p[..., y:y + c.predictor_crop, x:x + c.predictor_crop]
+            batch_m = batch_m[..., y:y + c.predictor_crop, x:x + c.predictor_crop]
+        if c.predictor_colour_jitter > 0 and c.predictor_inputs == "profile+rgb":
+            batch_p = jitter_rgb(batch_p, c.predictor_colour_jitter, self.rng)
+        net.train()
+        logits = net(batch_p)[:, 0]
+        loss = weighted_bce(logits, batch_m, self.alpha)
+        if c.predictor_dice:  # the U-Net baseline's loss: BCE with pos_weight 1/alpha, + soft Dice
+            loss = loss / self.alpha + soft_dice_loss(logits, batch_m)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        net.eval()
+
+    def _heldout_step(self, profiles: torch.Tensor) -> None:
+        """Leave-one-out: fold predictor j trains on the buffer entries of every labeled image but
+        heldout_images[j] and predicts that image. Their maps (`heldout_prob`, in heldout_images
+        order) and loss (`last_heldout_l_pred`) are what the predictor does on labeled images it
+        never saw."""
+        c = self.config
+        for k, net, opt in zip(self.heldout_images, self.fold_predictors, self.fold_opts):
+            self._train_predictor(net, opt, self.buffer.sample(c.predictor_batch, self.rng, exclude=k))
+        with torch.no_grad():
+            logits = torch.cat([net(profiles[k:k + 1]) for k, net in zip(self.heldout_images, self.fold_predictors)])[:, 0]
+        self.last_heldout_l_pred = float(weighted_bce(logits, self._heldout_masks, self.alpha))
+        self.heldout_prob = torch.sigmoid(logits)
+        if self._heldout_masks.any() and not self._heldout_masks.all():
+            self.diagnostics["dl_heldout_auroc"] = rank_auroc(self.heldout_prob, self._heldout_masks)
+
+    def _record_best(self, l_pred: float) -> None:
+        """Keep what is needed to rebuild the D_u profiles of this moment: the T AE snapshots
+        (the snapshots are immutable copies, so keeping references is enough)."""
+        self.best_l_pred = l_pred
+        self.best = {"l_pred": l_pred, "update": self.updates,
+                     "snapshots": list(self.snapshots[-self.config.profile_length:]),
+                     "labeled": self.labeled_profiles.ordered()}
+        # The predictor of that moment scores the best profiles at inference: its l_pred chose
+        # them, and the held-out threshold belongs to it, not to a predictor trained on for
+        # hundreds more updates on other profiles.
+        self.best["predictor"] = snapshot(self.predictor)
+        if self.heldout_prob is not None:
+            self.best["heldout_prob"] = self.heldout_prob.clone()
+        if self.unlabeled_profiles is not None:
+            self.best["unlabeled"] = self.unlabeled_profiles.ordered()
+
+    def best_profiles(self) -> dict[str, np.ndarray]:
+        """The loss profiles of the moment l_pred was lowest, raw (not normalised), float32
+        (n, T, S, S): "labeled" (D_l), "unlabeled" (the scored D_u), "extra" (train/good in D_u).
+        In 'snapshots' mode the D_u profiles are computed here from the AE weights kept then."""
+        if self.best is None:
+            raise RuntimeError("no best profiles yet: the predictor has not trained (run longer "
+                               "than profile_length AE updates)")
+        if "unlabeled" in self.best:
+            unl = self.best["unlabeled"]
+        else:
+            ae = self.new_ae()
+            maps = []
+            with torch.no_grad():
+                for snap in self.best["snapshots"]:
+                    ae.load_state_dict(snap)
+                    ae.eval()
+                    maps.append(self.loss_maps(ae, range(self.n_labeled, self.n_images)))
+            unl = torch.stack(maps, dim=1)
+        unl = unl.cpu().numpy()
+        out = {"labeled": self.best["labeled"].cpu().numpy(),
+               "unlabeled": unl[:self.n_scored], "extra": unl[self.n_scored:]}
+        if "heldout_prob" in self.best:
+            out["labeled_heldout_prob"] = self.best["heldout_prob"].cpu().numpy()
+            out["labeled_heldout_index"] = np.asarray(self.heldout_images, np.int64)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume training exactly (take it between episodes).
+
+        Like `nn.Module.state_dict`, it holds references to live tensors: save it (torch.save)
+        before stepping the env again."""
+        best = None
+        if self.best is not None:
+            best = {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in self.best.items()
+                    if k not in ("snapshots", "predictor")}
+            best["snapshots"] = [{k: t.cpu() for k, t in s.items()} for s in self.best["snapshots"]]
+            best["predictor"] = {k: t.cpu() for k, t in self.best["predictor"].items()}
+        return {
+            "ae": self.ae.state_dict(), "ae_opt": self.ae_opt.state_dict(),
+            "predictor": self.predictor.state_dict(), "predictor_opt": self.predictor_opt.state_dict(),
+            "fold_predictors": [f.state_dict() for f in self.fold_predictors],
+            "fold_opts": [o.state_dict() for o in self.fold_opts],
+            "heldout_prob": None if self.heldout_prob is None else self.heldout_prob.cpu(),
+            "last_heldout_l_pred": self.last_heldout_l_pred,
+            "labeled_profiles": self.labeled_profiles.state_dict(),
+            "unlabeled_profiles": None if self.unlabeled_profiles is None else self.unlabeled_profiles.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "snapshots": [{k: t.cpu() for k, t in s.items()} for s in self.snapshots],
+            "best": best, "best_l_pred": self.best_l_pred, "updates": self.updates,
+            "pretrained": None if self.pretrained is None else {k: t.cpu() for k, t in self.pretrained.items()},
+            "reinits": self.reinits, "last_ae_loss": self.last_ae_loss, "last_l_pred": self.last_l_pred,
+            "np_random": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state_dict(); the next reset() (without seed) continues the same run."""
+        if not self.started:
+            self.start(self.rng, warmup=False)  # everything is overwritten below
+        dev = self.device
+        self.ae.load_state_dict(state["ae"])
+        self.ae_opt.load_state_dict(state["ae_opt"])
+        self.predictor.load_state_dict(state["predictor"])
+        self.predictor_opt.load_state_dict(state["predictor_opt"])
+        for net, opt, s_net, s_opt in zip(self.fold_predictors, self.fold_opts, state["fold_predictors"],
+                                          state["fold_opts"]):
+            net.load_state_dict(s_net)
+            opt.load_state_dict(s_opt)
+        self.heldout_prob = None if state["heldout_prob"] is None else state["heldout_prob"].to(dev)
+        self.last_heldout_l_pred = float(state["last_heldout_l_pred"])
+        self.labeled_profiles.load_state_dict(state["labeled_profiles"])
+        if self.unlabeled_profiles is not None and state["unlabeled_profiles"] is not None:
+            self.unlabeled_profiles.load_state_dict(state["unlabeled_profiles"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.snapshots = [{k: t.to(dev) for k, t in s.items()} for s in state["snapshots"]]
+        best = state["best"]
+        if best is not None:
+            best = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in best.items()}
+            best["snapshots"] = [{k: t.to(dev) for k, t in s.items()} for s in best["snapshots"]]
+            best["predictor"] = {k: t.to(dev) for k, t in best["predictor"].items()}
+        self.best = best
+        pre = state.get("pretrained")
+        self.pretrained = None if pre is None else {k: t.to(dev) for k, t in pre.items()}
+        self.best_l_pred = float(state["best_l_pred"])
+        self.updates, self.reinits = int(state["updates"]), int(state["reinits"])
+        self.last_ae_loss, self.last_l_pred = float(state["last_ae_loss"]), float(state["last_l_pred"])
+        self.rng.bit_generator.state = state["np_random"]

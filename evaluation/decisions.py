@@ -1,0 +1,87 @@
+"""Decision rules on score maps: a method's output on the scored D_u images as MethodMaps, with
+the threshold that turns its scores into a binary mask (before any CRF) and a probability map for
+the dense CRF, so every method (the NBS method and the baselines of baselines.reference) goes
+through the same CRF and the same metric code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from evaluation.metrics import best_f1_threshold
+from evaluation.report import NBS_NAME
+from models.crf import shift_probability
+
+
+@dataclass
+class MethodMaps:
+    """One method's output on the scored D_u images."""
+
+    name: str
+    family: str | None
+    """'method', 'unet' or 'ae': which published numbers it sits beside (None: none)"""
+    scores: np.ndarray | None
+    """(n, S, S) anomaly scores (higher = more anomalous); None when not applicable"""
+    prob: np.ndarray | None = None
+    """(n, S, S) in [0, 1], p > 0.5 iff the method calls the pixel anomalous: the CRF's unary"""
+    threshold: float | None = None
+    """score threshold chosen on D_l (methods whose scores are not probabilities)"""
+    note: str = ""
+    label: str = ""
+    """short name for figure panels (default: name)"""
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
+
+
+def scores_to_probability(scores: np.ndarray, threshold: float, scale: float) -> np.ndarray:
+    """Logistic map of scores to [0, 1] with p = 0.5 at the threshold, so that a score-based
+    method can feed the same dense CRF as the probability-based ones: p > 0.5 iff score > t, and
+    `scale` (the spread of the scores on D_l) sets how confident the unary is away from t."""
+    z = (scores.astype(np.float64) - threshold) / max(scale, 1e-12)
+    return (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)
+
+
+def _with_threshold(name: str, family: str | None, scores_u: np.ndarray, t: float, scale: float,
+                    probabilities: bool, note: str, label: str) -> MethodMaps:
+    prob = (shift_probability(scores_u, t) if probabilities else scores_to_probability(scores_u, t, scale))
+    return MethodMaps(name, family, scores_u, prob, threshold=t, note=note, label=label)
+
+
+def thresholded(name: str, family: str | None, scores_l: np.ndarray, masks_l: np.ndarray,
+                scores_u: np.ndarray, note: str = "", label: str = "", probabilities: bool = False) -> MethodMaps:
+    """A score-map method with its threshold chosen for the best F1 on the labeled images.
+    probabilities=True: the scores are probabilities, moved to the threshold by a logit shift."""
+    t = best_f1_threshold(scores_l, masks_l)
+    return _with_threshold(name, family, scores_u, t, float(scores_l.std()), probabilities, note, label)
+
+
+def prior_matched(name: str, family: str | None, scores_u: np.ndarray, fraction: float, note: str = "",
+                  label: str = "", probabilities: bool = False) -> MethodMaps:
+    """A score-map method whose threshold flags the same fraction of the D_u pixels as the
+    labeled images' defect fraction (D_l and D_u are drawn from the same set, so that is the best
+    estimate of D_u's). It uses no D_u label, only the unlabeled score distribution, and needs no
+    held-out labeled image: the decision rule when the predictor's own 0.5 point is meaningless
+    (alpha-weighted training puts it far from any calibrated posterior)."""
+    t = float(np.quantile(scores_u, 1.0 - float(np.clip(fraction, 0.0, 1.0))))
+    return _with_threshold(name, family, scores_u, t, float(scores_u.std()), probabilities, note, label)
+
+
+def nbs_method(prob_u: np.ndarray, refit: bool, heldout_prob: np.ndarray | None, heldout_gt: np.ndarray | None,
+               defect_fraction: float) -> MethodMaps:
+    """The NBS method's maps and decision rule on the scored images (predict.py's bundle keeps the
+    same threshold):
+    - a final predictor (predictor_refit_steps), fit with the U-Net baseline's pos-weighted BCE +
+      Dice, decides as the U-Net does: p > 0.5 (threshold None);
+    - with held-out maps (heldout_predictors), the best-F1 threshold of the leave-one-out
+      predictors' D_l maps, not p > 0.5 of a predictor trained with alpha-weighted BCE (whose 0.5
+      point over-predicts by design);
+    - otherwise the threshold that flags D_l's defect fraction of the D_u pixels (no D_u label)."""
+    if refit:
+        return MethodMaps(NBS_NAME, "method", prob_u, prob_u, note="final predictor fit on the best D_l profiles")
+    if heldout_gt is not None and heldout_gt.any():
+        return thresholded(NBS_NAME, "method", heldout_prob, heldout_gt, prob_u,
+                           note="threshold from held-out D_l maps", probabilities=True)
+    return prior_matched(NBS_NAME, "method", prob_u, defect_fraction,
+                         note="threshold: D_u fraction flagged = D_l defect fraction", probabilities=True)

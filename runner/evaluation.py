@@ -1,0 +1,323 @@
+"""Evaluating a run folder on its scored D_u images: predictor -> dense CRF -> metrics -> report.
+
+`evaluate_run` is what evaluate.py does per folder (its docstring says what is measured); the
+residual classifier's runs get `evaluate_classifier_run`'s image-level table instead.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from baselines.reference import METHODS, ReferenceConfig, reference_maps
+from common.device import resolve_device
+from data.config import DataConfig
+from data.loading import load_split
+from data.mvtec import DatasetError
+from evaluation.classification import (decision_metrics, largest_region_areas, tune_threshold,
+                                       tune_threshold_min_area)
+from evaluation.decisions import MethodMaps, nbs_method, thresholded
+from evaluation.metrics import aupro, auroc, binary_scores, f1_max, image_scores_from_maps
+from evaluation.plots import plot_run_diagnostics
+from evaluation.published import published_numbers
+from evaluation.report import COLUMNS, CRF_SUFFIX, HEADLINE_METHOD, IMAGE_COLUMNS, format_markdown_table, write_report
+from evaluation.visualize import save_side_by_side
+from models.crf import CRFConfig, dense_crf
+from models.predictor import predictor_from_saved, probability_maps
+from runner.factory import env_kind, make_agent, make_env
+from runner.folder import CHECKPOINTS, CONFIG, PREDICTOR, RunFolder
+from runner.spec import Args
+
+#: evaluate.py's one-line description (its --help).
+DESCRIPTION = "Evaluate trained run folders on their unlabeled split (D_u): predictor -> dense CRF -> metrics."
+
+
+def evaluation_settings(crf: CRFConfig | None, reference: ReferenceConfig | None) -> dict[str, Any]:
+    """Everything besides the run folder that decides evaluate_run's numbers (CRF, baselines and
+    their training), as JSON: recorded in metrics.json, so that a sweep re-evaluates a run whose
+    metrics were made with other settings instead of reusing them."""
+    return json.loads(json.dumps({"crf": dataclasses.asdict(crf or CRFConfig()),
+                                  "baselines": dataclasses.asdict(reference or ReferenceConfig())}))
+
+
+def predict_probabilities(run: RunFolder, profiles: np.ndarray, device: torch.device, batch: int = 8,
+                          images: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """Anomaly probability maps (n, S, S) of the run's predictor on raw profiles (n, T, S, S), and
+    whether that predictor is a final one (predictor_refit_steps), whose decision is p > 0.5.
+
+    `images` (n, S, S, 3) uint8: the same images, needed when the predictor also reads RGB
+    (predictor_inputs 'profile+rgb')."""
+    saved = run.load_file(PREDICTOR, device)
+    rgb = None
+    if saved.get("inputs", "profile") == "profile+rgb":
+        if images is None:
+            raise ValueError(f"{run / PREDICTOR} reads the images as well as the profiles: pass `images`")
+        rgb = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255.0
+    prob = probability_maps(predictor_from_saved(saved, device), torch.as_tensor(profiles), rgb, batch)
+    return prob.cpu().numpy(), bool(saved.get("refit", False))
+
+
+def score_row(method: str, pred: np.ndarray | None, scores: np.ndarray, gt: np.ndarray) -> dict[str, Any]:
+    """One table row: binary metrics of `pred` (if any), threshold-free metrics of `scores`."""
+    row: dict[str, Any] = {"method": method}
+    if pred is not None:
+        b = binary_scores(pred, gt)
+        row.update(precision=b.precision, recall=b.recall, F1=b.f1)
+    row["F1-max"] = f1_max(scores, gt)[0]
+    row["pixel AUROC"] = auroc(scores, gt)
+    row["AUPRO"] = aupro(scores, gt)
+    labels = gt.reshape(len(gt), -1).any(axis=1)
+    row["image AUROC"] = auroc(image_scores_from_maps(scores), labels) if 0 < labels.sum() < len(labels) else math.nan
+    return row
+
+
+def method_rows(m: MethodMaps, images: list[np.ndarray], gt: np.ndarray, category: str,
+                crf: CRFConfig | None) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """The before- and after-CRF rows of one method (one 'not applicable' row without scores),
+    with the published numbers of its family; and its masks after the CRF."""
+    published = published_numbers(category, m.family)
+    if m.scores is None:
+        return [{"method": m.name, "note": m.note, **published}], None
+    crf_masks = np.stack([dense_crf(img, p, crf) for img, p in zip(images, m.prob)])
+    # The threshold's value goes in its own field, not the name: a sweep groups rows by name.
+    before = "p > 0.5" if m.threshold is None else "score >= t from D_l"
+    rows = [score_row(f"{m.name}, {before} (no CRF)", m.prob > 0.5, m.scores, gt),
+            score_row(m.name + CRF_SUFFIX, crf_masks, m.scores, gt)]
+    for r in rows:
+        r.update(published, family=m.family, note=m.note, threshold=m.threshold)
+    return rows, crf_masks
+
+
+def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
+                 crf: CRFConfig | None = None, segmentation_run: str | Path | None = None,
+                 reference: ReferenceConfig | None = None, reference_cache: str | Path | None = None) -> dict[str, Any]:
+    """Score one run folder; writes report.md, metrics.json and overlays/ into it.
+
+    `reference` says which baselines to train on the run's split (default: all; pass
+    ReferenceConfig(methods=()) for none). Residual-classifier runs go to evaluate_classifier_run
+    (with `segmentation_run`, if given). `reference_cache`: a folder where baseline results are
+    kept per split, config and seed, to train them once per seed across a sweep."""
+    run = RunFolder(run)
+    if not (run / CONFIG).is_file():
+        raise SystemExit(f"{run} is not a run folder (no config.json)")
+    config = run.read_config("evaluate.py")
+    run.create("evaluate.py")
+    if env_kind(config["args"].get("env", "batch-sampling")).task == "image-level":
+        return evaluate_classifier_run(run, config, device, segmentation_run)
+    data = DataConfig(**config["data"])
+    prof = run.read_best_profiles()
+    try:
+        split = load_split(data)
+    except DatasetError as e:
+        raise SystemExit(f"dataset error while reloading the run's data: {e}") from None
+    run.verify_data(split, data.data_root, "evaluate.py")
+    if [s.name for s in split.unlabeled] != prof["unlabeled_names"]:
+        raise SystemExit(f"the data under {data.data_root or 'the built-in dataset'} no longer gives the "
+                         f"split this run was trained on (image names differ)")
+    dev = resolve_device(device)
+    gt = np.stack([s.mask for s in split.unlabeled])
+    images = [s.image for s in split.unlabeled]
+    if not gt.any():
+        raise SystemExit(f"{run}: no anomalous pixel in the unlabeled split: pixel metrics undefined")
+
+    prob, refit = predict_probabilities(run, prof["unlabeled"], dev, images=np.stack(images))
+    gt_l = np.stack([s.mask for s in split.labeled])
+    seed = int(config["args"]["seed"])
+    # The method, then the same loss profiles without the predictor (mean reconstruction error
+    # over the profile, threshold from D_l), then the papers' baselines trained on this split.
+    heldout_gt = None if prof["labeled_heldout_index"] is None else gt_l[prof["labeled_heldout_index"]]
+    nbs = nbs_method(prob, refit, prof["labeled_heldout_prob"], heldout_gt, float(gt_l.mean()))
+    methods = [nbs,
+               thresholded("Recon. error of the loss profiles", None, prof["labeled"].mean(axis=1), gt_l,
+                           prof["unlabeled"].mean(axis=1), note="the run's own AE, no predictor",
+                           label="profile recon.")]
+    t_ref = time.time()
+    methods += reference_maps(split, reference, seed=seed, device=dev, cache_dir=reference_cache)
+    reference_s = round(time.time() - t_ref, 1)
+    rows, masks = [], {}
+    for m in methods:
+        m_rows, m_masks = method_rows(m, images, gt, split.category, crf)
+        rows += m_rows
+        if m_masks is not None:
+            masks[m.label] = m_masks
+    rows.sort(key=lambda r: 0 if r["method"] == HEADLINE_METHOD else 1)  # the headline row first (sweeps read it)
+    threshold = methods[1].threshold
+
+    out_dir = run / "overlays"
+    out_dir.mkdir(exist_ok=True)
+    written = []
+    for k, s in enumerate(split.unlabeled[:overlays] if overlays >= 0 else split.unlabeled):
+        path = out_dir / f"{s.name.replace('/', '_')}.png"
+        save_side_by_side(path, s.image, s.mask, {name + CRF_SUFFIX: mk[k] for name, mk in masks.items()},
+                          title=s.name, heatmaps={"NBS probability": prob[k]})
+        written.append(path.name)
+
+    summary = run.read_summary()
+    diagnostics = training_diagnostics(run, prof["labeled"], gt_l, split.category)
+    result = {"run": str(run), "category": split.category, "seed": config["args"]["seed"],
+              "split": split.describe(), "rows": rows, "baseline_threshold": threshold,
+              "best_update": prof["best_update"], "best_l_pred": prof["best_l_pred"],
+              "training": summary, "overlays": written, "reference_s": reference_s,
+              "diagnostics": diagnostics, "evaluation": evaluation_settings(crf, reference)}
+    run.write_metrics(result)
+    sd = split.describe()
+    meta = (f"- run: `{run}`\n- category: **{split.category}**, image size {data.image_size}, "
+            f"data root: `{data.data_root or 'built-in synthetic dataset'}`\n"
+            f"- seed: {config['args']['seed']}; D_l ({sd['n_labeled']}): {', '.join(sd['labeled'])}\n"
+            f"- D_u scored: {sd['n_unlabeled']} images {sd['unlabeled_per_defect_type']}; "
+            f"extra unlabeled (not scored): {sd['n_extra_unlabeled']}\n"
+            f"- best D_u profiles from AE update {prof['best_update']} (l_pred {prof['best_l_pred']:.3g}); "
+            f"training: {summary.get('ae_updates', '?')} AE updates, {summary.get('wall_s', '?')} s on "
+            f"{summary.get('device', '?')}")
+    not_applicable = [f"{r['method']}: {r['note']}" for r in rows if "F1-max" not in r]
+    thresholds = ", ".join(f"{m.name} {m.threshold:.4g}" for m in methods if m.threshold is not None)
+    notes = ("Pixel metrics pooled over all pixels of the scored D_u images. Precision/recall/F1: "
+             "binary masks (CRF labels; or p > 0.5 (U-Net); or score >= a threshold t chosen with D_l: best F1 on "
+             "the D_l maps (AE baselines, profiles; NBS on its held-out D_l maps), or, for NBS without "
+             "held-out maps, the score above which D_l's defect fraction of the D_u pixels lies). The CRF of "
+             "a thresholded method gets the unary sigmoid((score - t) / std of its scores), which is 0.5 at "
+             "its threshold (NBS, whose scores are probabilities: sigmoid(logit p - logit t)). F1-max, pixel AUROC, AUPRO and image AUROC "
+             "are of the probability (score) maps, so they do not change with the CRF. F1-max: best "
+             "F1 over all thresholds. AUPRO: per-region overlap integrated to FPR 0.3, / 0.3. Image "
+             "AUROC: max of each map. Published: chu2020 Table 1 pixel F1 (after CRF for their "
+             "method) and noghredeh2025 F1-max, measured at 256 px on the papers' own splits."
+             + (f" Thresholds t chosen on D_l: {thresholds}." if thresholds else "")
+             + "".join(f"\n- {n}" for n in not_applicable))
+    warnings = "".join(f"\n\n**Warning:** {w}" for w in summary.get("warnings", []))
+    diag_text = (f"Pixel AUROC on D_l at the end of training: current loss maps {diagnostics['dl_loss_auroc']:.3f}, "
+                 f"mean profile {diagnostics['dl_profile_auroc']:.3f}, predictor on held-out D_l "
+                 f"{diagnostics['dl_heldout_auroc']:.3f} (nan: no held-out predictors); AE loss / image "
+                 f"mean-colour loss {diagnostics['ae_vs_mean_colour']:.3f} and AE output spread / image spread "
+                 f"{diagnostics['ae_output_spread']:.3f} (>= 1 with a spread near 0: collapsed AE). Means of the "
+                 f"last 10 % of updates.{warnings}\n\n![training diagnostics](training.png)")
+    write_report(run / "report.md", f"Evaluation: {split.category}", [
+        ("Setup", meta), ("Results", format_markdown_table(rows, COLUMNS)),
+        ("Training diagnostics", diag_text), ("Definitions", notes),
+        ("Overlays", "\n".join(f"![{n}](overlays/{n})" for n in written) or "none")])
+    return result
+
+
+def training_diagnostics(run: RunFolder, labeled_profiles: np.ndarray, labeled_masks: np.ndarray,
+                         category: str) -> dict[str, float]:
+    """training.png (evaluation.plots.plot_run_diagnostics) from the run's log.csv and best D_l
+    profiles, and the diagnostics' means over the last 10 % of updates."""
+    log = run.read_log()
+    out = {}
+    for col in ("dl_loss_auroc", "dl_profile_auroc", "dl_heldout_auroc", "ae_vs_mean_colour", "ae_output_spread"):
+        values = log.get(col, np.array([math.nan]))
+        tail = values[-max(1, len(values) // 10):]
+        out[col] = float(np.nanmean(tail)) if np.isfinite(tail).any() else math.nan
+    if log:
+        plot_run_diagnostics(log, labeled_profiles, labeled_masks, run / "training.png",
+                             title=f"{category}: {run.path.name}")
+    return out
+
+
+def segmentation_image_scores(seg_run: Path, unlabeled: list[Any], device: torch.device) -> np.ndarray:
+    """Max of a batch-sampling run's predicted map per D_u image, checked to be the same split."""
+    prof = RunFolder(seg_run).read_best_profiles()
+    if prof["unlabeled_names"] != [s.name for s in unlabeled]:
+        raise SystemExit(f"--segmentation-run {seg_run}: its unlabeled images differ from the classifier "
+                         f"run's (train both with the same --category, --seed, --n-labeled, --image-size)")
+    prob, _ = predict_probabilities(RunFolder(seg_run), prof["unlabeled"], device, images=np.stack([s.image for s in unlabeled]))
+    return prob.max(axis=(1, 2))
+
+
+def evaluate_classifier_run(run: RunFolder, config: dict[str, Any], device: str = "auto",
+                            segmentation_run: Path | None = None) -> dict[str, Any]:
+    """Image-level table of a residual-classifier run on D_u; writes report.md and metrics.json."""
+    args = Args(**config["args"])
+    kind = env_kind(args.env)
+    data = DataConfig(**config["data"])
+    dev = resolve_device(device)
+    if not run.has_checkpoint():
+        raise SystemExit(f"{run / CHECKPOINTS[0]} not found: {run.no_checkpoint_advice()}")
+    env = make_env(kind, data, dataclasses.replace(kind.config_from_dict(config["env"]), device=str(dev)))
+    run.verify_data(env.split, data.data_root, "evaluate.py")
+    ckpt = run.load_checkpoint(env.device, "evaluate.py")
+    env.load_state_dict(ckpt["env"])
+    agent = make_agent(args, env, env.device)
+    agent.load_state_dict(ckpt["agent"])
+
+    unlabeled = env.split.unlabeled
+    labels = np.array([s.mask.any() for s in unlabeled])
+    probs = np.stack([agent.action_probabilities(env.observation("unlabeled", k)) for k in range(len(unlabeled))])
+    pool_r, pool_y, res_u = env.residual_maps("pool"), env.pool_labels, env.residual_maps("unlabeled")
+    t_max = tune_threshold(pool_r.max(axis=(1, 2)), pool_y)
+    t_area, min_area = tune_threshold_min_area(pool_r, pool_y)
+    areas_u = largest_region_areas(res_u, t_area)
+    rows = [{"method": f"RL policy ({args.agent}; inputs {env.config.inputs})",
+             **decision_metrics(probs.argmax(1) == 1, labels, probs[:, 1])},
+            {"method": "max residual >= threshold tuned on labeled",
+             **decision_metrics(res_u.max(axis=(1, 2)) >= t_max, labels, res_u.max(axis=(1, 2)))},
+            {"method": "threshold + min. defect area (MVTec AD paper)",
+             **decision_metrics(areas_u >= min_area, labels, areas_u)}]
+    if segmentation_run is not None:
+        m = segmentation_image_scores(Path(segmentation_run), unlabeled, dev)
+        rows.append({"method": f"NBS segmentation ({Path(segmentation_run).name}): max p > 0.5",
+                     **decision_metrics(m > 0.5, labels, m)})
+    sd = env.split.describe()
+    result = {"run": str(run), "category": env.split.category, "seed": args.seed, "task": "image-level",
+              "split": sd, "rows": rows, "max_residual_threshold": t_max, "area_rule": {"threshold": t_area,
+              "min_area": min_area}, "labeled_pool": {"anomalous": int(pool_y.sum()), "normal": int((pool_y == 0).sum())},
+              "training": run.read_summary()}
+    run.write_metrics(result)
+    meta = (f"- run: `{run}`; category **{env.split.category}**, image size {data.image_size}, seed {args.seed}\n"
+            f"- labeled pool: D_l ({sd['n_labeled']}: {', '.join(sd['labeled'])}) + {len(env.normal_holdout)} "
+            f"held-out train/good = {int(pool_y.sum())} anomalous, {int((pool_y == 0).sum())} normal\n"
+            f"- scored: D_u, {len(unlabeled)} images ({int(labels.sum())} anomalous); AE trained on "
+            f"{len(env.ae_train)} train/good images")
+    notes = (f"Anomalous = positive. The policy decides argmax pi(a | residual map); its AUROC ranks by "
+             f"pi(anomalous). Max-residual threshold {t_max:.4g}; area rule: residual >= {t_area:.4g} over a "
+             f"connected region of >= {min_area} px (AUROC ranks by the largest such region). Both tuned for "
+             f"balanced accuracy on the labeled pool.")
+    write_report(run / "report.md", f"Image-level evaluation: {env.split.category}", [
+        ("Setup", meta), ("Results", format_markdown_table(rows, IMAGE_COLUMNS)), ("Definitions", notes)])
+    return result
+
+
+def reference_config(names: list[str], unet_steps: int | None, ae_steps: int | None) -> ReferenceConfig:
+    """ReferenceConfig from the CLI's --baselines / --unet-steps / --ae-steps."""
+    methods = () if names == ["none"] else tuple(names)
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise SystemExit(f"--baselines: unknown {bad}; choose from {list(METHODS)} or 'none'")
+    ref = ReferenceConfig(methods=methods)
+    if unet_steps is not None:
+        ref.unet = dataclasses.replace(ref.unet, steps=unet_steps)
+    if ae_steps is not None:
+        ref.recon = dataclasses.replace(ref.recon, steps=ae_steps)
+    return ref
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """evaluate.py's command line (ablate.py parses the flags it passes with it too)."""
+    parser = argparse.ArgumentParser(description=DESCRIPTION)
+    parser.add_argument("runs", nargs="+", help="run folders written by train.py")
+    parser.add_argument("--overlays", type=int, default=16, help="overlay PNGs per run (-1: all)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--crf-iterations", type=int, default=CRFConfig().iterations)
+    parser.add_argument("--baselines", nargs="+", default=list(METHODS), help="comparison methods trained on "
+                        "the run's split, or 'none'")
+    parser.add_argument("--unet-steps", type=int, default=None, help="U-Net training steps (default: UNetConfig's)")
+    parser.add_argument("--ae-steps", type=int, default=None, help="unsupervised AE training steps "
+                        "(default: ReconAEConfig's)")
+    parser.add_argument("--baseline-cache", default=None, help="folder to keep baseline results in, keyed by "
+                        "split, settings and seed (ablate.py uses <sweep>/baseline_cache)")
+    parser.add_argument("--segmentation-run", default=None, help="for residual-classifier runs: a batch-sampling "
+                        "run on the same split whose image-level decisions join the table")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> tuple[CRFConfig, ReferenceConfig]:
+    """The CRF and baseline settings that parsed flags ask for."""
+    return CRFConfig(iterations=args.crf_iterations), reference_config(args.baselines, args.unet_steps, args.ae_steps)
+
+

@@ -1,0 +1,139 @@
+"""Build a run's env and agent from its arguments, through one small description per env kind.
+
+`ENV_KINDS` says, for each env train.py can run, what differs between them: its default episode
+count and config, how its config is read back from config.json, how its data is loaded, how it is
+described to the user, what training leaves in the summary, and which evaluation it gets
+("segmentation" or "image-level"). Adding an env means adding an entry, not `isinstance` branches.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from agents.baselines import BASELINES
+from agents.reinforce import REINFORCE, ReinforceConfig
+from common.device import resolve_device
+from data.config import DataConfig
+from data.loading import load_split_and_summary
+from data.mvtec import DatasetError
+from envs.batch_sampling_env import BatchSamplingEnv
+from envs.config import env_config_from_dict, make_env_config
+from envs.residual_classifier_env import (ClassifierConfig, ResidualClassifierEnv, classifier_config_from_dict,
+                                          load_classifier_data)
+from runner.spec import Args
+
+
+@dataclass(frozen=True)
+class EnvKind:
+    """What the run layer needs to know about one env (see the module docstring)."""
+
+    name: str
+    default_updates: int
+    task: str  # "segmentation" (pixel masks: evaluate.py's method x metric table) or "image-level"
+    default_config: Callable[[Args], Any]
+    config_from_dict: Callable[[dict[str, Any]], Any]
+    build: Callable[[DataConfig, Any], gym.Env]
+    describe: Callable[[Any], str]
+    summary: Callable[[Any], dict[str, Any]]
+
+
+def _build_batch_sampling(data: DataConfig, config: Any) -> BatchSamplingEnv:
+    split, found = load_split_and_summary(data)
+    print(f"data: {found}")
+    return BatchSamplingEnv(split=split, data=data, config=config)
+
+
+def _describe_batch_sampling(env: BatchSamplingEnv) -> str:
+    p = env.process
+    text = (f"device: {env.device}  |D_l|={p.n_labeled}  |D_u|={p.n_images - p.n_labeled} "
+            f"image {env.image_size}px  patch {env.config.patch_size}px  alpha={p.alpha:.4f}")
+    if env.config.heldout_predictors:
+        text += (f"\nheld-out predictors for D_l images {p.heldout_images}" if p.heldout_images else
+                 "\nheld-out predictors: none (D_l needs two defect images for one to be judged on unseen "
+                 "defects); the best moment is chosen on l_pred")
+    return text
+
+
+def _summary_batch_sampling(env: BatchSamplingEnv) -> dict[str, Any]:
+    p = env.process
+    return {"ae_updates": p.updates, "reinits": p.reinits, "best_l_pred": p.best_l_pred,
+            "best_update": None if p.best is None else p.best["update"]}
+
+
+def _build_classifier(data: DataConfig, config: Any) -> ResidualClassifierEnv:
+    split, train_good = load_classifier_data(data)
+    return ResidualClassifierEnv(split, train_good, data, config)
+
+
+def _describe_classifier(env: ResidualClassifierEnv) -> str:
+    n_anom = int(env.pool_labels.sum())
+    return (f"device: {env.device}  labeled pool {len(env.pool)} ({n_anom} anomalous, {len(env.pool) - n_anom} "
+            f"normal, of which {len(env.normal_holdout)} held-out train/good)  |D_u|={len(env.split.unlabeled)}  "
+            f"AE on {len(env.ae_train)} train/good images, {env.config.ae_steps} steps  inputs: {env.config.inputs}")
+
+
+ENV_KINDS: dict[str, EnvKind] = {
+    # 600 AE updates: ~3.5 minutes on 2 CPU cores with the default config.
+    "batch-sampling": EnvKind("batch-sampling", 600, "segmentation", lambda args: make_env_config(args.preset),
+                              env_config_from_dict, _build_batch_sampling, _describe_batch_sampling,
+                              _summary_batch_sampling),
+    # 3000 decisions: the classifier's AE trains once, at the start.
+    "residual-classifier": EnvKind("residual-classifier", 3000, "image-level", lambda args: ClassifierConfig(),
+                                   classifier_config_from_dict, _build_classifier, _describe_classifier,
+                                   lambda env: {}),
+}
+
+
+def env_kind(name: str) -> EnvKind:
+    """The EnvKind of --env `name`, or SystemExit listing the known ones."""
+    if name not in ENV_KINDS:
+        raise SystemExit(f"--env {name}: expected one of {', '.join(ENV_KINDS)}")
+    return ENV_KINDS[name]
+
+
+def make_env(kind: EnvKind, data: DataConfig, config: Any) -> gym.Env:
+    """The env of `kind` on `data`; bad data or settings exit with a message."""
+    try:
+        return kind.build(data, config)
+    except DatasetError as e:
+        raise SystemExit(f"dataset error: {e}") from None
+    except ValueError as e:
+        raise SystemExit(f"configuration error: {e}") from None
+
+
+def make_agent(args: Args, env: gym.Env, device: torch.device) -> Any:
+    """The agent named by --agent; every agent has learn / state_dict / load_state_dict."""
+    if args.agent == "reinforce":
+        return REINFORCE(env, ReinforceConfig(args.learning_rate, args.gamma, args.ent_coef),
+                         device=device, seed=args.seed)
+    if args.agent.startswith("sb3:"):
+        from agents.sb3 import SB3Agent, algorithm_class
+
+        name = args.agent[4:]
+        kwargs: dict[str, Any] = {"learning_rate": args.learning_rate, "gamma": args.gamma}
+        if "ent_coef" in inspect.signature(algorithm_class(name)).parameters:
+            kwargs["ent_coef"] = args.ent_coef
+        return SB3Agent(env, name, device=device, seed=args.seed, **kwargs)
+    if args.agent in BASELINES:
+        return BASELINES[args.agent](env, seed=args.seed)
+    raise ValueError(f"expected 'reinforce', 'sb3:<ALGO>' (e.g. sb3:PPO) or one of {sorted(BASELINES)}")
+
+
+def build_run(args: Args) -> tuple[gym.Env, Any]:
+    """The env and agent of a fresh run with these arguments, built exactly as train.py builds them
+    (for tools that drive a run's env and agent themselves, e.g. scripts/profile_update.py)."""
+    from runner.spec import apply_overrides, data_config
+
+    kind = env_kind(args.env)
+    config = apply_overrides(kind.default_config(args), args.set or [], kind.config_from_dict)
+    env = make_env(kind, data_config(args), dataclasses.replace(config, device=args.device))
+    try:
+        return env, make_agent(args, env, resolve_device(args.device))
+    except ValueError as e:
+        raise SystemExit(f"--agent {args.agent}: {e}") from None

@@ -1,0 +1,195 @@
+"""What a training run is asked to do: train.py's arguments (Args) and how they are parsed,
+overridden (--set KEY=VALUE) and written back as a command line.
+
+config.json stores `dataclasses.asdict(Args)` under "args"; `--resume`, evaluate.py and ablate.py
+rebuild the same Args from it, so every front end reads a run's settings the same way."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import shlex
+from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Any
+
+from data.config import DataConfig
+from envs.config import config_to_dict
+
+#: train.py's one-line description (its --help).
+DESCRIPTION = "Train the neural batch sampler (and with it the AE and the predictor) on one category."
+
+
+def arg(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class Args:
+    """Command-line arguments of train.py."""
+
+    dataset: str = arg("mvtec", "layout of --data-root: mvtec (MVTec AD: <root>/<category>/...), "
+                                "crackforest (image/, groundTruth/*.mat) or folder (images/, masks/)")
+    data_root: str | None = arg(None, "dataset folder; default: the built-in synthetic data (mvtec layout)")
+    category: str = arg("brick", "category to train on (mvtec layout; the others name themselves)")
+    image_size: int = arg(128, "images are resized to this side (paper: 256)")
+    n_labeled: int = arg(5, "|D_l|: labeled images drawn from the test set")
+    per_defect_type: int | None = arg(None, "draw D_l as this many images per defect type instead "
+                                            "(noghredeh2025's MVTec protocol); overrides --n-labeled")
+    include_train_good: bool = arg(False, "add train/good images to D_u")
+    include_unannotated: bool = arg(False, "add the dataset's unannotated images (CrackForest 201-...) "
+                                           "to D_u; they are never scored")
+    holdout_fraction: float = arg(0.0, "keep this fraction of the non-labeled test images out of D_u "
+                                       "(unseen images for scripts/inductive.py and predict.py)")
+    env: str = arg("batch-sampling", "batch-sampling (the neural batch sampler: segmentation) or "
+                                     "residual-classifier (image-level decisions from AE residual maps)")
+    preset: str = arg("chu2020", "env preset (batch-sampling)")
+    seed: int = arg(0, "seed of the split, the env and the agent")
+    updates: int | None = arg(None, "agent episodes (batch-sampling: one AE update each); default 600 "
+                                    "(residual-classifier: 3000), or with --resume the run's own")
+    agent: str = arg("reinforce", "reinforce; sb3:<ALGO> for any Stable-Baselines3 (or sb3-contrib) "
+                                  "algorithm with Discrete actions, e.g. sb3:PPO, sb3:A2C, sb3:DQN; or a "
+                                  "non-learning baseline: uniform, random-walk, heuristic")
+    learning_rate: float = arg(1e-4, "policy learning rate")
+    gamma: float = arg(0.99, "discount")
+    ent_coef: float = arg(0.01, "entropy bonus (REINFORCE, PPO, A2C)")
+    device: str = arg("auto", "auto | cpu | cuda[:i]")
+    threads: int = arg(0, "torch CPU threads (0: torch's default)")
+    run_dir: str | None = arg(None, "run folder; default runs/<category>-<agent>-seed<seed>-<time>")
+    checkpoint_every: int = arg(50, "episodes between checkpoints")
+    no_tensorboard: bool = arg(False, "do not log to <run>/tensorboard even if tensorboard is installed")
+    resume: str | None = arg(None, "run folder to continue from its last checkpoint")
+    set: list[str] = arg(None, "EnvConfig overrides KEY=VALUE (e.g. profile_length=10, ae.width=16)")
+
+
+def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
+    """The CLI of Args; with defaults=False, absent flags stay absent (to see what was given)."""
+    parser = argparse.ArgumentParser(description=DESCRIPTION,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     argument_default=None if defaults else argparse.SUPPRESS)
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        default = {} if not defaults else {"default": [] if f.name == "set" else f.default}
+        if f.type == "bool":
+            parser.add_argument(flag, action="store_true", help=f.metadata["help"], **default)
+        elif f.name == "set":
+            parser.add_argument(flag, action="append", metavar="KEY=VALUE", help=f.metadata["help"], **default)
+        else:
+            typ = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
+            parser.add_argument(flag, type=typ, help=f.metadata["help"], **default)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Args, set[str]]:
+    """The arguments, and the names of those given on the command line (for --resume)."""
+    parser = build_parser()
+    args = Args(**vars(parser.parse_args(argv)))
+    given = set(vars(build_parser(defaults=False).parse_args(argv))) - {"resume"}
+    if args.resume is not None and given - RESUME_OVERRIDES:
+        # Only runtime settings may change on resume; the rest comes from the run's config.json.
+        flags = lambda names: ", ".join("--" + k.replace("_", "-") for k in sorted(names))  # noqa: E731
+        parser.error(f"with --resume only {flags(RESUME_OVERRIDES)} can be given; the run's "
+                     f"config.json fixes the rest (got {flags(given - RESUME_OVERRIDES)})")
+    return args, given
+
+
+#: Arguments that may differ when a run is resumed (none of them changes what is computed).
+RESUME_OVERRIDES = {"updates", "device", "threads", "checkpoint_every", "no_tensorboard"}
+
+
+def apply_overrides(config: Any, overrides: list[str], from_dict: Callable[[dict[str, Any]], Any]) -> Any:
+    """Set config fields (EnvConfig or ClassifierConfig) from KEY=VALUE strings, converting VALUE
+    to the field's type; `from_dict` rebuilds the config from its dict (the env kind's)."""
+    d = config_to_dict(config)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        target, parts = d, key.split(".")
+        for p in parts[:-1]:
+            if not isinstance(target.get(p), dict):
+                raise SystemExit(f"--set {key}: {p!r} is not a config section")
+            target = target[p]
+        if parts[-1] not in target:
+            raise SystemExit(f"--set {key}: unknown field; fields: {sorted(target)}")
+        old = target[parts[-1]]
+        try:
+            new = json.loads(value) if not isinstance(old, str) else value
+        except json.JSONDecodeError:
+            new = value
+        owner = config
+        for part in parts[:-1]:
+            owner = getattr(owner, part)
+        expected = {f.name: str(f.type) for f in dataclasses.fields(owner)}[parts[-1]]
+        problem = value_problem(new, expected)
+        if problem:
+            raise SystemExit(f"--set {key}={value}: {problem} (the field is {expected})")
+        target[parts[-1]] = new
+    try:
+        return from_dict(d)
+    except TypeError as e:
+        raise SystemExit(f"--set: {e}") from None
+
+
+def value_problem(value: Any, expected: str) -> str | None:
+    """Why `value` (parsed from --set) does not fit a config field annotated `expected`, or None.
+
+    Catches what dataclasses do not check: --set profile_length=abc, =2.5 or =true, NaN rates."""
+    options = [t.strip() for t in expected.split("|")]
+    if value is None:
+        return None if "None" in options else "a value is required"
+    problems = []
+    for t in (o for o in options if o != "None"):
+        if t == "bool":
+            if isinstance(value, bool):
+                return None
+            problems.append("expected true or false")
+        elif t == "int":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return None
+            problems.append("expected a whole number")
+        elif t == "float":
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return None if math.isfinite(value) else "expected a finite number"
+            problems.append("expected a number")
+        elif t == "str":
+            if isinstance(value, str):
+                return None
+            problems.append("expected text")
+        elif t.startswith("tuple"):
+            if isinstance(value, (list, tuple)) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+                return None
+            problems.append("expected a list of numbers, e.g. [1, 2]")
+        else:  # a nested config section or an unknown annotation: let the dataclass decide
+            return None
+    return problems[0] if problems else None
+
+
+def data_config(args: Args) -> DataConfig:
+    """The DataConfig of a run's arguments (the split is drawn with the run's seed)."""
+    return DataConfig(dataset=args.dataset, data_root=args.data_root, category=args.category,
+                      image_size=args.image_size, n_labeled=args.n_labeled, split_seed=args.seed,
+                      per_defect_type=args.per_defect_type, include_train_good=args.include_train_good,
+                      include_unannotated=args.include_unannotated, holdout_fraction=args.holdout_fraction)
+
+
+def train_command(saved_args: dict[str, Any]) -> str:
+    """The train.py command line that gives these Args (config.json's "args"), for advice that can be
+    pasted: the flags that differ from the defaults, --run-dir included."""
+    words = ["python", "train.py"]
+    for f in dataclasses.fields(Args):
+        value = saved_args.get(f.name, f.default)
+        if f.name == "resume" or value == f.default or (f.name == "set" and not value):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            words += [flag] if value else []
+        elif f.name == "set":
+            words += [w for item in value for w in ("--set", item)]
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
