@@ -110,6 +110,10 @@ class EnvConfig:
     predictor_refit_members: int = 3
     """the final predictor is the mean probability of this many fits from different seeds: one fit
     on 5 labeled images lands on a different calibration each seed (models.predictor.PredictorEnsemble)"""
+    predictor_refit_profile_dropout: float = 0.0
+    """(final predictor, 'profile+rgb') probability that a training crop's profile channels are
+    zeroed: the net must also segment from the image alone, so profiles that do not separate the
+    defects (bottle's) cannot drag it below what a U-Net gets from the image"""
     buffer_size: int = 512
     """FIFO replay buffer of augmented (labeled profile, mask) pairs"""
     alpha: float | None = None
@@ -182,6 +186,8 @@ class EnvConfig:
             raise ValueError(f"predictor_refit_steps must be >= 0, got {c.predictor_refit_steps}")
         if c.predictor_refit_members < 1:
             raise ValueError(f"predictor_refit_members must be >= 1, got {c.predictor_refit_members}")
+        if not 0.0 <= c.predictor_refit_profile_dropout < 1.0:
+            raise ValueError(f"predictor_refit_profile_dropout must be in [0, 1), got {c.predictor_refit_profile_dropout}")
         for name in ("patches_per_update", "profile_length", "buffer_size", "predictor_batch"):
             if getattr(c, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")

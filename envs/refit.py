@@ -39,6 +39,7 @@ def jitter_rgb(batch: torch.Tensor, amount: float, rng: np.random.Generator) -> 
 def refit_predictor(profiles: np.ndarray, images: np.ndarray | None, masks: np.ndarray, *, steps: int,
                     width: int, inputs: str, skip: bool, arch: str, colour_jitter: float = 0.2,
                     batch: int = 8, lr: float = 1e-3, max_pos_weight: float = 50.0, seed: int = 0,
+                    profile_dropout: float = 0.0,
                     device: str | torch.device = "cpu") -> tuple[torch.nn.Module, list[float]]:
     """Train a fresh predictor on labeled loss profiles; return it in eval mode and its losses.
 
@@ -51,6 +52,9 @@ def refit_predictor(profiles: np.ndarray, images: np.ndarray | None, masks: np.n
             anomalous pixels weighted by #normal / #anomalous (capped), plus soft Dice.
         width, inputs, skip, arch: the predictor's shape (models.predictor.build_predictor).
         colour_jitter: brightness/contrast/saturation jitter of the RGB channels (0 = off).
+        profile_dropout: with 'profile+rgb', the probability that a training crop's profile
+            channels are zeroed, so that the net must also segment from the image alone and
+            cannot lean on profiles that do not separate the defects (0 = off).
         seed: seeds the init and every crop and augmentation: the same seed on CPU, the same net.
     """
     if inputs == "profile+rgb" and images is None:
@@ -89,6 +93,9 @@ def refit_predictor(profiles: np.ndarray, images: np.ndarray | None, masks: np.n
         xb, yb = torch.stack(xs), torch.stack(ys)[:, None]
         if colour_jitter > 0 and inputs == "profile+rgb":
             xb = jitter_rgb(xb, colour_jitter, rng)
+        if profile_dropout > 0 and inputs == "profile+rgb":
+            keep = torch.as_tensor(rng.random(len(xb)) >= profile_dropout, dtype=xb.dtype, device=device)
+            xb = torch.cat([xb[:, :-3] * keep.view(-1, 1, 1, 1), xb[:, -3:]], dim=1)
         loss = segmentation_loss(net(xb), yb, pos_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -106,6 +113,7 @@ def final_predictor(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray,
     c = config
     nets = [refit_predictor(profiles, images, masks, steps=c.predictor_refit_steps, width=c.predictor_width,
                             inputs=c.predictor_inputs, skip=c.predictor_skip, arch=c.predictor_arch,
-                            colour_jitter=c.predictor_colour_jitter, seed=seed + 1000 * k, device=device)[0]
+                            colour_jitter=c.predictor_colour_jitter, seed=seed + 1000 * k,
+                            profile_dropout=c.predictor_refit_profile_dropout, device=device)[0]
             for k in range(c.predictor_refit_members)]
     return nets[0] if len(nets) == 1 else PredictorEnsemble(nets)

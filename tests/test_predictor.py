@@ -177,3 +177,27 @@ def test_ensemble_averages_member_probabilities_and_round_trips():
         saved = {"state_dict": ens.state_dict(), "profile_length": 3, "width": 8, "inputs": "profile",
                  "skip": False, "arch": "dilated", "ensemble": 3}
         torch.testing.assert_close(predictor_from_saved(saved)(x), ens(x))
+
+
+def test_profile_dropout_teaches_the_final_predictor_to_read_the_image():
+    """With predictor_refit_profile_dropout the final predictor also segments from the RGB alone
+    (profiles zeroed), which is what keeps uninformative profiles from costing it what a U-Net
+    finds in the image; at 0 it is the same net as before the option existed (no extra draws)."""
+    from envs.refit import refit_predictor
+
+    rng = np.random.default_rng(0)
+    profiles, _, masks = _refit_toy()
+    images = np.where(masks[..., None], 230, rng.integers(0, 120, size=masks.shape + (3,))).astype(np.uint8)
+    kwargs = dict(steps=60, width=8, inputs="profile+rgb", skip=True, arch="unet", seed=3, colour_jitter=0.0)
+    net, _ = refit_predictor(profiles, images, masks, profile_dropout=0.5, **kwargs)
+    with torch.no_grad():
+        rgb = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255
+        p = torch.sigmoid(net(predictor_input(torch.zeros_like(torch.as_tensor(profiles)), rgb)))[:, 0]
+    assert rank_auroc(p, torch.as_tensor(masks)) > 0.95
+    plain, _ = refit_predictor(profiles, images, masks, **kwargs)
+    off, _ = refit_predictor(profiles, images, masks, profile_dropout=0.0, **kwargs)
+    for (k, a), b in zip(plain.state_dict().items(), off.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+    with pytest.raises(ValueError, match="profile_dropout"):
+        from envs.config import EnvConfig
+        EnvConfig(predictor_refit_profile_dropout=1.0).resolved(32)

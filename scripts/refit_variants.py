@@ -1,0 +1,97 @@
+"""Fit variants of the final predictor (envs/refit.py) on finished runs' best profiles and score them.
+
+    python scripts/refit_variants.py runs/a runs/b runs/c --variant ours --variant rgb-only ...
+
+The sampler's training is not repeated: each run's best_profiles.npz is refit with every variant
+and scored on the run's D_u exactly as evaluate.py scores its NBS row (p > 0.5, then the same
+dense CRF; F1-max, pixel AUROC of the probability maps). Prints mean ± std over the runs. A tool to
+see what the final predictor gains from the profiles: choose with it on D_l or built-in data only,
+never on the scored D_u images of a real dataset.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data.config import DataConfig  # noqa: E402
+from data.loading import load_split  # noqa: E402
+from envs.config import env_config_from_dict  # noqa: E402
+from envs.refit import refit_predictor  # noqa: E402
+from evaluation.decisions import MethodMaps  # noqa: E402
+from models.predictor import PredictorEnsemble, probability_maps  # noqa: E402
+from runner.evaluation import method_rows  # noqa: E402
+from runner.folder import RunFolder  # noqa: E402
+
+#: name -> (what the predictor reads, refit keyword overrides)
+VARIANTS = {
+    "ours": ("profile+rgb", {}),
+    "rgb-only": ("rgb", {}),
+    "profile-only": ("profile", {}),
+    "profile-dropout-0.5": ("profile+rgb", {"profile_dropout": 0.5}),
+    "steps-1200": ("profile+rgb", {"steps": 1200}),
+}
+
+
+def fit(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray, config, reads: str, overrides: dict,
+        seed: int, members: int) -> torch.nn.Module:
+    """The run's final predictor with one variant (members seeded as envs.refit.final_predictor)."""
+    if reads == "rgb":  # the same net and recipe, with the profile channels all zero
+        profiles, reads = np.zeros_like(profiles), "profile+rgb"
+    kwargs = dict(steps=config.predictor_refit_steps, width=config.predictor_width, inputs=reads,
+                  skip=config.predictor_skip, arch=config.predictor_arch,
+                  colour_jitter=config.predictor_colour_jitter)
+    kwargs.update(overrides)
+    nets = [refit_predictor(profiles, images, masks, seed=seed + 1000 * k, **kwargs)[0] for k in range(members)]
+    return nets[0] if members == 1 else PredictorEnsemble(nets)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--variant", action="append", choices=list(VARIANTS), help="default: all")
+    p.add_argument("--members", type=int, default=None, help="ensemble size (default: the run's)")
+    a = p.parse_args()
+    results: dict[str, list[dict]] = {}
+    for path in a.runs:
+        run = RunFolder(path)
+        config = run.read_config("refit_variants.py")
+        env_config = env_config_from_dict(config["env"])
+        split = load_split(DataConfig(**config["data"]))
+        run.verify_data(split, config["data"]["data_root"], "refit_variants.py")
+        prof = run.read_best_profiles()
+        images_l = np.stack([s.image for s in split.labeled])
+        masks_l = np.stack([s.mask for s in split.labeled])
+        images_u = [s.image for s in split.unlabeled]
+        gt = np.stack([s.mask for s in split.unlabeled])
+        rgb_u = torch.as_tensor(np.stack(images_u)).permute(0, 3, 1, 2).float() / 255.0
+        seed = int(config["args"]["seed"])
+        members = a.members or env_config.predictor_refit_members
+        for name in a.variant or list(VARIANTS):
+            reads, overrides = VARIANTS[name]
+            t0 = time.time()
+            net = fit(prof["labeled"], images_l, masks_l, env_config, reads, overrides, seed, members)
+            profiles_u = np.zeros_like(prof["unlabeled"]) if reads == "rgb" else prof["unlabeled"]
+            prob = probability_maps(net, torch.as_tensor(profiles_u), None if reads == "profile" else rgb_u).numpy()
+            rows, _ = method_rows(MethodMaps("NBS", "method", prob, prob), images_u, gt, split.category, None)
+            row = {"F1": rows[1]["F1"], "F1 no CRF": rows[0]["F1"], "F1-max": rows[1]["F1-max"],
+                   "AUROC": rows[1]["pixel AUROC"], "image AUROC": rows[1]["image AUROC"]}
+            results.setdefault(name, []).append(row)
+            print(f"{path} {name}: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()) + f"  ({time.time() - t0:.0f} s)",
+                  flush=True)
+    print("\n| variant | n | " + " | ".join(results[next(iter(results))][0]) + " |")
+    print("|---|---:|" + "---:|" * len(results[next(iter(results))][0]))
+    for name, rows in results.items():
+        cells = [f"{np.mean([r[k] for r in rows]):.3f} ± {np.std([r[k] for r in rows], ddof=1) if len(rows) > 1 else 0:.3f}"
+                 for k in rows[0]]
+        print(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
