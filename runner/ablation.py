@@ -11,7 +11,6 @@ import argparse
 import atexit
 import ctypes
 import itertools
-import json
 import os
 import queue
 import signal
@@ -31,7 +30,7 @@ from evaluation.sweep import (SWEEP_METRICS, cell_row, labelled_method_rows, mar
 from models.serialization import RunFileError, make_writable_folder, read_json, write_text_atomic
 from runner.evaluation import build_parser as evaluate_parser
 from runner.evaluation import evaluation_settings, settings_from_args
-from runner.folder import RunFolder
+from runner.folder import CHECKPOINTS, CONFIG, METRICS, SUMMARY, RunFolder
 from runner.spec import parse_args as parse_train_args
 
 DEFAULT_AGENTS = ["reinforce", "sb3:PPO", "sb3:A2C", *BASELINES]
@@ -83,19 +82,19 @@ def wanted_evaluation(plan: Plan) -> dict[str, Any]:
 def cell_status(folder: Path, updates: int | None, evaluation: dict[str, Any] | None = None) -> str:
     """'new', 'resume' (checkpoint, not finished), 'evaluate' (trained, not evaluated, or evaluated
     with settings other than `evaluation`, see wanted_evaluation) or 'done'."""
-    if not (folder / "checkpoint.pt").is_file():
+    if not (folder / CHECKPOINTS[0]).is_file():
         return "new"
-    summary_path = folder / "summary.json"
+    summary_path = folder / SUMMARY
     if not summary_path.is_file():
         return "resume"
     try:  # written atomically; an unreadable one (an older version, a hand edit) means: do it again
         summary = read_json(summary_path, keys=("episodes",))
     except RunFileError:
         return "resume"
-    target = updates if updates is not None else read_json(folder / "config.json", keys=("args",))["args"]["updates"]
+    target = updates if updates is not None else read_json(folder / CONFIG, keys=("args",))["args"]["updates"]
     if not summary.get("finished") or summary["episodes"] < target:
         return "resume"
-    metrics = folder / "metrics.json"
+    metrics = folder / METRICS
     if not metrics.is_file() or metrics.stat().st_mtime < summary_path.stat().st_mtime:
         return "evaluate"
     try:
@@ -109,11 +108,11 @@ def cell_status(folder: Path, updates: int | None, evaluation: dict[str, Any] | 
 
 def check_reusable(cell: Cell, plan: Plan, out: Path) -> str | None:
     """Why the cell's existing folder cannot be reused for this plan (None if it can)."""
-    config_path = cell.folder(out) / "config.json"
-    if not (cell.folder(out) / "checkpoint.pt").is_file() or not config_path.is_file():
+    config_path = cell.folder(out) / CONFIG
+    if not (cell.folder(out) / CHECKPOINTS[0]).is_file() or not config_path.is_file():
         return None
     wanted, _ = parse_train_args(cell_train_args(cell, plan))  # as train.py would parse them
-    saved = json.loads(config_path.read_text())["args"]
+    saved = read_json(config_path, keys=("args",))["args"]
     diffs = [f"{k}: {saved.get(k)!r} there, {getattr(wanted, k)!r} now" for k in FIXED_SETTINGS
              if saved.get(k) != getattr(wanted, k)]
     return "; ".join(diffs) or None
