@@ -21,12 +21,12 @@ import torch
 from baselines.recon_ae import ReconAEConfig, anomaly_maps, train_recon_ae
 from baselines.unet import UNetConfig, predict_unet, train_unet
 from data.split import Split
-from evaluation.decisions import MethodMaps, thresholded
+from evaluation.decisions import HeldOutMaps, MethodMaps, choose_crf, scores_to_probability, thresholded
 
 METHODS = ("unet", "ae-l2", "ae-ssim")
 #: Part of the cache key: bump it when a change to the baselines' code changes their results, so
 #: that cached results of older code are never reused.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass
@@ -87,7 +87,7 @@ def save_method_maps(path: Path, methods: list[MethodMaps]) -> None:
             if value is not None:
                 arrays[f"{field_name}_{k}"] = value
         meta.append({"name": m.name, "family": m.family, "threshold": m.threshold, "note": m.note,
-                     "label": m.label})
+                     "label": m.label, "crf": m.crf, "crf_choice": m.crf_choice})
     np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
 
 
@@ -97,7 +97,8 @@ def load_method_maps(path: Path) -> list[MethodMaps]:
         meta = json.loads(str(z["meta"]))
         return [MethodMaps(m["name"], m["family"], z[f"scores_{k}"] if f"scores_{k}" in z else None,
                            z[f"prob_{k}"] if f"prob_{k}" in z else None, threshold=m["threshold"],
-                           note=m["note"], label=m["label"]) for k, m in enumerate(meta)]
+                           note=m["note"], label=m["label"], crf=m["crf"], crf_choice=m["crf_choice"])
+                for k, m in enumerate(meta)]
 
 
 def _train_and_score(split: Split, config: ReferenceConfig, seed: int,
@@ -128,6 +129,10 @@ def _train_and_score(split: Split, config: ReferenceConfig, seed: int,
         ae, _ = train_recon_ae(normal, cfg, seed=seed, device=device)
         maps_l = anomaly_maps(ae, images_l, kind, device=device, window=cfg.ssim_window, sigma=cfg.ssim_sigma)
         maps_u = anomaly_maps(ae, images_u, kind, device=device, window=cfg.ssim_window, sigma=cfg.ssim_sigma)
-        out.append(thresholded(name, "ae", maps_l, masks_l, maps_u,
-                               note=f"trained on {len(normal)} train/good images", label=f"AE-{kind.upper()}"))
+        m = thresholded(name, "ae", maps_l, masks_l, maps_u,
+                        note=f"trained on {len(normal)} train/good images", label=f"AE-{kind.upper()}")
+        # The AE never saw D_l, so its D_l maps are held-out maps: the CRF is chosen on them too,
+        # as the method's is (the threshold is their best-F1 point, the unary that of D_u's maps).
+        unary_l = scores_to_probability(maps_l, m.threshold, float(maps_l.std()))
+        out.append(choose_crf(m, unary_l, HeldOutMaps(unary_l, masks_l, images_l)))
     return out

@@ -110,6 +110,13 @@ class EnvConfig:
     predictor_refit_members: int = 3
     """the final predictor is the mean probability of this many fits from different seeds: one fit
     on 5 labeled images lands on a different calibration each seed (models.predictor.PredictorEnsemble)"""
+    predictor_refit_heldout: bool = False
+    """(final predictor) also fit it once per labeled image on the other labeled images
+    (leave-one-out, one member each, envs.refit.heldout_final_maps). Their maps of the images left
+    out decide whether the method's decision ends with the dense CRF (evaluation.decisions.choose_crf).
+    Costs one fit of predictor_refit_steps per labeled image; False: the CRF is always applied.
+    Ignored without a final predictor (predictor_refit_steps 0), whose runs choose the CRF on the
+    held-out predictors' maps when they have them"""
     predictor_refit_profile_dropout: float = 0.0
     """(final predictor, 'profile+rgb') probability that a training crop's profile channels are
     zeroed: the net must also segment from the image alone, so profiles that do not separate the
@@ -217,10 +224,11 @@ PRESETS: dict[str, EnvConfig] = {
     # weighted at most 50x, soft Dice, colour jitter), and whose best moment and decision
     # threshold come from leave-one-out predictors (what the predictor does on labeled images it
     # never trained on) when D_l has the defect images for it; after training, the exported
-    # predictor is refit on the best labeled profiles with the U-Net baseline's full recipe.
+    # predictor is refit on the best labeled profiles with the U-Net baseline's full recipe, and
+    # leave-one-out refits decide whether its masks go through the dense CRF.
     "ours": EnvConfig(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_dice=True,
                       predictor_colour_jitter=0.2, alpha_floor=0.02, heldout_predictors=True,
-                      predictor_refit_steps=600),
+                      predictor_refit_steps=600, predictor_refit_heldout=True),
 }
 
 

@@ -18,7 +18,7 @@ import torch
 from baselines.unet import default_crop, recompute_batch_norm
 from common.seeding import torch_rng_from
 from envs.config import EnvConfig
-from models.predictor import PredictorEnsemble, build_predictor, predictor_input, segmentation_loss
+from models.predictor import PredictorEnsemble, build_predictor, predictor_input, probability_maps, segmentation_loss
 
 
 def jitter_rgb(batch: torch.Tensor, amount: float, rng: np.random.Generator) -> torch.Tensor:
@@ -117,3 +117,31 @@ def final_predictor(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray,
                             profile_dropout=c.predictor_refit_profile_dropout, device=device)[0]
             for k in range(c.predictor_refit_members)]
     return nets[0] if len(nets) == 1 else PredictorEnsemble(nets)
+
+
+def heldout_final_maps(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray, config: EnvConfig, seed: int,
+                       device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-out maps of the final predictor's recipe: for each labeled image k whose fold
+    still has defects to learn from, one fit (refit_predictor with the config's shape, steps and
+    jitter; seeded seed + 7919 + k) on the other labeled images predicts image k. Returns those
+    (m, H, W) probability maps of images no fit saw, and which labeled images they are of (m,):
+    what the method's decision (evaluation.decisions.choose_crf) is chosen on without a D_u label.
+    One member per fold, not the ensemble: a fraction of the cost, the same recipe. (The rule of
+    the held-out predictors, EnvConfig.heldout_predictors: with a single defect image in D_l its
+    own fold has nothing to learn from, and the other folds' maps can only show false alarms.)"""
+    c = config
+    rgb = None
+    if c.predictor_inputs == "profile+rgb":
+        rgb = torch.as_tensor(images, device=device).permute(0, 3, 1, 2).float() / 255.0
+    folds = [k for k in range(len(profiles)) if np.delete(masks, k, axis=0).any()]
+    out = np.zeros((len(folds), *masks.shape[1:]), np.float32)
+    for j, k in enumerate(folds):
+        rest = [i for i in range(len(profiles)) if i != k]
+        net, _ = refit_predictor(profiles[rest], None if images is None else images[rest], masks[rest],
+                                 steps=c.predictor_refit_steps, width=c.predictor_width, inputs=c.predictor_inputs,
+                                 skip=c.predictor_skip, arch=c.predictor_arch, colour_jitter=c.predictor_colour_jitter,
+                                 seed=seed + 7919 + k, profile_dropout=c.predictor_refit_profile_dropout, device=device)
+        with torch.no_grad():
+            out[j] = probability_maps(net, torch.as_tensor(profiles[k:k + 1], dtype=torch.float32),
+                                      None if rgb is None else rgb[k:k + 1])[0].cpu().numpy()
+    return out, np.asarray(folds, np.int64)

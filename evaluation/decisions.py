@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluation.metrics import best_f1_threshold
+from evaluation.metrics import best_f1_threshold, binary_scores
 from evaluation.report import NBS_NAME
-from models.crf import shift_probability
+from models.crf import CRFConfig, dense_crf, shift_probability
 
 
 @dataclass
@@ -30,6 +30,10 @@ class MethodMaps:
     note: str = ""
     label: str = ""
     """short name for figure panels (default: name)"""
+    crf: bool = True
+    """whether the method's decision ends with the dense CRF"""
+    crf_choice: str = ""
+    """how `crf` was chosen on labeled images (empty: not chosen, the CRF is simply applied)"""
 
     def __post_init__(self) -> None:
         self.label = self.label or self.name
@@ -68,20 +72,75 @@ def prior_matched(name: str, family: str | None, scores_u: np.ndarray, fraction:
     return _with_threshold(name, family, scores_u, t, float(scores_u.std()), probabilities, note, label)
 
 
-def nbs_method(prob_u: np.ndarray, refit: bool, heldout_prob: np.ndarray | None, heldout_gt: np.ndarray | None,
-               defect_fraction: float) -> MethodMaps:
+@dataclass
+class HeldOutMaps:
+    """A method's probability maps of labeled images it was not trained on, with those images and
+    their masks: what its decision (threshold, CRF on or off) can be chosen on without a D_u label."""
+
+    prob: np.ndarray
+    """(n, S, S) in [0, 1]"""
+    masks: np.ndarray
+    """(n, S, S) bool"""
+    images: np.ndarray
+    """(n, S, S, 3) uint8"""
+
+
+def choose_crf(m: MethodMaps, unary_l: np.ndarray, held: HeldOutMaps, crf: CRFConfig | None = None) -> MethodMaps:
+    """Decide on held-out labeled maps whether the method's decision ends with the dense CRF:
+    keep the CRF unless it lowers the pooled F1 of the held-out maps (`unary_l`: those maps as the
+    CRF's unary, p > 0.5 = anomalous, exactly as the method's D_u maps are fed to it).
+
+    Why: the CRF is tuned for blurry maps (chu2020's predictor); on a sharper map it can erase
+    thin defects or grow blobs into the background. On built-in brick seed 0 it took the final
+    predictor's F1 from 0.600 to 0.493 while it raised the U-Net's from 0.629 to 0.649, so no
+    fixed choice is right for every method and dataset; D_l decides, per run."""
+    if not held.masks.any():
+        m.crf, m.crf_choice = True, "CRF on: the held-out D_l maps have no defect pixel to choose with"
+        return m
+    plain = binary_scores(unary_l > 0.5, held.masks).f1
+    smoothed = binary_scores(np.stack([dense_crf(img, p, crf) for img, p in zip(held.images, unary_l)]), held.masks).f1
+    m.crf = bool(smoothed >= plain)
+    m.crf_choice = (f"CRF {'on' if m.crf else 'off'}: F1 on {len(held.prob)} held-out D_l maps {smoothed:.3f} "
+                    f"with the CRF, {plain:.3f} without")
+    return m
+
+
+def nbs_method(prob_u: np.ndarray, refit: bool, heldout: HeldOutMaps | None, defect_fraction: float,
+               crf: CRFConfig | None = None) -> MethodMaps:
     """The NBS method's maps and decision rule on the scored images (predict.py's bundle keeps the
-    same threshold):
+    same threshold and CRF choice):
     - a final predictor (predictor_refit_steps), fit with the U-Net baseline's pos-weighted BCE +
       Dice, decides as the U-Net does: p > 0.5 (threshold None);
     - with held-out maps (heldout_predictors), the best-F1 threshold of the leave-one-out
       predictors' D_l maps, not p > 0.5 of a predictor trained with alpha-weighted BCE (whose 0.5
       point over-predicts by design);
-    - otherwise the threshold that flags D_l's defect fraction of the D_u pixels (no D_u label)."""
+    - otherwise the threshold that flags D_l's defect fraction of the D_u pixels (no D_u label).
+    With held-out maps (the final predictor's: predictor_refit_heldout; otherwise the held-out
+    predictors'), the CRF is kept or dropped by `choose_crf`; without, it is kept (the papers' pipeline)."""
+    usable = heldout is not None and heldout.masks.any()
     if refit:
-        return MethodMaps(NBS_NAME, "method", prob_u, prob_u, note="final predictor fit on the best D_l profiles")
-    if heldout_gt is not None and heldout_gt.any():
-        return thresholded(NBS_NAME, "method", heldout_prob, heldout_gt, prob_u,
-                           note="threshold from held-out D_l maps", probabilities=True)
-    return prior_matched(NBS_NAME, "method", prob_u, defect_fraction,
-                         note="threshold: D_u fraction flagged = D_l defect fraction", probabilities=True)
+        m = MethodMaps(NBS_NAME, "method", prob_u, prob_u, note="final predictor fit on the best D_l profiles")
+        unary_l = None if heldout is None else heldout.prob
+    elif usable:
+        m = thresholded(NBS_NAME, "method", heldout.prob, heldout.masks, prob_u,
+                        note="threshold from held-out D_l maps", probabilities=True)
+        unary_l = shift_probability(heldout.prob, m.threshold)
+    else:
+        m = prior_matched(NBS_NAME, "method", prob_u, defect_fraction,
+                          note="threshold: D_u fraction flagged = D_l defect fraction", probabilities=True)
+        unary_l = None
+    if unary_l is None:
+        m.crf_choice = "CRF on: no held-out D_l maps to choose with"
+        return m
+    return choose_crf(m, unary_l, heldout, crf)
+
+
+def run_heldout_maps(profiles: dict, refit: bool, masks_l: np.ndarray, images_l: np.ndarray) -> HeldOutMaps | None:
+    """The held-out D_l maps of a run's best_profiles.npz (runner.folder) that its NBS decision is
+    chosen on: the final predictor's leave-one-out maps for a refit run, else the held-out
+    predictors' maps; None when the run has none."""
+    prefix = "labeled_refit_heldout" if refit else "labeled_heldout"
+    index = profiles.get(f"{prefix}_index")
+    if index is None:
+        return None
+    return HeldOutMaps(profiles[f"{prefix}_prob"], masks_l[index], images_l[index])

@@ -9,7 +9,7 @@ from typing import Any
 
 from models.serialization import write_text_atomic
 
-__all__ = ["COLUMNS", "CRF_SUFFIX", "HEADLINE_METHOD", "NBS_NAME", "IMAGE_COLUMNS", "METRIC_COLUMNS", "PUBLISHED_COLUMNS",
+__all__ = ["COLUMNS", "CHOSEN_SUFFIX", "CRF_SUFFIX", "HEADLINE_METHOD", "NBS_NAME", "IMAGE_COLUMNS", "METRIC_COLUMNS", "PUBLISHED_COLUMNS",
            "format_markdown_table", "format_console_table", "write_report"]
 
 #: The pixel metrics of every method row of evaluate.py's table (metrics.json "rows").
@@ -17,10 +17,12 @@ METRIC_COLUMNS = ["precision", "recall", "F1", "F1-max", "pixel AUROC", "AUPRO",
 #: The papers' numbers, beside ours (evaluation.published).
 PUBLISHED_COLUMNS = ["published F1", "published F1-max"]
 COLUMNS = ["method", *METRIC_COLUMNS, *PUBLISHED_COLUMNS]
-#: The method's name in every table, and the suffix of a method's row after the dense CRF.
-NBS_NAME, CRF_SUFFIX = "NBS", " + CRF"
-#: The headline row: the method's masks after the dense CRF (first in the table; sweeps read it).
-HEADLINE_METHOD = NBS_NAME + CRF_SUFFIX
+#: The method's name in every table, the suffix of a method's row after the dense CRF, and of its
+#: row whose CRF was kept or dropped on held-out labeled maps (evaluation.decisions.choose_crf).
+NBS_NAME, CRF_SUFFIX, CHOSEN_SUFFIX = "NBS", " + CRF", ", CRF chosen on D_l"
+#: The headline row: the method's decision as it ships (the CRF kept or dropped on D_l; kept when
+#: the run has no held-out D_l maps), first in the table; sweeps read it.
+HEADLINE_METHOD = NBS_NAME + CHOSEN_SUFFIX
 #: Columns of the residual classifier's image-level table.
 IMAGE_COLUMNS = ["method", "accuracy", "precision", "recall", "F1", "AUROC"]
 

@@ -51,7 +51,7 @@ class BundleMeta:
     """pixel probability threshold of the NBS decision (evaluation.decisions.nbs_method)"""
     threshold_rule: str
     crf: dict[str, Any] | None
-    """CRFConfig fields; None: the decision is the thresholded map, no CRF"""
+    """CRFConfig fields; None: the decision is the thresholded map, no CRF (chosen on held-out D_l maps)"""
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
     """where it came from: run folder, preset, category, seed, best update (informative only)"""
 
@@ -133,7 +133,8 @@ class Segmenter:
 
     def masks(self, images: np.ndarray, prob: np.ndarray) -> np.ndarray:
         """Decision masks (n, S, S) of images at the bundle's size: the threshold, moved to 0.5 by
-        a logit shift, then the dense CRF (evaluate.py's 'NBS + CRF')."""
+        a logit shift, then the dense CRF unless the run's held-out D_l maps dropped it (the masks
+        of evaluate.py's headline row, evaluation.decisions.choose_crf)."""
         if self.crf is None:
             return prob >= self.meta.threshold
         return np.stack([dense_crf(img, shift_probability(p, self.meta.threshold), self.crf)

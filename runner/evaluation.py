@@ -23,11 +23,12 @@ from data.loading import load_split
 from data.mvtec import DatasetError
 from evaluation.classification import (decision_metrics, largest_region_areas, tune_threshold,
                                        tune_threshold_min_area)
-from evaluation.decisions import MethodMaps, nbs_method, thresholded
+from evaluation.decisions import MethodMaps, nbs_method, run_heldout_maps, thresholded
 from evaluation.metrics import aupro, auroc, binary_scores, f1_max, image_scores_from_maps
 from evaluation.plots import plot_run_diagnostics
 from evaluation.published import published_numbers
-from evaluation.report import COLUMNS, CRF_SUFFIX, HEADLINE_METHOD, IMAGE_COLUMNS, format_markdown_table, write_report
+from evaluation.report import (CHOSEN_SUFFIX, COLUMNS, CRF_SUFFIX, HEADLINE_METHOD, IMAGE_COLUMNS,
+                               format_markdown_table, write_report)
 from evaluation.visualize import save_side_by_side
 from models.crf import CRFConfig, dense_crf
 from models.predictor import predictor_from_saved, probability_maps
@@ -35,6 +36,9 @@ from runner.factory import env_kind, make_agent, make_env
 from runner.folder import CHECKPOINTS, CONFIG, PREDICTOR, RunFolder
 from runner.spec import Args
 
+#: Bumped when evaluate_run's rows change for the same run and settings (2: the NBS decision's CRF
+#: chosen on held-out D_l maps), so that a sweep re-evaluates runs scored by older code.
+ROWS_VERSION = 2
 #: evaluate.py's one-line description (its --help).
 DESCRIPTION = "Evaluate trained run folders on their unlabeled split (D_u): predictor -> dense CRF -> metrics."
 
@@ -43,7 +47,7 @@ def evaluation_settings(crf: CRFConfig | None, reference: ReferenceConfig | None
     """Everything besides the run folder that decides evaluate_run's numbers (CRF, baselines and
     their training), as JSON: recorded in metrics.json, so that a sweep re-evaluates a run whose
     metrics were made with other settings instead of reusing them."""
-    return json.loads(json.dumps({"crf": dataclasses.asdict(crf or CRFConfig()),
+    return json.loads(json.dumps({"rows_version": ROWS_VERSION, "crf": dataclasses.asdict(crf or CRFConfig()),
                                   "baselines": dataclasses.asdict(reference or ReferenceConfig())}))
 
 
@@ -81,7 +85,8 @@ def score_row(method: str, pred: np.ndarray | None, scores: np.ndarray, gt: np.n
 def method_rows(m: MethodMaps, images: list[np.ndarray], gt: np.ndarray, category: str,
                 crf: CRFConfig | None) -> tuple[list[dict[str, Any]], np.ndarray | None]:
     """The before- and after-CRF rows of one method (one 'not applicable' row without scores),
-    with the published numbers of its family; and its masks after the CRF."""
+    and, when its CRF was chosen on D_l (m.crf_choice), the row of that decision; with the
+    published numbers of its family. Also returns its decision's masks (after the CRF if m.crf)."""
     published = published_numbers(category, m.family)
     if m.scores is None:
         return [{"method": m.name, "note": m.note, **published}], None
@@ -92,7 +97,11 @@ def method_rows(m: MethodMaps, images: list[np.ndarray], gt: np.ndarray, categor
             score_row(m.name + CRF_SUFFIX, crf_masks, m.scores, gt)]
     for r in rows:
         r.update(published, family=m.family, note=m.note, threshold=m.threshold)
-    return rows, crf_masks
+    decision = crf_masks if m.crf else m.prob > 0.5
+    if m.crf_choice:
+        chosen = {**rows[1 if m.crf else 0], "method": m.name + CHOSEN_SUFFIX, "note": f"{m.note}; {m.crf_choice}"}
+        rows.insert(0, chosen)
+    return rows, decision
 
 
 def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
@@ -132,8 +141,8 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
     seed = int(config["args"]["seed"])
     # The method, then the same loss profiles without the predictor (mean reconstruction error
     # over the profile, threshold from D_l), then the papers' baselines trained on this split.
-    heldout_gt = None if prof["labeled_heldout_index"] is None else gt_l[prof["labeled_heldout_index"]]
-    nbs = nbs_method(prob, refit, prof["labeled_heldout_prob"], heldout_gt, float(gt_l.mean()))
+    heldout = run_heldout_maps(prof, refit, gt_l, np.stack([s.image for s in split.labeled]))
+    nbs = nbs_method(prob, refit, heldout, float(gt_l.mean()), crf)
     methods = [nbs,
                thresholded("Recon. error of the loss profiles", None, prof["labeled"].mean(axis=1), gt_l,
                            prof["unlabeled"].mean(axis=1), note="the run's own AE, no predictor",
@@ -146,7 +155,7 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
         m_rows, m_masks = method_rows(m, images, gt, split.category, crf)
         rows += m_rows
         if m_masks is not None:
-            masks[m.label] = m_masks
+            masks[m.label + (CRF_SUFFIX if m.crf else ", no CRF")] = m_masks
     rows.sort(key=lambda r: 0 if r["method"] == HEADLINE_METHOD else 1)  # the headline row first (sweeps read it)
     threshold = methods[1].threshold
 
@@ -155,7 +164,7 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
     written = []
     for k, s in enumerate(split.unlabeled[:overlays] if overlays >= 0 else split.unlabeled):
         path = out_dir / f"{s.name.replace('/', '_')}.png"
-        save_side_by_side(path, s.image, s.mask, {name + CRF_SUFFIX: mk[k] for name, mk in masks.items()},
+        save_side_by_side(path, s.image, s.mask, {name: mk[k] for name, mk in masks.items()},
                           title=s.name, heatmaps={"NBS probability": prob[k]})
         written.append(path.name)
 
@@ -183,7 +192,10 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
              "the D_l maps (AE baselines, profiles; NBS on its held-out D_l maps), or, for NBS without "
              "held-out maps, the score above which D_l's defect fraction of the D_u pixels lies). The CRF of "
              "a thresholded method gets the unary sigmoid((score - t) / std of its scores), which is 0.5 at "
-             "its threshold (NBS, whose scores are probabilities: sigmoid(logit p - logit t)). F1-max, pixel AUROC, AUPRO and image AUROC "
+             "its threshold (NBS, whose scores are probabilities: sigmoid(logit p - logit t)). "
+             f"'{HEADLINE_METHOD}': the method's shipped decision, one of its two rows: the CRF is dropped "
+             "when it lowers the F1 of held-out D_l maps (the final predictor's leave-one-out fits, or the "
+             "held-out predictors'), and kept when the run has none. F1-max, pixel AUROC, AUPRO and image AUROC "
              "are of the probability (score) maps, so they do not change with the CRF. F1-max: best "
              "F1 over all thresholds. AUPRO: per-region overlap integrated to FPR 0.3, / 0.3. Image "
              "AUROC: max of each map. Published: chu2020 Table 1 pixel F1 (after CRF for their "

@@ -41,6 +41,11 @@ except ImportError:  # Windows: no advisory locks; run folders are not locked th
 CONFIG, SPLIT, LOG, SUMMARY, METRICS = "config.json", "split.json", "log.csv", "summary.json", "metrics.json"
 CHECKPOINTS = ("checkpoint.pt", "checkpoint.prev.pt")
 PROFILES, PREDICTOR, BUNDLE, LOCK_FILE = "best_profiles.npz", "predictor.pt", BUNDLE_NAME, ".train.lock"
+#: Optional arrays of best_profiles.npz (None when absent): the held-out predictors' D_l maps and
+#: which D_l images they are of (heldout_predictors); the same for the final predictor's
+#: leave-one-out fits (predictor_refit_heldout).
+HELDOUT_KEYS = ("labeled_heldout_prob", "labeled_heldout_index", "labeled_refit_heldout_prob",
+                "labeled_refit_heldout_index")
 
 #: Per-update diagnostics of the env (envs/diagnostics.py): pixel AUROC against the D_l masks of
 #: the current D_l loss maps, of the mean D_l profile and of the held-out predictors; the AE's
@@ -205,7 +210,7 @@ class RunFolder:
                             best_l_pred: float) -> None:
         """best_profiles.npz: the raw profiles (float16 of loss / mean D_l loss, which keeps the
         precision), the image names, the best moment, and the held-out D_l maps if any."""
-        extra = {k: profiles[k] for k in ("labeled_heldout_prob", "labeled_heldout_index") if k in profiles}
+        extra = {k: profiles[k] for k in HELDOUT_KEYS if k in profiles}
         scale = float(np.mean(profiles["labeled"])) or 1.0
         arrays = dict(scale=np.float32(scale),
                       **{k: (profiles[k] / scale).astype(np.float16) for k in ("labeled", "unlabeled", "extra")},
@@ -232,8 +237,7 @@ class RunFolder:
                 "labeled_names": [str(n) for n in z["labeled_names"]],
                 "unlabeled_names": [str(n) for n in z["unlabeled_names"]],
                 "best_update": int(z["best_update"]), "best_l_pred": float(z["best_l_pred"]),
-                "labeled_heldout_prob": z["labeled_heldout_prob"] if "labeled_heldout_prob" in z else None,
-                "labeled_heldout_index": z["labeled_heldout_index"] if "labeled_heldout_index" in z else None}
+                **{k: z[k] if k in z else None for k in HELDOUT_KEYS}}
 
     def missing_profiles_advice(self) -> str:
         """How to get best_profiles.npz (written when training ends): --resume needs a checkpoint,

@@ -23,8 +23,8 @@ from common.device import resolve_device
 from common.seeding import seed_everything
 from envs.batch_sampling_env import BatchSamplingEnv
 from envs.config import config_to_dict
-from envs.refit import final_predictor
-from evaluation.decisions import nbs_method
+from envs.refit import final_predictor, heldout_final_maps
+from evaluation.decisions import nbs_method, run_heldout_maps
 from models.crf import CRFConfig
 from models.predictor import predictor_from_saved, probability_maps
 from models.segmenter import BundleMeta, save_bundle
@@ -37,15 +37,18 @@ def export_results(env: BatchSamplingEnv, run: RunFolder, seed: int) -> None:
     """best_profiles.npz and predictor.pt (the predictor of the best moment, or with
     predictor_refit_steps the final predictor fit on the best labeled profiles, seeded by `seed`):
     what evaluate.py needs, nothing of the agent."""
-    profiles, process, split = env.best_profiles(), env.process, env.split
+    profiles, process, split, c = env.best_profiles(), env.process, env.split, env.config
+    images_l, masks_l = np.stack([s.image for s in split.labeled]), np.stack([s.mask for s in split.labeled])
+    if c.predictor_refit_heldout and c.predictor_refit_steps > 0:  # its recipe on D_l images it does not see
+        print(f"leave-one-out fits of the final predictor ({len(images_l)} x {c.predictor_refit_steps} steps)")
+        profiles["labeled_refit_heldout_prob"], profiles["labeled_refit_heldout_index"] = heldout_final_maps(
+            profiles["labeled"], images_l, masks_l, c, seed, env.device)
     run.write_best_profiles(profiles, split, process.best["update"], process.best_l_pred)
-    c = env.config
     state_dict, norm, refit, members = process.best["predictor"], "group", c.predictor_refit_steps > 0, 1
     if refit:  # ours: fresh predictors fit on the best labeled profiles with the U-Net's recipe
         members = c.predictor_refit_members
         print(f"fitting the final predictor on the best labeled profiles ({members} x {c.predictor_refit_steps} steps)")
-        net = final_predictor(profiles["labeled"], np.stack([s.image for s in split.labeled]),
-                              np.stack([s.mask for s in split.labeled]), c, seed, env.device)
+        net = final_predictor(profiles["labeled"], images_l, masks_l, c, seed, env.device)
         state_dict = net.state_dict()
         norm = getattr(net.members[0] if members > 1 else net, "norm", "group")
     fields = {"profile_length": c.profile_length, "width": c.predictor_width, "inputs": c.predictor_inputs,
@@ -65,13 +68,13 @@ def export_bundle(env: BatchSamplingEnv, run: RunFolder, fields: dict[str, Any],
     prob_u = probability_maps(predictor_from_saved({**fields, "state_dict": state_dict}, env.device),
                               torch.as_tensor(profiles["unlabeled"]), rgb).cpu().numpy()
     masks_l = np.stack([s.mask for s in split.labeled])
-    heldout = profiles.get("labeled_heldout_index")
-    nbs = nbs_method(prob_u, fields["refit"], profiles.get("labeled_heldout_prob"),
-                     None if heldout is None else masks_l[heldout], float(masks_l.mean()))
+    heldout = run_heldout_maps(profiles, fields["refit"], masks_l, np.stack([s.image for s in split.labeled]))
+    nbs = nbs_method(prob_u, fields["refit"], heldout, float(masks_l.mean()))
     meta = BundleMeta(image_size=env.image_size, patch_size=c.patch_size, ae=dataclasses.asdict(c.ae),
                       absolute_error=c.absolute_error, loss_map=c.loss_map, loss_map_stride=c.loss_map_stride,
                       predictor=fields, threshold=0.5 if nbs.threshold is None else float(nbs.threshold),
-                      threshold_rule=nbs.note, crf=dataclasses.asdict(CRFConfig()),
+                      threshold_rule=f"{nbs.note}; {nbs.crf_choice}",
+                      crf=dataclasses.asdict(CRFConfig()) if nbs.crf else None,
                       source={"run": str(run.path.resolve()), "category": split.category, "seed": seed,
                               "best_update": int(env.process.best["update"])})
     save_bundle(run / BUNDLE, meta, env.process.best["snapshots"], state_dict)

@@ -5,7 +5,7 @@
 Run A was trained with --holdout-fraction f: its held-back test images were never sampled. Run B
 has the same seed, split and settings without the holdout, so those images were in its D_u and
 its AE trained on them (the papers' transductive protocol). Both bundles segment the held-back
-images (models.segmenter.Segmenter, 'NBS + CRF'); the script prints pixel F1, F1-max, pixel AUROC
+images (models.segmenter.Segmenter: the run's decision, evaluate.py's headline row); the script prints pixel F1, F1-max, pixel AUROC
 and image AUROC of each, per pair and as mean ± std over the pairs, measured here.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ METRICS = ("F1", "F1-max", "pixel AUROC", "image AUROC")
 
 
 def scores(seg: Segmenter, images: list[np.ndarray], gt: np.ndarray) -> dict[str, float]:
-    """The bundle's 'NBS + CRF' metrics on images with ground truth masks gt (n, S, S)."""
+    """The bundle's decision's metrics (evaluate.py's headline row) on images with ground truth masks gt (n, S, S)."""
     result = seg.predict(images)
     prob, masks = np.stack(result.probabilities), np.stack(result.masks)
     labels = gt.reshape(len(gt), -1).any(axis=1)

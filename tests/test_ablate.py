@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import ablate
+from evaluation.report import HEADLINE_METHOD
 from evaluation.sweep import SWEEP_METRICS
 from tests.helpers import log_rows, run
 
@@ -60,7 +61,7 @@ def test_grid_tables_equal_the_runs_and_rerun_skips(tiny_root, tmp_path, capsys)
         runs = [json.loads((folders[agent, s] / "metrics.json").read_text()) for s in (0, 1)]
         assert summary[agent]["n"] == "2"
         for metric in SWEEP_METRICS:
-            values = [next(r for r in m["rows"] if r["method"] == "NBS + CRF")[metric] for m in runs]
+            values = [next(r for r in m["rows"] if r["method"] == HEADLINE_METHOD)[metric] for m in runs]
             assert float(summary[agent][f"{metric} mean"]) == pytest.approx(np.mean(values), abs=1e-12)
             assert float(summary[agent][f"{metric} std"]) == pytest.approx(np.std(values, ddof=1), abs=1e-12)
             assert f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}" in md

@@ -17,7 +17,7 @@ from envs.batch_sampling_env import load_split
 from envs.config import DataConfig
 from runner.evaluation import predict_probabilities
 from runner.folder import RunFolder
-from evaluation.decisions import nbs_method
+from evaluation.decisions import nbs_method, run_heldout_maps
 from models.crf import CRFConfig, dense_crf
 from models.segmenter import Segmenter
 from models.serialization import UnsafeFileError
@@ -45,8 +45,8 @@ def runs(data_root, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("preset", ["ours", "chu2020"])
 def test_bundle_gives_the_masks_of_the_run(runs, preset):
-    """Segmenter on the run's own D_u images reproduces evaluate.py's 'NBS + CRF' masks: same AE
-    snapshots, predictor, threshold and CRF. (The maps differ by float16 rounding only: the run
+    """Segmenter on the run's own D_u images reproduces the masks of evaluate.py's headline row
+    (the NBS decision): same AE snapshots, predictor, threshold and CRF choice. (The maps differ by float16 rounding only: the run
     stores its profiles in float16, the bundle recomputes them.)"""
     run = runs[preset]
     config = json.loads((run / "config.json").read_text())
@@ -55,12 +55,18 @@ def test_bundle_gives_the_masks_of_the_run(runs, preset):
     masks_l = np.stack([s.mask for s in split.labeled])
     prof = RunFolder(run).read_best_profiles()
     prob, refit = predict_probabilities(RunFolder(run), prof["unlabeled"], torch.device("cpu"), images=images)
-    held = prof["labeled_heldout_index"]
-    nbs = nbs_method(prob, refit, prof["labeled_heldout_prob"], None if held is None else masks_l[held],
-                     float(masks_l.mean()))
-    expected = np.stack([dense_crf(img, p, CRFConfig()) for img, p in zip(images, nbs.prob)])
+    images_l = np.stack([s.image for s in split.labeled])
+    nbs = nbs_method(prob, refit, run_heldout_maps(prof, refit, masks_l, images_l), float(masks_l.mean()))
+    assert nbs.crf_choice.startswith("CRF on" if nbs.crf else "CRF off")
+    if preset == "ours":  # the final predictor's leave-one-out maps chose the CRF
+        index = prof["labeled_refit_heldout_index"]
+        assert prof["labeled_refit_heldout_prob"].shape == (len(index), *masks_l.shape[1:])
+        assert all(np.delete(masks_l, k, axis=0).any() for k in index) and "held-out D_l" in nbs.crf_choice
+    expected = (np.stack([dense_crf(img, p, CRFConfig()) for img, p in zip(images, nbs.prob)]) if nbs.crf
+                else nbs.prob > 0.5)
 
     seg = Segmenter.load(run / "bundle.pt", "cpu")
+    assert (seg.meta.crf is not None) == nbs.crf
     assert seg.meta.threshold == (0.5 if nbs.threshold is None else pytest.approx(nbs.threshold, abs=1e-3))
     result = seg.predict(list(images))
     np.testing.assert_allclose(np.stack(result.probabilities), prob, atol=1e-3)

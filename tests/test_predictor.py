@@ -201,3 +201,27 @@ def test_profile_dropout_teaches_the_final_predictor_to_read_the_image():
     with pytest.raises(ValueError, match="profile_dropout"):
         from envs.config import EnvConfig
         EnvConfig(predictor_refit_profile_dropout=1.0).resolved(32)
+
+
+def test_heldout_final_maps_never_see_the_image_they_predict():
+    """Leave-one-out fits of the final predictor: image k's map comes from a fit on the other
+    images (changing image k's mask changes no other fold's input, and not its own map), folds
+    without defects to learn from are skipped, and the maps still find the toy defects."""
+    from envs.config import EnvConfig
+    from envs.refit import heldout_final_maps
+
+    profiles, images, masks = _refit_toy(n=4)
+    config = EnvConfig(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_width=8,
+                       predictor_refit_steps=40, predictor_refit_heldout=True)
+    maps, index = heldout_final_maps(profiles, images, masks, config, seed=0)
+    assert list(index) == [0, 1, 2, 3] and maps.shape == masks.shape
+    assert rank_auroc(torch.as_tensor(maps), torch.as_tensor(masks)) > 0.9
+    changed = masks.copy()
+    changed[2] = np.roll(changed[2], 5, axis=0)
+    again, _ = heldout_final_maps(profiles, images, changed, config, seed=0)
+    np.testing.assert_array_equal(again[2], maps[2])
+    assert not np.array_equal(again[0], maps[0])  # the other folds trained on image 2's mask
+    one = masks.copy()
+    one[1:] = False  # a single defect image: its fold has nothing to learn from
+    _, index = heldout_final_maps(profiles, images, one, config, seed=0)
+    assert list(index) == [1, 2, 3]

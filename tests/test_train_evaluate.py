@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from evaluation.report import CHOSEN_SUFFIX, CRF_SUFFIX, HEADLINE_METHOD
 from tests.helpers import ROOT, TINY_ARGS, log_rows, run
 
 SHARED = ROOT.parent / "shared" / "datasets" / "mvtec_ad"
@@ -30,7 +31,16 @@ def test_train_then_evaluate(tiny_root, tmp_path):
     assert metrics["seed"] == 0 and metrics["split"]["n_labeled"] == 3
     for row in metrics["rows"]:
         assert 0.0 <= row["pixel AUROC"] <= 1.0 and 0.0 <= row["F1-max"] <= 1.0
-    assert len(metrics["rows"]) == 10  # (NBS, profiles, U-Net, AE-L2, AE-SSIM) x (before, after CRF)
+    # (NBS, profiles, U-Net, AE-L2, AE-SSIM) x (before, after CRF), and the rows whose CRF was
+    # chosen on D_l (NBS, the AEs): each the same numbers as one of that method's two rows.
+    assert len(metrics["rows"]) == 13
+    assert metrics["rows"][0]["method"] == HEADLINE_METHOD
+    for chosen in (r for r in metrics["rows"] if r["method"].endswith(CHOSEN_SUFFIX)):
+        name = chosen["method"][:-len(CHOSEN_SUFFIX)]
+        kept = chosen["note"].split("; ")[-1].startswith("CRF on")
+        plain = [r for r in metrics["rows"] if r["method"].startswith(name + ",") and r["method"].endswith("(no CRF)")]
+        twin = next(r for r in metrics["rows"] if r["method"] == name + CRF_SUFFIX) if kept else plain[0]
+        assert {k: chosen[k] for k in ("F1", "precision", "recall")} == {k: twin[k] for k in ("F1", "precision", "recall")}
     assert len(list((run_dir / "overlays").glob("*.png"))) == 2
     report = (run_dir / "report.md").read_text()
     assert "seed: 0" in report and "Results" in report
@@ -203,6 +213,8 @@ def test_ours_preset_heldout_threshold_rgb_predictor_and_diagnostics(tiny_root, 
     nbs = next(r for r in metrics["rows"] if r["method"] == "NBS, score >= t from D_l (no CRF)")
     assert 0.0 < nbs["threshold"] < 1.0
     assert nbs["note"] == "threshold from held-out D_l maps"
+    head = metrics["rows"][0]  # the shipped decision: CRF kept or dropped on the same held-out maps
+    assert head["method"] == HEADLINE_METHOD and "held-out D_l maps" in head["note"]
     assert set(metrics["diagnostics"]) == {"dl_loss_auroc", "dl_profile_auroc", "dl_heldout_auroc", "ae_vs_mean_colour",
                                            "ae_output_spread"}
     assert (run_dir / "training.png").is_file()
@@ -223,6 +235,6 @@ def test_ours_exports_a_final_predictor_that_decides_at_one_half(tiny_root, tmp_
     assert any(k.endswith("running_mean") for k in saved["state_dict"])
     run("evaluate.py", str(run_dir), "--overlays", "0", "--baselines", "none")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    nbs = next(r for r in metrics["rows"] if r["method"].startswith("NBS,"))
+    nbs = next(r for r in metrics["rows"] if r["method"].startswith("NBS,") and r["method"].endswith("(no CRF)"))
     assert nbs["method"] == "NBS, p > 0.5 (no CRF)" and nbs["threshold"] is None
     assert nbs["note"] == "final predictor fit on the best D_l profiles"
