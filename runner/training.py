@@ -212,7 +212,7 @@ def train(argv: list[str] | None = None) -> Path:
         wall0 = 0.0
     print(f"run folder: {run}\n{kind.describe(env)}")
 
-    stop = {"requested": False}
+    stop = {"requested": False, "terminated": False}
 
     def on_sigint(signum: int, frame: Any) -> None:
         # First Ctrl-C: finish this episode, checkpoint, exit. Second: stop at once.
@@ -220,7 +220,14 @@ def train(argv: list[str] | None = None) -> Path:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         tqdm.write("interrupt: saving a checkpoint after this episode (Ctrl-C again to abort)")
 
+    def on_sigterm(signum: int, frame: Any) -> None:
+        # kill, a scheduler's stop, a dying ablate.py: the same checkpoint, then exit at once
+        # without the final fits (the sender waits seconds, not minutes).
+        stop["requested"] = stop["terminated"] = True
+        tqdm.write("terminated: saving a checkpoint after this episode")
+
     signal.signal(signal.SIGINT, on_sigint)
+    previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
     t0 = time.time()
 
     def checkpoint() -> None:
@@ -263,7 +270,12 @@ def train(argv: list[str] | None = None) -> Path:
     if writer is not None:
         writer.close()
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, previous_sigterm)
     checkpoint()
+    if stop["terminated"]:
+        print(f"terminated at episode {agent.episodes}, checkpoint saved. Continue with:  "
+              f"python train.py --resume {run}", flush=True)
+        raise SystemExit(128 + signal.SIGTERM)
     summary: dict[str, Any] = {"episodes": agent.episodes}
     if kind.task == "segmentation" and env.process.best is not None:
         export_results(env, run, args.seed)
