@@ -15,8 +15,8 @@ import numpy as np
 from evaluation.report import HEADLINE_METHOD, METRIC_COLUMNS, format_markdown_table
 from models.serialization import write_atomic
 
-#: Metrics reduced over seeds, as named in evaluate.py's headline row (F1 is after the CRF;
-#: F1-max and pixel AUROC are of the predictor's probability maps).
+#: Metrics reduced over seeds, as named in evaluate.py's headline row (F1 is of the method's decision,
+#: the CRF kept or dropped on D_l; F1-max and pixel AUROC are of the predictor's probability maps).
 SWEEP_METRICS = ["F1", "F1-max", "pixel AUROC"]
 GROUP_KEYS = ["category", "preset", "agent"]
 
