@@ -130,7 +130,8 @@ def nbs_method(prob_u: np.ndarray, refit: bool, heldout: HeldOutMaps | None, def
                           note="threshold: D_u fraction flagged = D_l defect fraction", probabilities=True)
         unary_l = None
     if unary_l is None:
-        m.crf_choice = "CRF on: no held-out D_l maps to choose with"
+        m.crf_choice = ("CRF on: no held-out D_l maps to choose with" if heldout is None else
+                        "CRF on: the held-out D_l maps have no defect pixel to choose with")
         return m
     return choose_crf(m, unary_l, heldout, crf)
 

@@ -85,6 +85,10 @@ def test_nbs_without_heldout_maps_keeps_the_crf_and_says_so():
     assert m.crf and m.crf_choice == "CRF on: no held-out D_l maps to choose with"
     m = nbs_method(prob_u, True, None, 0.2)
     assert m.crf and m.threshold is None
+    blank = _blobs()
+    blank = HeldOutMaps(blank.prob, np.zeros_like(blank.masks), blank.images)
+    m = nbs_method(prob_u, False, blank, 0.2)  # maps that cannot judge: prior-matched threshold, CRF kept
+    assert m.crf and "no defect pixel" in m.crf_choice and "fraction" in m.note
 
 
 def test_run_heldout_maps_reads_the_right_arrays():
