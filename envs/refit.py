@@ -126,14 +126,16 @@ def heldout_final_maps(profiles: np.ndarray, images: np.ndarray, masks: np.ndarr
     jitter; seeded seed + 7919 + k) on the other labeled images predicts image k. Returns those
     (m, H, W) probability maps of images no fit saw, and which labeled images they are of (m,):
     what the method's decision (evaluation.decisions.choose_crf) is chosen on without a D_u label.
-    One member per fold, not the ensemble: a fraction of the cost, the same recipe. (The rule of
-    the held-out predictors, EnvConfig.heldout_predictors: with a single defect image in D_l its
-    own fold has nothing to learn from, and the other folds' maps can only show false alarms.)"""
+    One member per fold, not the ensemble: a fraction of the cost, the same recipe. With a single
+    defect image in D_l its own fold has nothing to learn from and the other folds hold no defect
+    to judge with, so no fold is fit (m = 0; the CRF is then kept)."""
     c = config
     rgb = None
     if c.predictor_inputs == "profile+rgb":
         rgb = torch.as_tensor(images, device=device).permute(0, 3, 1, 2).float() / 255.0
     folds = [k for k in range(len(profiles)) if np.delete(masks, k, axis=0).any()]
+    if not masks[folds].any():  # no held-out defect could judge the CRF: spare the fits
+        folds = []
     out = np.zeros((len(folds), *masks.shape[1:]), np.float32)
     for j, k in enumerate(folds):
         rest = [i for i in range(len(profiles)) if i != k]

@@ -222,6 +222,10 @@ def test_heldout_final_maps_never_see_the_image_they_predict():
     np.testing.assert_array_equal(again[2], maps[2])
     assert not np.array_equal(again[0], maps[0])  # the other folds trained on image 2's mask
     one = masks.copy()
-    one[1:] = False  # a single defect image: its fold has nothing to learn from
-    _, index = heldout_final_maps(profiles, images, one, config, seed=0)
-    assert list(index) == [1, 2, 3]
+    one[1:] = False  # a single defect image: its fold has nothing to learn from, the others nothing to judge
+    none, index = heldout_final_maps(profiles, images, one, config, seed=0)
+    assert list(index) == [] and none.shape == (0, *masks.shape[1:])
+    two = masks.copy()
+    two[2:] = False  # two defect images: every fold can learn, and the two defect folds can judge
+    _, index = heldout_final_maps(profiles, images, two, config, seed=0)
+    assert list(index) == [0, 1, 2, 3]
