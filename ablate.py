@@ -45,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--n-labeled", type=int, default=None)
     p.add_argument("--per-defect-type", type=int, default=None)
+    p.add_argument("--policy-input-size", type=int, default=None, help="as train.py")
     p.add_argument("--include-train-good", action="store_true")
     p.add_argument("--include-unannotated", action="store_true")
     p.add_argument("--baselines", nargs="+", default=None, help="as evaluate.py (default: all)")

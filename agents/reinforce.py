@@ -41,6 +41,9 @@ class ReinforceConfig:
     """gradient clipping of the policy update"""
     features_dim: int = 256
     """width of the first FC layer"""
+    policy_input_size: int = 64
+    """the policy sees the observation maps average-pooled to this side (0: at their own size);
+    see models.policy.SamplerFeatures"""
 
 
 def discounted_returns(rewards: list[float], gamma: float) -> np.ndarray:
@@ -63,25 +66,33 @@ class REINFORCE:
         self.device = torch.device(device)
         torch.manual_seed(seed)  # policy initialisation
         self.policy = PolicyNet(observation_channels(env.observation_space), int(env.action_space.n),
-                                self.config.features_dim).to(self.device)
+                                self.config.features_dim, self.config.policy_input_size).to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate)
         self.generator = torch.Generator(device="cpu").manual_seed(seed)  # action sampling
         self.episodes = 0
+        self._inputs: list[torch.Tensor] = []  # the network inputs of the episode being played
 
     def _tensor_obs(self, obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {k: torch.as_tensor(v, device=self.device).unsqueeze(0) for k, v in obs.items()}
 
-    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> int:
-        """Action for one observation: the most likely one, or a sample from the policy."""
-        with torch.no_grad():
-            logits = self.policy(self._tensor_obs(obs))[0].cpu()
+    def _choose(self, logits: torch.Tensor, deterministic: bool) -> int:
         if deterministic:
             return int(logits.argmax())
         return int(torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator))
 
+    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> int:
+        """Action for one observation: the most likely one, or a sample from the policy."""
+        with torch.no_grad():
+            return self._choose(self.policy(self._tensor_obs(obs))[0].cpu(), deterministic)
+
     def _act(self, obs: dict[str, np.ndarray]) -> int:
-        with section("policy forward"):
-            return self.predict(obs)
+        """predict(), keeping the network's input for the update: the stacked, pooled maps are
+        a fraction of the observation, and stacking 32 full observations again would cost about
+        as much as the update's own forward and backward passes."""
+        with section("policy forward"), torch.no_grad():
+            x = self.policy.features.stack(self._tensor_obs(obs))
+            self._inputs.append(x)
+            return self._choose(self.policy.logits(x)[0].cpu(), deterministic=False)
 
     def action_probabilities(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """pi(. | obs) as a numpy vector (used to score image-level decisions)."""
@@ -96,16 +107,15 @@ class REINFORCE:
         train.py for checkpoints and Ctrl-C)."""
         cfg = self.config
         while self.episodes < total_episodes:
-            # 1. Roll out one episode with the current policy.
-            episode = play_episode(self.env, self._act, keep_observations=True)
-            observations, actions, rewards = episode.observations, episode.actions, episode.rewards
+            # 1. Roll out one episode with the current policy (_act keeps each step's network input).
+            self._inputs = []
+            episode = play_episode(self.env, self._act)
+            actions, rewards = episode.actions, episode.rewards
 
             # 2. Policy gradient on the whole episode in one batched forward pass.
             with section("policy update"):
                 returns = torch.as_tensor(discounted_returns(rewards, cfg.gamma), device=self.device)
-                batch = {k: torch.as_tensor(np.stack([o[k] for o in observations]), device=self.device)
-                         for k in observations[0]}
-                dist = torch.distributions.Categorical(logits=self.policy(batch))
+                dist = torch.distributions.Categorical(logits=self.policy.logits(torch.cat(self._inputs)))
                 log_probs = dist.log_prob(torch.as_tensor(actions, device=self.device))
                 entropy = dist.entropy()
                 loss = -(log_probs * returns).sum() - cfg.ent_coef * entropy.sum()
@@ -141,6 +151,7 @@ class REINFORCE:
     @classmethod
     def load(cls, path: str | Path, env: gym.Env, device: str | torch.device = "cpu") -> "REINFORCE":
         state = load_weights(path, map_location=device)
-        agent = cls(env, ReinforceConfig(**state["config"]), device)
+        # Checkpoints from before policy_input_size saw the maps at their own size.
+        agent = cls(env, ReinforceConfig(**{"policy_input_size": 0, **state["config"]}), device)
         agent.load_state_dict(state)
         return agent

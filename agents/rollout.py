@@ -15,10 +15,10 @@ import numpy as np
 
 @dataclass
 class Episode:
-    """What one rollout saw: the observations acted on, the actions, the rewards, the last
-    step's info and how many steps the env reported as jumps (None: the env does not say)."""
+    """What one rollout did: the actions, the rewards, the last step's info and how many steps
+    the env reported as jumps (None: the env does not say). An agent that learns from the
+    observations keeps what it needs of them itself (REINFORCE: its network's inputs)."""
 
-    observations: list[dict[str, np.ndarray]] = field(default_factory=list)
     actions: list[int] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
@@ -34,16 +34,13 @@ class Episode:
         return row
 
 
-def play_episode(env: gym.Env, act: Callable[[dict[str, np.ndarray]], int],
-                 keep_observations: bool = False) -> Episode:
+def play_episode(env: gym.Env, act: Callable[[dict[str, np.ndarray]], int]) -> Episode:
     """reset() (the env's running process continues), then act until the episode ends."""
     obs, _ = env.reset()
     episode = Episode()
     done = False
     while not done:
         action = act(obs)
-        if keep_observations:
-            episode.observations.append(obs)
         episode.actions.append(action)
         obs, reward, terminated, truncated, info = env.step(action)
         episode.rewards.append(float(reward))

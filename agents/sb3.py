@@ -38,9 +38,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 class SamplerExtractor(BaseFeaturesExtractor):
     """SB3 features extractor wrapping the spec's SamplerFeatures (5 conv + the first FC)."""
 
-    def __init__(self, observation_space: gym.spaces.Dict, features_dim: int = 256) -> None:
+    def __init__(self, observation_space: gym.spaces.Dict, features_dim: int = 256, input_size: int = 0) -> None:
         super().__init__(observation_space, features_dim)
-        self.net = SamplerFeatures(observation_channels(observation_space), features_dim)
+        self.net = SamplerFeatures(observation_channels(observation_space), features_dim, input_size=input_size)
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(observations)
@@ -102,10 +102,13 @@ class SB3Agent:
     """An SB3 model behind the same verbs as agents.reinforce.REINFORCE."""
 
     def __init__(self, env: gym.Env, algorithm: str = "PPO", device: str | torch.device = "cpu",
-                 seed: int = 0, episode_steps: int | None = None, **kwargs: Any) -> None:
+                 seed: int = 0, episode_steps: int | None = None, policy_input_size: int = 64,
+                 **kwargs: Any) -> None:
         """`episode_steps`: steps per episode, which SB3's step-based schedules (DQN's
         exploration, learning-rate schedules) need to map episodes to steps; default: the env's
-        `episode_steps` attribute (both envs of this package have one)."""
+        `episode_steps` attribute (both envs of this package have one). `policy_input_size`: the
+        features extractor pools the observation maps to this side (0: their own size), as
+        REINFORCE's policy does; `kwargs` go to the SB3 algorithm."""
         self.algorithm = algorithm
         self.cls = algorithm_class(algorithm)
         self.env = env
@@ -119,6 +122,7 @@ class SB3Agent:
             raise ValueError(f"episode_steps must be >= 1, got {episode_steps}")
         self.episode_steps = episode_steps
         self.device = torch.device(device)
+        self.policy_input_size = policy_input_size
         self.settings = {**DEFAULTS.get(algorithm, {}), **kwargs}
         self.model = self._make_model(seed)
         self.episodes = 0
@@ -126,7 +130,8 @@ class SB3Agent:
 
     def _make_model(self, seed: int | None) -> BaseAlgorithm:
         policy_kwargs = {"features_extractor_class": SamplerExtractor,
-                         "features_extractor_kwargs": {"features_dim": 256}, "net_arch": []}
+                         "features_extractor_kwargs": {"features_dim": 256, "input_size": self.policy_input_size},
+                         "net_arch": []}
         return self.cls(dict_policy(self.cls), self.env, seed=seed, device=self.device,
                         policy_kwargs=policy_kwargs, verbose=0, **self.settings)
 

@@ -31,6 +31,7 @@ from models.serialization import RunFileError, make_writable_folder, read_json, 
 from runner.evaluation import build_parser as evaluate_parser
 from runner.evaluation import evaluation_settings, settings_from_args
 from runner.folder import CHECKPOINTS, CONFIG, METRICS, SUMMARY, RunFolder
+from runner.spec import SAVED_WITHOUT
 from runner.spec import parse_args as parse_train_args
 
 DEFAULT_AGENTS = ["reinforce", "sb3:PPO", "sb3:A2C", *BASELINES]
@@ -38,7 +39,7 @@ DEFAULT_AGENTS = ["reinforce", "sb3:PPO", "sb3:A2C", *BASELINES]
 ROOT = Path(__file__).resolve().parent.parent
 #: train.py settings that define a cell's results; a folder run with other values is not reused.
 FIXED_SETTINGS = ["category", "preset", "agent", "seed", "dataset", "data_root", "image_size", "n_labeled",
-                  "per_defect_type", "include_train_good", "include_unannotated", "set"]
+                  "per_defect_type", "include_train_good", "include_unannotated", "set", "policy_input_size"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def check_reusable(cell: Cell, plan: Plan, out: Path) -> str | None:
         return None
     wanted, _ = parse_train_args(cell_train_args(cell, plan))  # as train.py would parse them
     saved = read_json(config_path, keys=("args",))["args"]
+    saved = {**SAVED_WITHOUT, **saved}
     diffs = [f"{k}: {saved.get(k)!r} there, {getattr(wanted, k)!r} now" for k in FIXED_SETTINGS
              if saved.get(k) != getattr(wanted, k)]
     return "; ".join(diffs) or None
@@ -339,7 +341,7 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
                              f"{sorted(BASELINES)}")
     categories = list_categories(args.data_root) if args.categories == ["all"] else args.categories
     passthrough = []
-    for flag in ("dataset", "data_root", "image_size", "n_labeled", "per_defect_type"):
+    for flag in ("dataset", "data_root", "image_size", "n_labeled", "per_defect_type", "policy_input_size"):
         if getattr(args, flag) is not None:
             value = getattr(args, flag)
             value = Path(value).resolve() if flag == "data_root" else value

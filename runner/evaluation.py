@@ -34,7 +34,7 @@ from models.crf import CRFConfig, dense_crf
 from models.predictor import predictor_from_saved, probability_maps
 from runner.factory import env_kind, make_agent, make_env
 from runner.folder import CHECKPOINTS, CONFIG, PREDICTOR, RunFolder
-from runner.spec import Args
+from runner.spec import saved_args
 
 #: Bumped when evaluate_run's rows change for the same run and settings (2: the NBS decision's CRF
 #: chosen on held-out D_l maps), so that a sweep re-evaluates runs scored by older code.
@@ -245,7 +245,7 @@ def segmentation_image_scores(seg_run: Path, unlabeled: list[Any], device: torch
 def evaluate_classifier_run(run: RunFolder, config: dict[str, Any], device: str = "auto",
                             segmentation_run: Path | None = None) -> dict[str, Any]:
     """Image-level table of a residual-classifier run on D_u; writes report.md and metrics.json."""
-    args = Args(**config["args"])
+    args = saved_args(config["args"])
     kind = env_kind(args.env)
     data = DataConfig(**config["data"])
     dev = resolve_device(device)

@@ -110,7 +110,8 @@ def make_env(kind: EnvKind, data: DataConfig, config: Any) -> gym.Env:
 def make_agent(args: Args, env: gym.Env, device: torch.device) -> Any:
     """The agent named by --agent; every agent has learn / state_dict / load_state_dict."""
     if args.agent == "reinforce":
-        return REINFORCE(env, ReinforceConfig(args.learning_rate, args.gamma, args.ent_coef),
+        return REINFORCE(env, ReinforceConfig(args.learning_rate, args.gamma, args.ent_coef,
+                                              policy_input_size=args.policy_input_size),
                          device=device, seed=args.seed)
     if args.agent.startswith("sb3:"):
         from agents.sb3 import SB3Agent, algorithm_class
@@ -119,7 +120,7 @@ def make_agent(args: Args, env: gym.Env, device: torch.device) -> Any:
         kwargs: dict[str, Any] = {"learning_rate": args.learning_rate, "gamma": args.gamma}
         if "ent_coef" in inspect.signature(algorithm_class(name)).parameters:
             kwargs["ent_coef"] = args.ent_coef
-        return SB3Agent(env, name, device=device, seed=args.seed, **kwargs)
+        return SB3Agent(env, name, device=device, seed=args.seed, policy_input_size=args.policy_input_size, **kwargs)
     if args.agent in BASELINES:
         return BASELINES[args.agent](env, seed=args.seed)
     raise ValueError(f"expected 'reinforce', 'sb3:<ALGO>' (e.g. sb3:PPO) or one of {sorted(BASELINES)}")

@@ -54,6 +54,8 @@ class Args:
     learning_rate: float = arg(1e-4, "policy learning rate")
     gamma: float = arg(0.99, "discount")
     ent_coef: float = arg(0.01, "entropy bonus (REINFORCE, PPO, A2C)")
+    policy_input_size: int = arg(64, "the policy (REINFORCE's, or an SB3 algorithm's features extractor) sees "
+                                     "the observation maps average-pooled to this side; 0: at their own size")
     device: str = arg("auto", "auto | cpu | cuda[:i]")
     threads: int = arg(0, "torch CPU threads (0: torch's default)")
     run_dir: str | None = arg(None, "run folder; default runs/<category>-<agent>-seed<seed>-<time>")
@@ -61,6 +63,16 @@ class Args:
     no_tensorboard: bool = arg(False, "do not log to <run>/tensorboard even if tensorboard is installed")
     resume: str | None = arg(None, "run folder to continue from its last checkpoint")
     set: list[str] = arg(None, "EnvConfig overrides KEY=VALUE (e.g. profile_length=10, ae.width=16)")
+
+
+#: Arguments added after runs were saved without them, with the value those runs trained with
+#: (which is not today's default): a resumed or re-evaluated old run keeps computing what it did.
+SAVED_WITHOUT = {"policy_input_size": 0}
+
+
+def saved_args(saved: dict[str, Any], **override: Any) -> Args:
+    """Args of a run's config.json ("args"), with `override` on top; raises TypeError on unknown keys."""
+    return Args(**{**SAVED_WITHOUT, **saved, **override})
 
 
 def build_parser(defaults: bool = True) -> argparse.ArgumentParser:

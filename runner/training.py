@@ -30,7 +30,7 @@ from models.predictor import predictor_from_saved, probability_maps
 from models.segmenter import BundleMeta, save_bundle
 from runner.factory import env_kind, make_agent, make_env
 from runner.folder import ACTION_COLUMNS, BUNDLE, LOG, LOG_COLUMNS, RunFolder
-from runner.spec import Args, apply_overrides, data_config, parse_args
+from runner.spec import apply_overrides, data_config, parse_args, saved_args
 
 
 def export_results(env: BatchSamplingEnv, run: RunFolder, seed: int) -> None:
@@ -155,7 +155,7 @@ def train(argv: list[str] | None = None) -> Path:
         run.lock("--resume")
         saved = run.read_config("--resume")
         try:
-            args = Args(**{**saved["args"], **{k: getattr(args, k) for k in given}, "resume": str(run)})
+            args = saved_args(saved["args"], **{k: getattr(args, k) for k in given}, resume=str(run))
             kind = env_kind(args.env)
             env_config = kind.config_from_dict(saved["env"])
         except (TypeError, ValueError) as e:

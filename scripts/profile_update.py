@@ -117,19 +117,17 @@ def table(parts: dict[str, tuple[float, int]], wall: float, updates: int) -> lis
     def row(name: str, seconds: float) -> str:
         return f"| {name} | {1000 * seconds / updates:.1f} | {100 * seconds / wall:.1f} % |"
 
-    get = {k: v[0] for k, v in parts.items()}
-    env_total = get.get("env.step", 0.0)
+    get = {k: v[0] for k, v in parts.items()}  # own time: nested sections are charged to themselves
     lines = ["| part | ms / update | share |", "|---|---:|---:|"]
     for name in ENV_PARTS:
         if name in get:
             lines.append(row(f"env: {name}", get[name]))
-    lines.append(row("env: rest of env.step (rewards, bookkeeping)",
-                     env_total - sum(get.get(n, 0.0) for n in ENV_PARTS)))
-    lines.append(row("env.reset", get.get("env.reset", 0.0)))
+    lines.append(row("env: rest of env.step (rewards, bookkeeping)", get.get("env.step", 0.0)))
+    lines.append(row("env.reset (rest)", get.get("env.reset", 0.0)))
     for name in AGENT_PARTS + LOOP_PARTS:
         if name in get:
             lines.append(row(name, get[name]))
-    counted = env_total + sum(get.get(n, 0.0) for n in ["env.reset", *AGENT_PARTS, *LOOP_PARTS])
+    counted = sum(get.values())
     lines.append(row("agent (rest: rollout bookkeeping, SB3 policy forward and update)", wall - counted))
     lines.append(row("**total**", wall))
     return lines

@@ -33,3 +33,14 @@ def test_negative_updates_and_zero_checkpoint_interval_are_refused(tmp_path):
     with pytest.raises(SystemExit, match="--checkpoint-every must be >= 1"):
         train.main(["--checkpoint-every", "0", "--run-dir", str(tmp_path / "b")])
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_runs_saved_before_a_setting_existed_keep_what_they_trained_with():
+    """config.json of a run from before --policy-input-size: resume and evaluate rebuild its agent
+    with the policy at full size (what it trained with), not today's default."""
+    from runner.spec import parse_args, saved_args
+
+    assert parse_args([])[0].policy_input_size == 64
+    old = saved_args({"seed": 3})
+    assert old.policy_input_size == 0 and old.seed == 3
+    assert saved_args({"policy_input_size": 32}).policy_input_size == 32

@@ -23,6 +23,20 @@ def test_sections_add_up_only_while_profiling():
     assert profiling.stop() == {}
 
 
+def test_nested_sections_are_charged_once():
+    """A section inside another counts for itself only, so the parts add up to the wall time."""
+    profiling.start()
+    t0 = time.perf_counter()
+    with profiling.section("outer"):
+        time.sleep(0.02)
+        with profiling.section("inner"):
+            time.sleep(0.03)
+    wall = time.perf_counter() - t0
+    out = profiling.stop()
+    assert 0.02 <= out["outer"][0] < 0.03 and out["inner"][0] >= 0.03
+    assert abs(out["outer"][0] + out["inner"][0] - wall) < 0.005
+
+
 def test_profile_script_times_every_part_of_a_reinforce_update(tmp_path):
     spec = importlib.util.spec_from_file_location("profile_update",
                                                   Path(__file__).parents[1] / "scripts" / "profile_update.py")
@@ -39,5 +53,6 @@ def test_profile_script_times_every_part_of_a_reinforce_update(tmp_path):
             "policy update", "logging", "checkpoint"} <= set(parts)
     assert parts["AE step"][1] == 3 and parts["policy update"][1] == 3 and parts["env.step"][1] == 12
     assert sum(parts[k][0] for k in ("env.step", "policy forward", "policy update")) <= wall
+    assert all(seconds >= 0 for seconds, _ in parts.values()) and sum(s for s, _ in parts.values()) <= wall
     rows = script.table(parts, wall, 3)
     assert rows[-1].startswith("| **total** |") and "100.0 %" in rows[-1]

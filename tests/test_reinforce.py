@@ -89,3 +89,48 @@ def test_rejects_foreign_checkpoint():
     agent = REINFORCE(BanditEnv(0.0))
     with pytest.raises(ValueError, match="REINFORCE"):
         agent.load_state_dict({"algorithm": "ppo"})
+
+
+def test_policy_sees_the_maps_pooled_to_its_input_size():
+    """input_size=8 on 16 px maps: the network's output is that of the 2x2-averaged maps, while
+    input_size=0 looks at every pixel (an observation that differs only within 2x2 blocks, with
+    the same block means, gives other logits)."""
+    from models.policy import PolicyNet
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 16, 16)
+    pooled = torch.nn.functional.avg_pool2d(x, 2)
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None]) % 2 * 0.2 - 0.1  # zero mean per 2x2 block
+    for size, same in ((8, True), (0, False)):
+        torch.manual_seed(1)
+        net = PolicyNet(3, 9, 32, input_size=size)
+        with torch.no_grad():
+            out, shifted = net({"rgb": x}), net({"rgb": x + checker})
+        assert torch.allclose(out, shifted, atol=1e-6) == same
+        if size:
+            torch.manual_seed(1)
+            small = PolicyNet(3, 9, 32, input_size=0)  # same weights (same seed), fed the pooled maps
+            with torch.no_grad():
+                torch.testing.assert_close(out, small({"rgb": pooled}))
+    with pytest.raises(ValueError, match="input_size"):
+        PolicyNet(3, 9, 32, input_size=-1)
+    # REINFORCE keeps each step's stacked input and runs the update on them: bit-identical to
+    # running the network on the batch of observations
+    torch.manual_seed(2)
+    net = PolicyNet(4, 9, 32, input_size=8)
+    steps = [{"rgb": torch.rand(1, 3, 16, 16), "loss": torch.rand(1, 1, 16, 16)} for _ in range(5)]
+    batch = {k: torch.cat([o[k] for o in steps]) for k in steps[0]}
+    with torch.no_grad():
+        assert torch.equal(net.logits(torch.cat([net.features.stack(o) for o in steps])), net(batch))
+
+
+def test_policy_input_size_is_part_of_the_config_and_old_checkpoints_keep_full_size(tmp_path):
+    env = BanditEnv(0.0)
+    agent = REINFORCE(env, ReinforceConfig(policy_input_size=8), seed=0)
+    assert agent.policy.features.input_size == 8
+    agent.save(tmp_path / "agent.pt")
+    assert REINFORCE.load(tmp_path / "agent.pt", env).policy.features.input_size == 8
+    state = torch.load(tmp_path / "agent.pt", weights_only=False)
+    del state["config"]["policy_input_size"]  # as written before the setting existed
+    torch.save(state, tmp_path / "old.pt")
+    assert REINFORCE.load(tmp_path / "old.pt", env).policy.features.input_size == 0

@@ -30,8 +30,9 @@ def test_algorithm_trains_and_reports_episodes(algo):
     LSTM policy), reports each episode, and gives action probabilities."""
     env = tiny_env()
     env.reset(seed=0)
-    agent = SB3Agent(env, algo, seed=0, **SMALL[algo])
-    assert any(isinstance(m, SamplerExtractor) for m in agent.model.policy.modules())  # the spec's network
+    agent = SB3Agent(env, algo, seed=0, policy_input_size=16, **SMALL[algo])
+    extractors = [m for m in agent.model.policy.modules() if isinstance(m, SamplerExtractor)]
+    assert extractors and all(m.net.input_size == 16 for m in extractors)  # the spec's network, pooled
     seen = []
     agent.learn(5, lambda s: seen.append(s) or True)
     assert agent.episodes == 5 and [s["episode"] for s in seen] == [1, 2, 3, 4, 5]
