@@ -29,9 +29,10 @@ class SamplerFeatures(nn.Module):
 
     `input_size` > 0: the stacked maps are average-pooled to at most that side before the convs.
     The agent's choice, not the env's: the observation space stays the full maps. Why: at 128 px
-    the policy's forward passes and update cost as much as the env's own AE and predictor work
-    (scripts/profile_update.py); pooled to 64 px they cost about a quarter, and the sampler's
-    decision (which of 8 directions, or jump) needs where the loss is high, not pixel detail.
+    REINFORCE's 32 forward passes and its update took ~270 ms of a ~610 ms update on 2 CPU cores
+    (scripts/profile_update.py, built-in brick); pooled to 64 px they take ~130 ms, with the same
+    quality on brick (3 seeds, README "Agents"). The sampler's decision (one of 8 directions, or
+    jump) needs where the loss is high, not pixel detail.
     """
 
     def __init__(self, in_channels: int, features_dim: int = 256, width: int = 32, input_size: int = 0) -> None:

@@ -177,6 +177,8 @@ def train(argv: list[str] | None = None) -> Path:
         raise SystemExit(f"--updates must be >= 0, got {args.updates}")
     if args.checkpoint_every < 1:
         raise SystemExit(f"--checkpoint-every must be >= 1 episode, got {args.checkpoint_every}")
+    if args.policy_input_size < 0:
+        raise SystemExit(f"--policy-input-size must be >= 0 (0: the maps at their own size), got {args.policy_input_size}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)

@@ -32,7 +32,9 @@ def test_negative_updates_and_zero_checkpoint_interval_are_refused(tmp_path):
         train.main(["--updates", "-5", "--run-dir", str(tmp_path / "a")])
     with pytest.raises(SystemExit, match="--checkpoint-every must be >= 1"):
         train.main(["--checkpoint-every", "0", "--run-dir", str(tmp_path / "b")])
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(SystemExit, match="--policy-input-size must be >= 0"):
+        train.main(["--policy-input-size", "-1", "--run-dir", str(tmp_path / "c")])
+    assert not any((tmp_path / d).exists() for d in "abc")
 
 
 def test_runs_saved_before_a_setting_existed_keep_what_they_trained_with():
