@@ -36,7 +36,8 @@ CSV_COLUMNS = ["name", "score", "decision", "defect_area", "defect_pixels", "err
 def find_images(paths: list[str]) -> list[tuple[str, Path]]:
     """(output name, file) of every image given: files as named, folders searched recursively in
     sorted order. Output names keep the path below the folder (a/b.png -> a__b), so files of the
-    same name in different subfolders do not overwrite each other. SystemExit when there is none."""
+    same name in different subfolders do not overwrite each other; files that differ only in their
+    suffix keep it (a.png, a.jpg -> a_png, a_jpg). SystemExit when there is none."""
     found: list[tuple[str, Path]] = []
     for arg in paths:
         p = Path(arg)
@@ -50,6 +51,10 @@ def find_images(paths: list[str]) -> list[tuple[str, Path]]:
         else:
             raise SystemExit(f"{p}: no such file or folder")
     names = [n for n, _ in found]
+    clash = {n for n in names if names.count(n) > 1}
+    if clash:  # a.png beside a.jpg: keep the suffix in the name (a_png, a_jpg)
+        found = [(f"{n}_{f.suffix[1:].lower()}" if n in clash else n, f) for n, f in found]
+        names = [n for n, _ in found]
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise SystemExit(f"two inputs would write the same outputs ({', '.join(dupes[:5])}): give them in one folder")

@@ -170,3 +170,17 @@ def test_holdout_keeps_the_labeled_draw_and_hides_images_from_training(data_root
     assert all(line.split("|")[2].strip() == str(len(heldback)) for line in lines)
     with pytest.raises(SystemExit, match="no held-back images"):
         inductive.main(["--inductive", str(b), "--transductive", str(a)])
+
+
+def test_output_names_never_collide(tmp_path):
+    """a.png beside a.jpg keep their suffixes; sub/a.png gets its folder; a clash that is left
+    (the same name given twice from two folders) is refused with the names."""
+    for rel in ("a.png", "a.jpg", "b.png", "sub/a.png"):
+        (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / rel).write_bytes(b"")
+    names = [n for n, _ in predict.find_images([str(tmp_path / "in")])]
+    assert sorted(names) == ["a_jpg", "a_png", "b", "sub__a"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "b.png").write_bytes(b"")
+    with pytest.raises(SystemExit, match="b"):
+        predict.find_images([str(tmp_path / "in" / "b.png"), str(tmp_path / "other" / "b.png")])
