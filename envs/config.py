@@ -110,6 +110,11 @@ class EnvConfig:
     predictor_refit_members: int = 3
     """the final predictor is the mean probability of this many fits from different seeds: one fit
     on 5 labeled images lands on a different calibration each seed (models.predictor.PredictorEnsemble)"""
+    predictor_refit_image_members: int = 0
+    """(final predictor, 'profile+rgb') this many more fits of the same recipe that read the image
+    only (models.predictor.ImageOnly), averaged with the others: late fusion. A net that reads the
+    profiles leans on them even where they do not separate the defects; the image-only members
+    keep what a U-Net gets from the image in the mean. 0: every member reads the profiles"""
     predictor_refit_heldout: bool = False
     """(final predictor) also fit it once per labeled image on the other labeled images
     (leave-one-out, one member each, envs.refit.heldout_final_maps). Their maps of the images left
@@ -193,6 +198,11 @@ class EnvConfig:
             raise ValueError(f"predictor_refit_steps must be >= 0, got {c.predictor_refit_steps}")
         if c.predictor_refit_members < 1:
             raise ValueError(f"predictor_refit_members must be >= 1, got {c.predictor_refit_members}")
+        if c.predictor_refit_image_members < 0:
+            raise ValueError(f"predictor_refit_image_members must be >= 0, got {c.predictor_refit_image_members}")
+        if c.predictor_refit_image_members and c.predictor_inputs != "profile+rgb":
+            raise ValueError("predictor_refit_image_members needs predictor_inputs='profile+rgb' "
+                             f"(got {c.predictor_inputs!r}): image-only members read the image channels")
         if not 0.0 <= c.predictor_refit_profile_dropout < 1.0:
             raise ValueError(f"predictor_refit_profile_dropout must be in [0, 1), got {c.predictor_refit_profile_dropout}")
         for name in ("patches_per_update", "profile_length", "buffer_size", "predictor_batch"):

@@ -18,7 +18,8 @@ import torch
 from baselines.unet import default_crop, recompute_batch_norm
 from common.seeding import torch_rng_from
 from envs.config import EnvConfig
-from models.predictor import PredictorEnsemble, build_predictor, predictor_input, probability_maps, segmentation_loss
+from models.predictor import (ImageOnly, PredictorEnsemble, build_predictor, predictor_input, probability_maps,
+                              segmentation_loss)
 
 
 def jitter_rgb(batch: torch.Tensor, amount: float, rng: np.random.Generator) -> torch.Tensor:
@@ -57,16 +58,17 @@ def refit_predictor(profiles: np.ndarray, images: np.ndarray | None, masks: np.n
             cannot lean on profiles that do not separate the defects (0 = off).
         seed: seeds the init and every crop and augmentation: the same seed on CPU, the same net.
     """
-    if inputs == "profile+rgb" and images is None:
-        raise ValueError("inputs 'profile+rgb' needs the labeled images")
+    if inputs in ("profile+rgb", "rgb") and images is None:
+        raise ValueError(f"inputs {inputs!r} needs the labeled images")
     device = torch.device(device)
     rng = np.random.default_rng(seed)
     n, length, height, width_px = profiles.shape
     rgb = None
-    if inputs == "profile+rgb":
+    if inputs in ("profile+rgb", "rgb"):
         rgb = torch.as_tensor(images, device=device).permute(0, 3, 1, 2).float() / 255.0
-    with torch.no_grad():
+    with torch.no_grad():  # an image-only fit ('rgb') reads the last 3 channels, as ImageOnly feeds it
         x = predictor_input(torch.as_tensor(profiles, dtype=torch.float32, device=device), rgb)
+        x = x[:, -3:] if inputs == "rgb" else x
     y = torch.as_tensor(masks, dtype=torch.float32, device=device)
     n_pos = float(y.sum())
     pos_weight = float(np.clip((y.numel() - n_pos) / max(n_pos, 1.0), 1.0, max_pos_weight))
@@ -91,7 +93,7 @@ def refit_predictor(profiles: np.ndarray, images: np.ndarray | None, masks: np.n
             xs.append(torch.rot90(xi, k, (-2, -1)))
             ys.append(torch.rot90(yi, k, (-2, -1)))
         xb, yb = torch.stack(xs), torch.stack(ys)[:, None]
-        if colour_jitter > 0 and inputs == "profile+rgb":
+        if colour_jitter > 0 and inputs in ("profile+rgb", "rgb"):
             xb = jitter_rgb(xb, colour_jitter, rng)
         if profile_dropout > 0 and inputs == "profile+rgb":
             keep = torch.as_tensor(rng.random(len(xb)) >= profile_dropout, dtype=xb.dtype, device=device)
@@ -108,15 +110,27 @@ def refit_predictor(profiles: np.ndarray, images: np.ndarray | None, masks: np.n
 def final_predictor(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray, config: EnvConfig, seed: int,
                     device: str | torch.device = "cpu") -> torch.nn.Module:
     """The final predictor of a run: config.predictor_refit_members fits (refit_predictor with
-    the config's predictor shape, steps and colour jitter; member k seeded seed + 1000 k), as one
-    net when there is one member, else their PredictorEnsemble."""
+    the config's predictor shape, steps and colour jitter; member k seeded seed + 1000 k), then
+    config.predictor_refit_image_members image-only fits (ImageOnly; seeded seed + 1000 k + 500),
+    as one net when there is one member, else their PredictorEnsemble."""
     c = config
     nets = [refit_predictor(profiles, images, masks, steps=c.predictor_refit_steps, width=c.predictor_width,
                             inputs=c.predictor_inputs, skip=c.predictor_skip, arch=c.predictor_arch,
                             colour_jitter=c.predictor_colour_jitter, seed=seed + 1000 * k,
                             profile_dropout=c.predictor_refit_profile_dropout, device=device)[0]
             for k in range(c.predictor_refit_members)]
+    nets += [ImageOnly(image_fit(profiles, images, masks, c, seed + 1000 * k + 500, device))
+             for k in range(c.predictor_refit_image_members)]
     return nets[0] if len(nets) == 1 else PredictorEnsemble(nets)
+
+
+def image_fit(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray, config: EnvConfig, seed: int,
+              device: str | torch.device = "cpu") -> torch.nn.Module:
+    """One image-only fit of the final predictor's recipe (inputs 'rgb', no profile skip path)."""
+    c = config
+    return refit_predictor(profiles, images, masks, steps=c.predictor_refit_steps, width=c.predictor_width,
+                           inputs="rgb", skip=False, arch=c.predictor_arch, colour_jitter=c.predictor_colour_jitter,
+                           seed=seed, device=device)[0]
 
 
 def heldout_final_maps(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray, config: EnvConfig, seed: int,
@@ -126,7 +140,8 @@ def heldout_final_maps(profiles: np.ndarray, images: np.ndarray, masks: np.ndarr
     jitter; seeded seed + 7919 + k) on the other labeled images predicts image k. Returns those
     (m, H, W) probability maps of images no fit saw, and which labeled images they are of (m,):
     what the method's decision (evaluation.decisions.choose_crf) is chosen on without a D_u label.
-    One member per fold, not the ensemble: a fraction of the cost, the same recipe. With a single
+    One member per fold, not the ensemble (with image members: one of each kind, averaged): a
+    fraction of the cost, the same recipe. With a single
     defect image in D_l its own fold has nothing to learn from and the other folds hold no defect
     to judge with, so no fold is fit (m = 0; the CRF is then kept)."""
     c = config
@@ -143,6 +158,9 @@ def heldout_final_maps(profiles: np.ndarray, images: np.ndarray, masks: np.ndarr
                                  steps=c.predictor_refit_steps, width=c.predictor_width, inputs=c.predictor_inputs,
                                  skip=c.predictor_skip, arch=c.predictor_arch, colour_jitter=c.predictor_colour_jitter,
                                  seed=seed + 7919 + k, profile_dropout=c.predictor_refit_profile_dropout, device=device)
+        if c.predictor_refit_image_members:  # the final predictor's mix: one member of each kind
+            image_net = image_fit(profiles[rest], images[rest], masks[rest], c, seed + 7919 + 500 + k, device)
+            net = PredictorEnsemble([net, ImageOnly(image_net)])
         with torch.no_grad():
             out[j] = probability_maps(net, torch.as_tensor(profiles[k:k + 1], dtype=torch.float32),
                                       None if rgb is None else rgb[k:k + 1])[0].cpu().numpy()

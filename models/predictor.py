@@ -106,6 +106,19 @@ class PredictorEnsemble(nn.Module):
         return torch.logit(p, eps=1e-6)
 
 
+class ImageOnly(nn.Module):
+    """A member that reads only the last 3 input channels (the RGB) of a 'profile+rgb' input:
+    an image-only net (built with inputs 'rgb') that can sit in a PredictorEnsemble beside
+    members that read the profiles (the final predictor's predictor_refit_image_members)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x[:, -3:])
+
+
 def normalize_profiles(profiles: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Divide each profile (B,T,H,W) by its own mean, so the predictor sees relative loss.
 
@@ -124,7 +137,10 @@ def predictor_input(profiles: torch.Tensor, rgb: torch.Tensor | None = None) -> 
 
 
 def input_channels(profile_length: int, inputs: str = "profile") -> int:
-    """Input channels of the predictor for a profile length and an inputs mode."""
+    """Input channels of the predictor for a profile length and an inputs mode ('rgb': the
+    image only, for ImageOnly members of a final predictor)."""
+    if inputs == "rgb":
+        return 3
     return profile_length + (3 if inputs == "profile+rgb" else 0)
 
 
@@ -136,7 +152,7 @@ def build_predictor(profile_length: int, width: int, inputs: str = "profile", sk
     """The predictor for a profile length, width, inputs mode, skip path and architecture (and
     the U-Net's normalisation): the one constructor training (the env, envs.refit) and inference
     (evaluate.py) share."""
-    cin, skip_channels = input_channels(profile_length, inputs), (profile_length if skip else 0)
+    cin, skip_channels = input_channels(profile_length, inputs), (profile_length if skip and inputs != "rgb" else 0)
     if arch == "unet":
         return UNetPredictor(cin, width, skip_channels=skip_channels, norm=norm)
     if arch != "dilated":
@@ -146,13 +162,20 @@ def build_predictor(profile_length: int, width: int, inputs: str = "profile", sk
 
 def predictor_from_saved(saved: dict, device: str | torch.device = "cpu") -> nn.Module:
     """The predictor stored in a predictor.pt or a bundle (its state dict plus the fields
-    build_predictor needs; `ensemble` members, if any), in eval mode on `device`."""
-    def member() -> nn.Module:
+    build_predictor needs; `ensemble` members, if any, the last `image_members` of them
+    image-only), in eval mode on `device`."""
+    def member(image_only: bool = False) -> nn.Module:
+        if image_only:
+            return ImageOnly(build_predictor(saved["profile_length"], saved["width"], "rgb", False,
+                                             saved.get("arch", "dilated"), saved.get("norm", "group")))
         return build_predictor(saved["profile_length"], saved["width"], saved.get("inputs", "profile"),
                                saved.get("skip", False), saved.get("arch", "dilated"), saved.get("norm", "group"))
 
-    k = int(saved.get("ensemble", 1))
-    net = member() if k == 1 else PredictorEnsemble([member() for _ in range(k)])
+    k, m = int(saved.get("ensemble", 1)), int(saved.get("image_members", 0))
+    if not 0 <= m < k or (m and saved.get("inputs") != "profile+rgb"):
+        raise ValueError(f"image_members={m} needs a 'profile+rgb' ensemble of more than {m} members "
+                         f"(ensemble={k}, inputs={saved.get('inputs')!r})")
+    net = member() if k == 1 else PredictorEnsemble([member(i >= k - m) for i in range(k)])
     net.load_state_dict(saved["state_dict"])
     return net.to(device).eval()
 

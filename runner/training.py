@@ -40,19 +40,24 @@ def export_results(env: BatchSamplingEnv, run: RunFolder, seed: int) -> None:
     profiles, process, split, c = env.best_profiles(), env.process, env.split, env.config
     images_l, masks_l = np.stack([s.image for s in split.labeled]), np.stack([s.mask for s in split.labeled])
     if c.predictor_refit_heldout and c.predictor_refit_steps > 0:  # its recipe on D_l images it does not see
-        print(f"leave-one-out fits of the final predictor ({len(images_l)} x {c.predictor_refit_steps} steps)")
+        kinds = 2 if c.predictor_refit_image_members else 1
+        print(f"leave-one-out fits of the final predictor ({kinds * len(images_l)} x {c.predictor_refit_steps} steps)")
         profiles["labeled_refit_heldout_prob"], profiles["labeled_refit_heldout_index"] = heldout_final_maps(
             profiles["labeled"], images_l, masks_l, c, seed, env.device)
     run.write_best_profiles(profiles, split, process.best["update"], process.best_l_pred)
     state_dict, norm, refit, members = process.best["predictor"], "group", c.predictor_refit_steps > 0, 1
+    image_members = 0
     if refit:  # ours: fresh predictors fit on the best labeled profiles with the U-Net's recipe
-        members = c.predictor_refit_members
-        print(f"fitting the final predictor on the best labeled profiles ({members} x {c.predictor_refit_steps} steps)")
+        members = c.predictor_refit_members + c.predictor_refit_image_members
+        image_members = c.predictor_refit_image_members
+        print(f"fitting the final predictor on the best labeled profiles ({members} x {c.predictor_refit_steps} steps"
+              + (f", {image_members} of them on the image only)" if image_members else ")"))
         net = final_predictor(profiles["labeled"], images_l, masks_l, c, seed, env.device)
         state_dict = net.state_dict()
         norm = getattr(net.members[0] if members > 1 else net, "norm", "group")
     fields = {"profile_length": c.profile_length, "width": c.predictor_width, "inputs": c.predictor_inputs,
-              "skip": c.predictor_skip, "arch": c.predictor_arch, "norm": norm, "refit": refit, "ensemble": members}
+              "skip": c.predictor_skip, "arch": c.predictor_arch, "norm": norm, "refit": refit, "ensemble": members,
+              "image_members": image_members}
     run.write_predictor({"state_dict": state_dict, "alpha": process.alpha, **fields})
     export_bundle(env, run, fields, state_dict, profiles, seed)
 

@@ -36,7 +36,22 @@ VARIANTS = {
     "profile-only": ("profile", {}),
     "profile-dropout-0.5": ("profile+rgb", {"profile_dropout": 0.5}),
     "steps-1200": ("profile+rgb", {"steps": 1200}),
+    # late fusion: the mean probability of the `ours` members and the `rgb-only` members (reuses
+    # their fits when those variants ran first)
+    "fused": ("fused", {}),
 }
+
+
+class ZeroProfiles(torch.nn.Module):
+    """A profile+rgb net fed with its profile channels zeroed: the rgb-only variant inside an
+    ensemble whose other members read the profiles."""
+
+    def __init__(self, net: torch.nn.Module, profile_length: int) -> None:
+        super().__init__()
+        self.net, self.t = net, profile_length
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([torch.zeros_like(x[:, :self.t]), x[:, self.t:]], dim=1))
 
 
 def fit(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray, config, reads: str, overrides: dict,
@@ -73,10 +88,20 @@ def main() -> None:
         rgb_u = torch.as_tensor(np.stack(images_u)).permute(0, 3, 1, 2).float() / 255.0
         seed = int(config["args"]["seed"])
         members = a.members or env_config.predictor_refit_members
+        fitted: dict[str, torch.nn.Module] = {}
         for name in a.variant or list(VARIANTS):
             reads, overrides = VARIANTS[name]
             t0 = time.time()
-            net = fit(prof["labeled"], images_l, masks_l, env_config, reads, overrides, seed, members)
+            if reads == "fused":
+                parts = {v: fitted.get(v) or fit(prof["labeled"], images_l, masks_l, env_config, *VARIANTS[v],
+                                                 seed, members) for v in ("ours", "rgb-only")}
+                as_list = {v: list(n.members) if isinstance(n, PredictorEnsemble) else [n] for v, n in parts.items()}
+                net = PredictorEnsemble(as_list["ours"] + [ZeroProfiles(n, env_config.profile_length)
+                                                          for n in as_list["rgb-only"]])
+                reads = "profile+rgb"
+            else:
+                net = fit(prof["labeled"], images_l, masks_l, env_config, reads, overrides, seed, members)
+            fitted[name] = net
             profiles_u = np.zeros_like(prof["unlabeled"]) if reads == "rgb" else prof["unlabeled"]
             prob = probability_maps(net, torch.as_tensor(profiles_u), None if reads == "profile" else rgb_u).numpy()
             rows, _ = method_rows(MethodMaps("NBS", "method", prob, prob), images_u, gt, split.category, None)

@@ -229,3 +229,53 @@ def test_heldout_final_maps_never_see_the_image_they_predict():
     two[2:] = False  # two defect images: every fold can learn, and the two defect folds can judge
     _, index = heldout_final_maps(profiles, images, two, config, seed=0)
     assert list(index) == [0, 1, 2, 3]
+
+
+def test_image_members_read_only_the_image_and_round_trip():
+    """predictor_refit_image_members: the final predictor averages profile members with members
+    that see only the RGB (changing the profiles moves no image member), and predictor_from_saved
+    rebuilds the mixed ensemble exactly; a saved mix that cannot be rebuilt is refused."""
+    from envs.config import EnvConfig
+    from envs.refit import final_predictor
+    from models.predictor import ImageOnly, PredictorEnsemble, predictor_from_saved
+
+    rng = np.random.default_rng(0)
+    profiles, _, masks = _refit_toy()
+    images = np.where(masks[..., None], 230, rng.integers(0, 120, size=masks.shape + (3,))).astype(np.uint8)
+    config = EnvConfig(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_width=8, predictor_skip=True,
+                       predictor_refit_steps=40, predictor_refit_members=1, predictor_refit_image_members=2)
+    net = final_predictor(profiles, images, masks, config, seed=0)
+    assert isinstance(net, PredictorEnsemble) and len(net.members) == 3
+    assert [isinstance(m, ImageOnly) for m in net.members] == [False, True, True]
+    rgb = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255
+    x = predictor_input(torch.as_tensor(profiles), rgb)
+    x_other = predictor_input(torch.as_tensor(profiles)[torch.randperm(4)], rgb)
+    with torch.no_grad():
+        torch.testing.assert_close(net.members[1](x), net.members[1](x_other))
+        assert not torch.allclose(net.members[0](x), net.members[0](x_other))
+        assert rank_auroc(torch.sigmoid(net.members[2](x))[:, 0], torch.as_tensor(masks)) > 0.95  # it learned the image
+        saved = {"state_dict": net.state_dict(), "profile_length": 4, "width": 8, "inputs": "profile+rgb",
+                 "skip": True, "arch": "unet", "norm": "batch", "ensemble": 3, "image_members": 2}
+        torch.testing.assert_close(predictor_from_saved(saved)(x), net(x))
+    with pytest.raises(ValueError, match="image_members"):
+        predictor_from_saved({**saved, "image_members": 3})
+    with pytest.raises(ValueError, match="predictor_refit_image_members"):
+        EnvConfig(predictor_refit_image_members=1).resolved(32)
+
+
+def test_heldout_final_maps_with_image_members_follow_the_final_recipe():
+    """With image members, each fold averages one profile fit and one image-only fit, neither of
+    which saw the image it predicts: its own mask changes nothing in its map."""
+    from envs.config import EnvConfig
+    from envs.refit import heldout_final_maps
+
+    profiles, images, masks = _refit_toy(n=3, size=24)
+    kwargs = dict(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_width=8,
+                  predictor_refit_steps=15, predictor_refit_heldout=True)
+    mixed, index = heldout_final_maps(profiles, images, masks, EnvConfig(predictor_refit_image_members=1, **kwargs), 0)
+    plain, _ = heldout_final_maps(profiles, images, masks, EnvConfig(**kwargs), 0)
+    assert list(index) == [0, 1, 2] and mixed.shape == masks.shape and not np.allclose(mixed, plain)
+    changed = masks.copy()
+    changed[1] = np.roll(changed[1], 4, axis=1)
+    again, _ = heldout_final_maps(profiles, images, changed, EnvConfig(predictor_refit_image_members=1, **kwargs), 0)
+    np.testing.assert_array_equal(again[1], mixed[1])
