@@ -56,8 +56,8 @@ def find_images(paths: list[str]) -> list[tuple[str, Path]]:
         found = [(f"{n}_{f.suffix[1:].lower()}" if n in clash else n, f) for n, f in found]
         names = [n for n, _ in found]
     if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        raise SystemExit(f"two inputs would write the same outputs ({', '.join(dupes[:5])}): give them in one folder")
+        dupes = sorted(str(f) for n, f in found if names.count(n) > 1)
+        raise SystemExit(f"inputs would write the same outputs ({', '.join(dupes[:5])}): give them in one folder")
     return found
 
 
