@@ -29,6 +29,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from evaluation.report import COLUMNS, IMAGE_COLUMNS, format_console_table
 from models.serialization import RunFileError
 from runner.evaluation import build_parser, evaluate_run, settings_from_args
@@ -36,6 +38,10 @@ from runner.evaluation import build_parser, evaluate_run, settings_from_args
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = build_parser().parse_args(argv)
+    if args.threads < 0:
+        raise SystemExit(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     crf, reference = settings_from_args(args)
     results = []
     for run in args.runs:

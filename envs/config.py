@@ -4,7 +4,8 @@ A preset is a set of field overrides (see `PRESETS`); every field can still be o
 one. Memory the env holds, for image side S, profile length T, n_l labeled and n_u unlabeled
 images (float32 unless said):
   - labeled loss profiles      n_l * T * S^2 * 4 B
-  - replay buffer (float16)    buffer_size * (T + 1) * S^2 * 2 B   (S=128, T=20, 512: 352 MB)
+  - replay buffer              the raw D_l loss maps its entries span: at most
+                               (buffer_size + 2 * T * n_l) * S^2 * 4 B (S=128, T=20, 512, n_l=5: 47 MB)
   - AE weight snapshots        2 * T * |AE| (current ring and the best one; ~2.4 MB each at S=128)
   - unlabeled profiles: none while training ("snapshots" mode); n_u * T * S^2 * 4 B in "eager"
     mode, twice (current and best).
@@ -118,7 +119,8 @@ class EnvConfig:
     predictor_refit_heldout: bool = False
     """(final predictor) also fit it once per labeled image on the other labeled images
     (leave-one-out, one member each, envs.refit.heldout_final_maps). Their maps of the images left
-    out decide whether the method's decision ends with the dense CRF (evaluation.decisions.choose_crf).
+    out decide whether the method's decision ends with the dense CRF (evaluation.decisions.choose_crf;
+    when no left-out image has a defect to judge with, the masks are p > 0.5 without it).
     Costs one fit of predictor_refit_steps per labeled image; False: the CRF is always applied.
     Ignored without a final predictor (predictor_refit_steps 0), whose runs choose the CRF on the
     held-out predictors' maps when they have them"""

@@ -143,7 +143,7 @@ def heldout_final_maps(profiles: np.ndarray, images: np.ndarray, masks: np.ndarr
     One member per fold, not the ensemble (with image members: one of each kind, averaged): a
     fraction of the cost, the same recipe. With a single
     defect image in D_l its own fold has nothing to learn from and the other folds hold no defect
-    to judge with, so no fold is fit (m = 0; the CRF is then kept)."""
+    to judge with, so no fold is fit (m = 0; the masks are then p > 0.5 without the CRF)."""
     c = config
     rgb = None
     if c.predictor_inputs == "profile+rgb":

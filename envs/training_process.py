@@ -16,14 +16,14 @@ import torch
 
 from common.seeding import torch_rng_from
 from data.split import Split
-from envs.buffers import ProfileRing, ReplayBuffer, dihedral, snapshot
+from envs.buffers import ProfileRing, ReplayBuffer, snapshot
 from envs.config import EnvConfig
 from envs.diagnostics import rank_auroc
 from envs.profiling import section
 from envs.refit import jitter_rgb
 from envs.rewards import alpha_from_masks, alpha_schedule
 from models.autoencoder import ConvAutoencoder, ae_train_step, loss_map, reconstruct_images, reconstruction_loss_map
-from models.predictor import build_predictor, input_channels, predictor_input, soft_dice_loss, weighted_bce
+from models.predictor import build_predictor, predictor_input, profile_scale, soft_dice_loss, weighted_bce
 
 
 class TrainingProcess:
@@ -104,7 +104,8 @@ class TrainingProcess:
         self.labeled_profiles = ProfileRing(self.n_labeled, c.profile_length, s, s, dev)
         self.unlabeled_profiles = (ProfileRing(self.n_images - self.n_labeled, c.profile_length, s, s, dev)
                                    if c.unlabeled_profiles == "eager" else None)
-        self.buffer = ReplayBuffer(c.buffer_size, input_channels(c.profile_length, c.predictor_inputs), s, s, dev)
+        self.buffer = ReplayBuffer(c.buffer_size, c.profile_length, self._label_masks,
+                                   self._images[:self.n_labeled] if c.predictor_inputs == "profile+rgb" else None)
         self.snapshots: list[dict[str, torch.Tensor]] = []
         self.best: dict[str, Any] | None = None
         self.best_l_pred = math.inf
@@ -190,6 +191,7 @@ class TrainingProcess:
                 recon = reconstruct_images(self.ae, self._images[:self.n_labeled], c.loss_map_stride, c.loss_map == "whole")
                 self._labeled_loss = loss_map(recon, self._images[:self.n_labeled], c.absolute_error)
                 self.labeled_profiles.append(self._labeled_loss)
+                self.buffer.append(self._labeled_loss)
             if self.unlabeled_profiles is not None:
                 with section("D_u loss maps (eager)"):
                     self.unlabeled_profiles.append(self.loss_maps(self.ae, range(self.n_labeled, self.n_images)))
@@ -263,10 +265,10 @@ class TrainingProcess:
         update did."""
         c = self.config
         rgb = self._images[:self.n_labeled] if c.predictor_inputs == "profile+rgb" else None
-        profiles = predictor_input(self.labeled_profiles.ordered(), rgb)
+        ordered = self.labeled_profiles.ordered()
+        profiles = predictor_input(ordered, rgb)
         ks = self.rng.integers(0, 8, size=self.n_labeled)
-        self.buffer.push(torch.stack([dihedral(p, int(k)) for p, k in zip(profiles, ks)]),
-                         torch.stack([dihedral(m, int(k)) for m, k in zip(self._label_masks, ks)]))
+        self.buffer.push(profile_scale(ordered)[:, 0, 0, 0], ks)  # augmented copies of `profiles`
         if not train:
             with torch.no_grad():
                 return float(weighted_bce(self.predictor(profiles)[:, 0], self._label_masks, self.alpha))

@@ -125,7 +125,13 @@ def normalize_profiles(profiles: torch.Tensor, eps: float = 1e-8) -> torch.Tenso
     Absolute loss levels drift as the AE trains and after every re-init; the ratio to the mean is
     what tells an anomalous pixel from a normal one.
     """
-    return profiles / (profiles.mean(dim=(1, 2, 3), keepdim=True) + eps)
+    return profiles / profile_scale(profiles, eps)
+
+
+def profile_scale(profiles: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """The divisor of normalize_profiles, (B,1,1,1): each profile's mean (+ eps). The replay
+    buffer keeps it to rebuild a normalised profile from its raw loss maps exactly."""
+    return profiles.mean(dim=(1, 2, 3), keepdim=True) + eps
 
 
 def predictor_input(profiles: torch.Tensor, rgb: torch.Tensor | None = None) -> torch.Tensor:

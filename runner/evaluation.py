@@ -195,7 +195,8 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
              "its threshold (NBS, whose scores are probabilities: sigmoid(logit p - logit t)). "
              f"'{HEADLINE_METHOD}': the method's shipped decision, one of its two rows: the CRF is dropped "
              "when it lowers the F1 of held-out D_l maps (the final predictor's leave-one-out fits, or the "
-             "held-out predictors'), and kept when the run has none. F1-max, pixel AUROC, AUPRO and image AUROC "
+             "held-out predictors'), and kept when the run has none; when held-out maps hold no defect to "
+             "judge with, the final predictor's masks are p > 0.5 without it. F1-max, pixel AUROC, AUPRO and image AUROC "
              "are of the probability (score) maps, so they do not change with the CRF. F1-max: best "
              "F1 over all thresholds. AUPRO: per-region overlap integrated to FPR 0.3, / 0.3. Image "
              "AUROC: max of each map. Published: chu2020 Table 1 pixel F1 (after CRF for their "
@@ -315,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("runs", nargs="+", help="run folders written by train.py")
     parser.add_argument("--overlays", type=int, default=16, help="overlay PNGs per run (-1: all)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default), as train.py's")
     parser.add_argument("--crf-iterations", type=int, default=CRFConfig().iterations)
     parser.add_argument("--baselines", nargs="+", default=list(METHODS), help="comparison methods trained on "
                         "the run's split, or 'none'")

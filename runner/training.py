@@ -200,7 +200,10 @@ def train(argv: list[str] | None = None) -> Path:
 
     if resume:
         ckpt = run.load_checkpoint(env.device)
-        env.load_state_dict(ckpt["env"])
+        try:
+            env.load_state_dict(ckpt["env"])
+        except ValueError as e:  # e.g. a checkpoint of an older format
+            raise SystemExit(f"--resume {run}: {e}") from None
         agent.load_state_dict(ckpt["agent"])
         wall0 = float(ckpt["wall_s"])
         run.truncate_log(agent.episodes)

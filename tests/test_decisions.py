@@ -91,6 +91,19 @@ def test_nbs_without_heldout_maps_keeps_the_crf_and_says_so():
     assert m.crf and "no defect pixel" in m.crf_choice and "fraction" in m.note
 
 
+def test_final_predictor_without_heldout_defects_drops_the_crf():
+    """The final predictor's held-out maps cannot judge when D_l's only defect image is the one
+    no fold can hold out: its masks are then p > 0.5 (the CRF lowered its F1 on every built-in
+    split), while the papers' predictors keep the CRF."""
+    prob_u = _blobs().prob
+    blank = _blobs()
+    blank = HeldOutMaps(blank.prob, np.zeros_like(blank.masks), blank.images)
+    m = nbs_method(prob_u, True, blank, 0.2)
+    assert not m.crf and m.threshold is None
+    assert m.crf_choice == "CRF off: the held-out D_l maps have no defect pixel to choose with"
+    assert choose_crf(_method(blank), blank.prob, blank).crf  # the default elsewhere: kept
+
+
 def test_run_heldout_maps_reads_the_right_arrays():
     held = _blobs()
     refit_prob = held.prob[::-1].copy()

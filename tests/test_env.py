@@ -13,6 +13,7 @@ import envs
 from envs import BatchSamplingEnv
 from envs.buffers import ProfileRing, ReplayBuffer, dihedral
 from envs.rewards import alpha_from_masks, beta_schedule, clone_reward, cover_reward
+from models.predictor import predictor_input, profile_scale
 from tests.helpers import TINY, run_episodes, tiny_env, toy_split
 
 
@@ -186,21 +187,67 @@ def test_buffer_is_bounded():
     env = tiny_env()
     env.reset(seed=0)
     run_episodes(env, 8)
-    assert env.process.buffer.size == TINY.buffer_size
-    assert env.process.buffer.profiles.shape[0] == TINY.buffer_size
+    buf, t = env.process.buffer, TINY.profile_length
+    assert buf.size == TINY.buffer_size
+    # the raw maps kept: from the oldest live entry's first one to the newest, nothing older
+    assert sorted(buf.maps) == list(range(int(buf.end.min()) - t + 1, buf.appended + 1))
+    assert len(buf.maps) <= TINY.buffer_size  # a fraction of what whole profiles would take
 
 
-def test_profile_ring_and_replay_buffer():
+def _materialised(pushes: list[tuple[torch.Tensor, torch.Tensor]], capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the buffer held before it kept raw maps: every entry's float16 profile and its mask."""
+    last = pushes[-capacity:]
+    return torch.stack([p for p, _ in last]).to(torch.float16), torch.stack([m for _, m in last])
+
+
+def test_replay_buffer_rebuilds_entries_exactly():
+    """Entries rebuilt from raw maps equal the float16 (dihedral of the normalised profile, mask)
+    pairs the buffer used to store, through ring resets (AE re-inits), wrap-around and a
+    checkpoint round trip; with the images' RGB channels appended too."""
+    rng = np.random.default_rng(0)
+    n, t, s, cap = 3, 4, 6, 10
+    masks = torch.as_tensor(rng.random((n, s, s)) > 0.7)
+    for rgb in (None, torch.rand(n, 3, s, s)):
+        ring = ProfileRing(n, t, s, s, torch.device("cpu"))
+        buf = ReplayBuffer(cap, t, masks, rgb)
+        pushes = []
+        for step in range(40):
+            if step in (9, 23):  # an AE re-init: the profiles start again
+                ring.reset()
+            maps = torch.rand(n, s, s) * (step + 1)
+            ring.append(maps)
+            buf.append(maps)
+            if ring.full:
+                ordered = ring.ordered()
+                x = predictor_input(ordered, rgb)
+                ks = rng.integers(0, 8, size=n)
+                buf.push(profile_scale(ordered)[:, 0, 0, 0], ks)
+                pushes += [(dihedral(p, int(k)), dihedral(m, int(k))) for p, m, k in zip(x, masks, ks)]
+        want_p, want_m = _materialised(pushes, cap)
+        order = [(buf.next + j) % cap for j in range(cap)]  # oldest first
+        got_p, got_m = buf.entries(np.array(order))
+        assert torch.equal(got_p, want_p.float()) and torch.equal(got_m, want_m)
+        assert got_p.shape == (cap, t + (0 if rgb is None else 3), s, s) and got_p.dtype == torch.float32
+        again = ReplayBuffer(cap, t, masks, rgb)
+        again.load_state_dict(buf.state_dict())
+        assert torch.equal(again.entries(np.array(order))[0], got_p)
+        assert torch.equal(again.sample(7, np.random.default_rng(1))[0], buf.sample(7, np.random.default_rng(1))[0])
+        assert len(buf.maps) <= cap // n + 2 * t  # raw maps, not cap profiles of t channels
+
+
+def test_replay_buffer_refuses_old_checkpoints_and_early_pushes():
+    buf = ReplayBuffer(4, 3, torch.zeros(2, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="needs 3 appended loss maps, got 0"):
+        buf.push(torch.ones(2), np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match="older version"):
+        buf.load_state_dict({"profiles": torch.zeros(1, 3, 4, 4), "masks": None, "next": 0, "size": 1})
+
+
+def test_profile_ring():
     ring = ProfileRing(2, 3, 4, 4, torch.device("cpu"))
     for k in range(5):
         ring.append(torch.full((2, 4, 4), float(k)))
     assert ring.full and ring.ordered()[0, :, 0, 0].tolist() == [2.0, 3.0, 4.0]
-    buf = ReplayBuffer(3, 2, 4, 4, torch.device("cpu"))
-    for k in range(5):
-        buf.push(torch.full((1, 2, 4, 4), float(k)), torch.zeros(1, 4, 4, dtype=torch.bool))
-    assert buf.size == 3 and sorted(buf.profiles[:, 0, 0, 0].tolist()) == [2.0, 3.0, 4.0]
-    p, m = buf.sample(5, np.random.default_rng(0))
-    assert p.shape == (5, 2, 4, 4) and p.dtype == torch.float32
 
 
 def test_dihedral_group():

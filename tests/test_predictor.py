@@ -38,17 +38,21 @@ def test_skip_path_starts_as_the_mean_profile_ranking(arch, inputs):
 
 
 def test_buffer_sampling_can_leave_one_labeled_image_out():
-    buf = ReplayBuffer(12, 2, 4, 4, torch.device("cpu"))
-    for _ in range(3):
-        buf.push(torch.rand(4, 2, 4, 4), torch.zeros(4, 4, 4, dtype=torch.bool))
+    buf = ReplayBuffer(12, 2, torch.zeros(4, 4, 4, dtype=torch.bool))
     rng = np.random.default_rng(0)
+    for _ in range(4):
+        buf.append(torch.rand(4, 4, 4))
+        if buf.appended >= 2:
+            buf.push(torch.rand(4) + 0.5, rng.integers(0, 8, size=4))
+    entries = buf.entries(np.arange(12))[0]
     for k in range(4):
         profiles, _ = buf.sample(64, rng, exclude=k)
-        ids = {int(i) for i in range(12) if any(torch.equal(buf.profiles[i].float(), p) for p in profiles)}
-        assert k not in {int(buf.ids[i]) for i in ids} and len(ids) == 9
-    only = ReplayBuffer(4, 2, 4, 4, torch.device("cpu"))
-    only.push(torch.rand(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.bool), ids=[2])
-    assert only.sample(4, rng, exclude=2) is None
+        ids = {i for i in range(12) if any(torch.equal(entries[i], p) for p in profiles)}
+        assert k not in {int(buf.image[i]) for i in ids} and len(ids) == 9
+    only = ReplayBuffer(4, 1, torch.zeros(1, 4, 4, dtype=torch.bool))  # one labeled image
+    only.append(torch.rand(1, 4, 4))
+    only.push(torch.ones(1), np.zeros(1, np.int64))
+    assert only.sample(4, rng, exclude=0) is None
 
 
 def _split_with_defect_images(n_defect: int):

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 import ablate
 import evaluate
@@ -25,6 +26,7 @@ import train
 from data import DatasetError, load_crackforest, load_folder_dataset, load_mvtec_category
 from data import synthetic
 from data.synthetic import MARKER, OWNER_MARKER, generate_synthetic_mvtec
+from models.serialization import load_weights, save_weights_atomic
 from runner import ablation
 from runner.folder import CHECKPOINTS, LOCK_FILE
 from tests.helpers import _fake_crackforest, _fake_folder, _hand_tree, _mask, _write, _write_mat
@@ -224,6 +226,26 @@ def test_unwritable_output_folders_are_named(tmp_path, monkeypatch):
         train.main(["--run-dir", str(tmp_path / "r"), "--updates", "0", *TINY])
     with pytest.raises(SystemExit, match=re.escape(f"--out {tmp_path / 's'}: cannot write there (Permission denied)")):
         ablate.main(["--out", str(tmp_path / "s"), "--agents", "heuristic", "--seeds", "0"])
+
+
+def test_resume_of_an_older_checkpoint_format_says_so(tmp_path):
+    """A checkpoint whose replay buffer holds whole profiles (written before the buffer kept raw
+    loss maps) stops --resume with one line, not a traceback from deep inside."""
+    data, run = tiny_run(tmp_path)
+    ckpt = load_weights(run / CHECKPOINTS[0])
+    ckpt["env"]["buffer"] = {"profiles": torch.zeros(2, 4, 32, 32, dtype=torch.float16),
+                             "masks": torch.zeros(2, 32, 32, dtype=torch.bool), "next": 2, "size": 2}
+    save_weights_atomic(ckpt, run / CHECKPOINTS[0])
+    with pytest.raises(SystemExit, match=re.escape(f"--resume {run}: the checkpoint's replay buffer holds whole "
+                                                   "profiles, the format of an older version")):
+        train.main(["--resume", str(run), "--updates", "8"])
+
+
+def test_evaluate_rejects_negative_threads(tmp_path):
+    threads = torch.get_num_threads()
+    with pytest.raises(SystemExit, match=re.escape("--threads must be >= 0 (0: torch's default), got -1")):
+        evaluate.main([str(tmp_path), "--threads", "-1"])
+    assert torch.get_num_threads() == threads
 
 
 def test_unreadable_data_folders_are_named(tmp_path, monkeypatch):
