@@ -158,6 +158,10 @@ class BatchSamplingEnv(gym.Env):
             reinit_before = process.reinits
             l_pred = process.train_iteration(self._patches)
             r_pred = 0.0 if math.isnan(l_pred) or process.updates <= c.rl_feedback_after else -l_pred
+            if c.pred_reward == "improvement":
+                gain = process.pred_improvement
+                r_pred = 0.0 if math.isnan(gain) or process.updates <= c.rl_feedback_after else \
+                    c.patches_per_update * min(1.0, max(-1.0, gain))
             reward += (1.0 - beta) * r_pred
             self._loss_cache = {}
             info.update(r_pred=r_pred, reinit=process.reinits != reinit_before, **process.diagnostics,

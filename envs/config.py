@@ -21,6 +21,8 @@ from data.config import DataConfig  # noqa: F401 - re-exported: envs.config.Data
 from models.autoencoder import AEConfig
 from models.predictor import PREDICTOR_ARCHS
 
+PRED_REWARDS = ("level", "improvement")
+
 
 @dataclass
 class EnvConfig:
@@ -159,6 +161,12 @@ class EnvConfig:
     under the patch before this visit"""
     rl_feedback_after: int = 0
     """R_pred is 0 until this many AE updates have run (noghredeh2025: 100)"""
+    pred_reward: str = "level"
+    """'level' (both papers): R_pred = -l_pred after the update. 'improvement' (ours, beyond the
+    papers): R_pred = N * clip((l_before - l_after) / l_before, -1, 1), the relative change of the
+    labeled-profile loss that this AE update alone caused (same predictor, before its own step),
+    times N = patches_per_update so that it weighs like the N per-step terms. 'level' is tiny
+    (1e-4 on a memorised D_l) and moves with the predictor's training, not with the batch."""
     unlabeled_profiles: str = "snapshots"
     """'snapshots': keep the last T AE weights and compute D_u profiles only when needed;
     'eager': evaluate D_u after every update (same profiles, much slower; for benchmarks)"""
@@ -178,6 +186,7 @@ class EnvConfig:
             raise ValueError(f"patch_size {c.patch_size} is larger than image_size {image_size}")
         for name, allowed in (("state", STATES), ("clone_reward", ("mask", "sobel")),
                               ("cover_reward", ("bonus", "frequency")), ("loss_map", ("tiled", "whole")),
+                              ("pred_reward", PRED_REWARDS),
                               ("predictor_inputs", PREDICTOR_INPUTS), ("predictor_arch", PREDICTOR_ARCHS)):
             if getattr(c, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(c, name)!r}")

@@ -113,6 +113,9 @@ class TrainingProcess:
         self.reinits = 0
         self.last_ae_loss = math.nan
         self.last_l_pred = math.nan
+        self.pred_improvement = math.nan
+        """relative drop of l_pred that the last AE update alone caused (pred_reward="improvement")"""
+        self._l_unchanged_predictor: float | None = None
         self.diagnostics: dict[str, float] = {}
         self._previous_ae: ConvAutoencoder | None = None
         self.pretrained: dict[str, torch.Tensor] | None = None
@@ -202,9 +205,16 @@ class TrainingProcess:
             self.snapshots.pop(0)
         trains = self.updates > self.config.predictor_freeze_updates
         self.last_heldout_l_pred = math.nan  # set by this update's predictor step, if any
+        l_before = self.last_l_pred  # the current predictor's loss on the profiles before this update
+        self._l_unchanged_predictor = None  # set by _predictor_step when asked for
         with section("predictor step"):
             l_pred = self._predictor_step(trains) if self.labeled_profiles.full else math.nan
         self.last_l_pred = l_pred
+        # What this AE update alone did to the labeled profiles, seen by the same predictor (nan
+        # when either loss is missing): the credit signal of pred_reward="improvement".
+        self.pred_improvement = math.nan
+        if self._l_unchanged_predictor is not None and l_before > 0:  # nan > 0 is False
+            self.pred_improvement = (l_before - self._l_unchanged_predictor) / l_before
         # The best moment: lowest l_pred, or lowest held-out l_pred with heldout_predictors. A
         # frozen (untrained) predictor's loss says nothing about the profiles: no best before.
         select = self.last_heldout_l_pred if self.fold_predictors else l_pred
@@ -269,9 +279,11 @@ class TrainingProcess:
         profiles = predictor_input(ordered, rgb)
         ks = self.rng.integers(0, 8, size=self.n_labeled)
         self.buffer.push(profile_scale(ordered)[:, 0, 0, 0], ks)  # augmented copies of `profiles`
-        if not train:
+        if not train or c.pred_reward == "improvement":  # the predictor as it was before this update
             with torch.no_grad():
-                return float(weighted_bce(self.predictor(profiles)[:, 0], self._label_masks, self.alpha))
+                self._l_unchanged_predictor = float(weighted_bce(self.predictor(profiles)[:, 0], self._label_masks, self.alpha))
+            if not train:
+                return self._l_unchanged_predictor
         self._train_predictor(self.predictor, self.predictor_opt, self.buffer.sample(c.predictor_batch, self.rng))
         if self.fold_predictors:
             self._heldout_step(profiles)

@@ -53,7 +53,7 @@ HELDOUT_KEYS = ("labeled_heldout_prob", "labeled_heldout_index", "labeled_refit_
 #: collapsed AE: >= 1 and near 0). Then the fraction of each action in the episode.
 DIAGNOSTIC_COLUMNS = ["dl_loss_auroc", "dl_profile_auroc", "dl_heldout_auroc", "ae_vs_mean_colour", "ae_output_spread"]
 ACTION_COLUMNS = [f"action_{a}" for a in range(N_ACTIONS)]
-LOG_COLUMNS = ["episode", "ae_updates", "return", "ae_loss", "l_pred", "heldout_l_pred", "best_l_pred", "beta",
+LOG_COLUMNS = ["episode", "ae_updates", "return", "r_pred", "ae_loss", "l_pred", "heldout_l_pred", "best_l_pred", "beta",
                "policy_loss", "entropy", "jump_rate", *DIAGNOSTIC_COLUMNS, *ACTION_COLUMNS, "wall_s"]
 
 _held_locks: dict[Path, Any] = {}

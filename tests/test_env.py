@@ -1,6 +1,7 @@
 """BatchSamplingEnv: spaces, env checkers, reward terms, schedules, re-init, buffers, determinism."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 
@@ -301,3 +302,35 @@ def test_state_dict_round_trip_resumes_exactly():
     resumed.load_state_dict(torch.load(blob, weights_only=False))
     assert run_episodes(resumed, 4, actions_seed=1) == expected
     np.testing.assert_array_equal(ref.best_profiles()["unlabeled"], resumed.best_profiles()["unlabeled"])
+
+
+def test_improvement_reward_credits_the_ae_update_alone():
+    """pred_reward="improvement": R_pred = N * clip((l_before - l_after) / l_before), both losses of
+    the same (not yet stepped) predictor, before and after this update's AE step. Only the
+    terminal reward changes: the training run itself is the same as with the papers' reward."""
+    from models.predictor import weighted_bce
+    level, gain = tiny_env(), tiny_env(pred_reward="improvement")
+    level.reset(seed=3)
+    gain.reset(seed=3)
+    for env in (level, gain):
+        run_episodes(env, 2)
+    predictor = copy.deepcopy(gain.process.predictor)  # as it is before the next update
+    l_before = gain.process.last_l_pred
+    rng = np.random.default_rng(5)
+    actions = [int(rng.integers(0, 9)) for _ in range(TINY.patches_per_update)]
+    for env in (level, gain):
+        env.reset()
+    beta = beta_schedule(gain.process.updates, TINY.beta_horizon, TINY.beta_min)  # of this update
+    steps = {id(env): [env.step(a) for a in actions] for env in (level, gain)}
+    lv, gn = steps[id(level)], steps[id(gain)]
+    assert [s[1] for s in lv[:-1]] == [s[1] for s in gn[:-1]]  # per-step terms untouched
+    assert lv[-1][4]["l_pred"] == gn[-1][4]["l_pred"] and lv[-1][4]["ae_loss"] == gn[-1][4]["ae_loss"]
+    p = gain.process
+    with torch.no_grad():
+        profiles = predictor_input(p.labeled_profiles.ordered(), None)
+        l_after = float(weighted_bce(predictor(profiles)[:, 0], p._label_masks, p.alpha))
+    expected = TINY.patches_per_update * float(np.clip((l_before - l_after) / l_before, -1, 1))
+    assert gn[-1][4]["r_pred"] == pytest.approx(expected, rel=1e-5) and expected != 0.0
+    assert gn[-1][1] - lv[-1][1] == pytest.approx((1 - beta) * (expected + lv[-1][4]["l_pred"]), rel=1e-4, abs=1e-7)
+    with pytest.raises(ValueError, match="pred_reward"):
+        tiny_env(pred_reward="delta")
