@@ -11,7 +11,8 @@ columns. Methods, each before and after the same dense CRF:
     the best-F1 point of its held-out D_l maps, or where it flags D_l's defect fraction of D_u;
   - the reconstruction error of the same profiles, threshold chosen on D_l;
   - the papers' baselines, trained here on the same split (--baselines): a U-Net trained supervised
-    on D_l with augmentation, and the MVTec AD paper's unsupervised AE (L2 and SSIM variants)
+    on D_l with augmentation, the mean of 3 such fits (seeds s, s+1000, s+2000: the match for
+    `ours`, whose final predictor averages fits too), and the MVTec AD paper's unsupervised AE (L2 and SSIM variants)
     trained on train/good only, threshold chosen on D_l (not applicable without anomaly-free
     images, e.g. CrackForest: the table says so).
 Outputs: report.md, metrics.json and overlays/*.png (ground truth and every method's mask after the

@@ -1,8 +1,9 @@
 """The comparison methods of the papers, trained and scored on the same split as the RL method.
 
 evaluate.py calls `reference_maps` once per run: a U-Net trained supervised on D_l (chu2020's
-"U-Net" column) and the MVTec AD paper's unsupervised AE in its L2 and SSIM variants, trained on
-the anomaly-free train/good images only. Each comes back as score maps on the scored D_u images,
+"U-Net" column), the mean of several such fits (the fair match for `ours`, whose final predictor
+averages fits of the same recipe too) and the MVTec AD paper's unsupervised AE in its L2 and SSIM
+variants, trained on the anomaly-free train/good images only. Each comes back as score maps on the scored D_u images,
 a binary mask (before any CRF) and a probability map for the dense CRF, so every method goes
 through the same CRF and the same metric code.
 """
@@ -23,10 +24,10 @@ from baselines.unet import UNetConfig, predict_unet, train_unet
 from data.split import Split
 from evaluation.decisions import HeldOutMaps, MethodMaps, choose_crf, scores_to_probability, thresholded
 
-METHODS = ("unet", "ae-l2", "ae-ssim")
+METHODS = ("unet", "unet-ensemble", "ae-l2", "ae-ssim")
 #: Part of the cache key: bump it when a change to the baselines' code changes their results, so
 #: that cached results of older code are never reused.
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 
 @dataclass
@@ -35,14 +36,26 @@ class ReferenceConfig:
 
     methods: tuple[str, ...] = METHODS
     unet: UNetConfig = field(default_factory=UNetConfig)
+    unet_fits: int = 3
+    """fits averaged by 'unet-ensemble' (seeds seed, seed + 1000, ...; the first is 'unet''s own)"""
     recon: ReconAEConfig = field(default_factory=ReconAEConfig)
 
 
-def cache_key(split: Split, config: ReferenceConfig, seed: int) -> str:
-    """What the baselines' results depend on: the images of the split (names and pixels), the
-    configuration and the seed. The sampler, preset and agent of a run do not enter."""
+def method_settings(config: ReferenceConfig, method: str) -> dict:
+    """The part of `config` that one method's results depend on."""
+    if method == "unet":
+        return {"unet": dataclasses.asdict(config.unet)}
+    if method == "unet-ensemble":
+        return {"unet": dataclasses.asdict(config.unet), "fits": config.unet_fits}
+    return {"recon": dataclasses.asdict(config.recon)}
+
+
+def cache_key(split: Split, config: ReferenceConfig, seed: int, method: str) -> str:
+    """What one baseline's results depend on: the images of the split (names and pixels), that
+    method's settings and the seed. The sampler, preset and agent of a run do not enter, nor do
+    the other baselines: adding one to a sweep re-uses the results of the others."""
     h = hashlib.sha256()
-    h.update(json.dumps({"version": CACHE_VERSION, "config": dataclasses.asdict(config), "seed": seed,
+    h.update(json.dumps({"version": CACHE_VERSION, "method": method, "config": method_settings(config, method), "seed": seed,
                          "labeled": [s.name for s in split.labeled], "unlabeled": [s.name for s in split.unlabeled],
                          "normal": [s.name for s in split.normal]}, sort_keys=True, default=str).encode())
     for s in split.labeled + split.unlabeled + split.normal:
@@ -55,25 +68,38 @@ def reference_maps(split: Split, config: ReferenceConfig | None = None, seed: in
                    device: str | torch.device = "cpu", cache_dir: str | Path | None = None) -> list[MethodMaps]:
     """Train each configured comparison method on `split` and score its D_u images.
 
-    With `cache_dir`, results are kept there under a key of the split's images, the config and the
-    seed, so a sweep over presets and agents trains each seed's baselines once (on CPU the same
-    key gives the same numbers anyway; on CUDA it also keeps the baselines identical across cells)."""
+    With `cache_dir`, each method's result is kept there under a key of the split's images, that
+    method's settings and the seed, so a sweep over presets and agents trains each seed's
+    baselines once (on CPU the same key gives the same numbers anyway; on CUDA it also keeps the
+    baselines identical across cells)."""
     config = config or ReferenceConfig()
-    path = None
+    unknown = set(config.methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown reference methods {sorted(unknown)}; choose from {METHODS}")
+    if config.unet_fits < 1:
+        raise ValueError(f"unet_fits must be >= 1, got {config.unet_fits}")
+    paths: dict[str, Path] = {}
+    done: dict[str, MethodMaps] = {}
     if cache_dir is not None:
-        path = Path(cache_dir) / f"{cache_key(split, config, seed)}.npz"
-        if path.is_file():
-            try:
-                return load_method_maps(path)
-            except (ValueError, OSError, KeyError) as e:  # corrupt: recompute and overwrite it
-                print(f"warning: ignoring unreadable baseline cache {path} ({e})")
-    out = _train_and_score(split, config, seed, device)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        save_method_maps(tmp, out)
-        os.replace(tmp, path)  # atomic: parallel cells never read a half-written file
-    return out
+        for method in config.methods:
+            path = paths[method] = Path(cache_dir) / f"{cache_key(split, config, seed, method)}.npz"
+            if path.is_file():
+                try:
+                    done[method] = load_method_maps(path)[0]
+                except (ValueError, OSError, KeyError, IndexError) as e:  # corrupt: recompute and overwrite it
+                    print(f"warning: ignoring unreadable baseline cache {path} ({e})")
+    missing = tuple(m for m in config.methods if m not in done)
+    if missing:
+        fresh = _train_and_score(split, dataclasses.replace(config, methods=missing), seed, device)
+        for method, maps in fresh.items():
+            done[method] = maps
+            if method in paths:
+                path = paths[method]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+                save_method_maps(tmp, [maps])
+                os.replace(tmp, path)  # atomic: parallel cells never read a half-written file
+    return [done[m] for m in config.methods]
 
 
 def save_method_maps(path: Path, methods: list[MethodMaps]) -> None:
@@ -102,25 +128,29 @@ def load_method_maps(path: Path) -> list[MethodMaps]:
 
 
 def _train_and_score(split: Split, config: ReferenceConfig, seed: int,
-                     device: str | torch.device) -> list[MethodMaps]:
-    unknown = set(config.methods) - set(METHODS)
-    if unknown:
-        raise ValueError(f"unknown reference methods {sorted(unknown)}; choose from {METHODS}")
+                     device: str | torch.device) -> dict[str, MethodMaps]:
     images_l = np.stack([s.image for s in split.labeled])
     masks_l = np.stack([s.mask for s in split.labeled])
     images_u = np.stack([s.image for s in split.unlabeled])
-    out: list[MethodMaps] = []
+    out: dict[str, MethodMaps] = {}
+    n_fits = config.unet_fits if "unet-ensemble" in config.methods else int("unet" in config.methods)
+    probs = []
+    for k in range(n_fits):  # fit 0 is the single U-Net's: same seed, same net
+        net, _ = train_unet(images_l, masks_l, config.unet, seed=seed + 1000 * k, device=device)
+        probs.append(predict_unet(net, images_u, device=device))
     if "unet" in config.methods:
-        net, _ = train_unet(images_l, masks_l, config.unet, seed=seed, device=device)
-        prob = predict_unet(net, images_u, device=device)
-        out.append(MethodMaps(f"U-Net ({len(images_l)} labeled)", "unet", prob, prob, label="U-Net"))
+        out["unet"] = MethodMaps(f"U-Net ({len(images_l)} labeled)", "unet", probs[0], probs[0], label="U-Net")
+    if "unet-ensemble" in config.methods:
+        prob = np.mean(probs, axis=0).astype(np.float32)
+        out["unet-ensemble"] = MethodMaps(f"U-Net ({len(images_l)} labeled), mean of {n_fits} fits", "unet", prob,
+                                          prob, label=f"U-Net x{n_fits}")
     for kind in ("l2", "ssim"):
         if f"ae-{kind}" not in config.methods:
             continue
         name = f"AE-{kind.upper()} (unsupervised), threshold from D_l"
         if not split.normal:
-            out.append(MethodMaps(name, "ae", None, note="not applicable: the dataset has no "
-                                  "anomaly-free images to train on", label=f"AE-{kind.upper()}"))
+            out[f"ae-{kind}"] = MethodMaps(name, "ae", None, note="not applicable: the dataset has no "
+                                           "anomaly-free images to train on", label=f"AE-{kind.upper()}")
             continue
         normal = np.stack([s.image for s in split.normal])
         side = min(normal.shape[1:3])  # small images: the largest power-of-two patch that fits
@@ -134,5 +164,5 @@ def _train_and_score(split: Split, config: ReferenceConfig, seed: int,
         # The AE never saw D_l, so its D_l maps are held-out maps: the CRF is chosen on them too,
         # as the method's is (the threshold is their best-F1 point, the unary that of D_u's maps).
         unary_l = scores_to_probability(maps_l, m.threshold, float(maps_l.std()))
-        out.append(choose_crf(m, unary_l, HeldOutMaps(unary_l, masks_l, images_l)))
+        out[f"ae-{kind}"] = choose_crf(m, unary_l, HeldOutMaps(unary_l, masks_l, images_l))
     return out

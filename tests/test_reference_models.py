@@ -232,3 +232,35 @@ def test_bad_inputs_raise_value_errors_naming_the_argument(call, name):
 def test_masks_may_be_zero_one_integers():
     net, losses = train_unet(GOOD_IMAGES, GOOD_MASKS.astype(np.uint8), FAST_UNET)
     assert len(losses) == 1 and not net.training
+
+
+def test_unet_ensemble_averages_seeded_fits_and_each_baseline_is_cached_on_its_own(tmp_path, monkeypatch):
+    """'unet-ensemble' is the mean of unet_fits U-Nets (fit 0 = the single U-Net's seed); each
+    method is cached under its own key, so adding a baseline to a sweep re-trains only that one."""
+    import dataclasses
+
+    import baselines.reference as reference
+    from tests.helpers import toy_split
+
+    split = toy_split(32)
+    config = reference.ReferenceConfig(methods=("unet", "unet-ensemble"), unet=UNetConfig(steps=3, width=4, depth=2),
+                                       unet_fits=2)
+    single, ensemble = reference.reference_maps(split, config, seed=5, cache_dir=tmp_path)
+    images_l = np.stack([s.image for s in split.labeled])
+    masks_l = np.stack([s.mask for s in split.labeled])
+    images_u = np.stack([s.image for s in split.unlabeled])
+    fits = [predict_unet(train_unet(images_l, masks_l, config.unet, seed=5 + 1000 * k)[0], images_u) for k in range(2)]
+    np.testing.assert_array_equal(single.prob, fits[0])
+    np.testing.assert_allclose(ensemble.prob, (fits[0] + fits[1]) / 2, rtol=0, atol=1e-7)
+    assert ensemble.label != single.label and "mean of 2 fits" in ensemble.name
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+
+    trained = []
+    monkeypatch.setattr(reference, "train_unet", lambda *a, **k: trained.append(k["seed"]) or train_unet(*a, **k))
+    again = reference.reference_maps(split, config, seed=5, cache_dir=tmp_path)  # both from the cache
+    assert trained == [] and np.array_equal(again[1].prob, ensemble.prob)
+    wider = dataclasses.replace(config, methods=("unet-ensemble",), unet_fits=3)
+    reference.reference_maps(split, wider, seed=5, cache_dir=tmp_path)  # new settings: only it re-trains
+    assert trained == [5, 1005, 2005]
+    with pytest.raises(ValueError, match="unet_fits"):
+        reference.reference_maps(split, dataclasses.replace(config, unet_fits=0), seed=5)
