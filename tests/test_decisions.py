@@ -79,12 +79,12 @@ def test_nbs_heldout_predictors_threshold_then_crf_choice_on_the_shifted_maps():
     assert not m.crf
 
 
-def test_nbs_without_heldout_maps_keeps_the_crf_and_says_so():
+def test_nbs_without_heldout_maps_keeps_the_crf_and_says_so_but_a_final_predictor_drops_it():
     prob_u = _blobs().prob
     m = nbs_method(prob_u, False, None, 0.2)
     assert m.crf and m.crf_choice == "CRF on: no held-out D_l maps to choose with"
-    m = nbs_method(prob_u, True, None, 0.2)
-    assert m.crf and m.threshold is None
+    m = nbs_method(prob_u, True, None, 0.2)  # a final predictor without leave-one-out maps: no CRF
+    assert not m.crf and m.threshold is None and m.crf_choice.startswith("CRF off: a final predictor")
     blank = _blobs()
     blank = HeldOutMaps(blank.prob, np.zeros_like(blank.masks), blank.images)
     m = nbs_method(prob_u, False, blank, 0.2)  # maps that cannot judge: prior-matched threshold, CRF kept

@@ -36,14 +36,16 @@ def data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(data_root, tmp_path_factory) -> dict[str, Path]:
-    """One run per decision rule: ours (final predictor, p > 0.5) and chu2020 (prior-matched)."""
+    """One run per decision rule: ours (final predictor, p > 0.5, no CRF), ours whose final
+    predictor's leave-one-out maps choose the CRF, and chu2020 (prior-matched, CRF)."""
     base = tmp_path_factory.mktemp("runs")
-    return {"ours": train.main(["--data-root", str(data_root), "--preset", "ours", "--run-dir", str(base / "ours"),
-                                *TINY, "--set", "predictor_refit_steps=20"]),
+    ours = ["--data-root", str(data_root), "--preset", "ours", *TINY, "--set", "predictor_refit_steps=20"]
+    return {"ours": train.main([*ours, "--run-dir", str(base / "ours")]),
+            "ours-loo": train.main([*ours, "--run-dir", str(base / "ours-loo"), "--set", "predictor_refit_heldout=true"]),
             "chu2020": train.main(["--data-root", str(data_root), "--run-dir", str(base / "chu"), *TINY])}
 
 
-@pytest.mark.parametrize("preset", ["ours", "chu2020"])
+@pytest.mark.parametrize("preset", ["ours", "ours-loo", "chu2020"])
 def test_bundle_gives_the_masks_of_the_run(runs, preset):
     """Segmenter on the run's own D_u images reproduces the masks of evaluate.py's headline row
     (the NBS decision): same AE snapshots, predictor, threshold and CRF choice. (The maps differ by float16 rounding only: the run
@@ -58,7 +60,9 @@ def test_bundle_gives_the_masks_of_the_run(runs, preset):
     images_l = np.stack([s.image for s in split.labeled])
     nbs = nbs_method(prob, refit, run_heldout_maps(prof, refit, masks_l, images_l), float(masks_l.mean()))
     assert nbs.crf_choice.startswith("CRF on" if nbs.crf else "CRF off")
-    if preset == "ours":  # the final predictor's leave-one-out maps chose the CRF
+    if preset == "ours":  # no leave-one-out maps: p > 0.5, no CRF
+        assert not nbs.crf and nbs.threshold is None and prof.get("labeled_refit_heldout_index") is None
+    if preset == "ours-loo":  # the final predictor's leave-one-out maps chose the CRF
         index = prof["labeled_refit_heldout_index"]
         assert prof["labeled_refit_heldout_prob"].shape == (len(index), *masks_l.shape[1:])
         assert all(np.delete(masks_l, k, axis=0).any() for k in index) and "held-out D_l" in nbs.crf_choice
