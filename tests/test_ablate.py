@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import ablate
+from baselines.reference import METHODS
 from evaluation.report import HEADLINE_METHOD
 from evaluation.sweep import SWEEP_METRICS
 from tests.helpers import log_rows, run
@@ -39,8 +40,9 @@ def test_grid_tables_equal_the_runs_and_rerun_skips(tiny_root, tmp_path, capsys)
                  "methods.md", "methods.csv"):
         assert (out / name).is_file(), name
 
-    # Baselines are trained once per seed (cached) and counted once per seed in the method table.
-    assert len(list((out / "baseline_cache").glob("*.npz"))) == 2
+    # Baselines are trained once per seed (cached, one file per method) and counted once per seed
+    # in the method table.
+    assert len(list((out / "baseline_cache").glob("*.npz"))) == 2 * len(METHODS)
     for s in (0, 1):
         a, b = (json.loads((folders[(agent, s)] / "metrics.json").read_text())["rows"]
                 for agent in ("heuristic", "random-walk"))
