@@ -55,7 +55,8 @@ def cache_key(split: Split, config: ReferenceConfig, seed: int, method: str) -> 
     method's settings and the seed. The sampler, preset and agent of a run do not enter, nor do
     the other baselines: adding one to a sweep re-uses the results of the others."""
     h = hashlib.sha256()
-    h.update(json.dumps({"version": CACHE_VERSION, "method": method, "config": method_settings(config, method), "seed": seed,
+    h.update(json.dumps({"version": CACHE_VERSION, "method": method, "config": method_settings(config, method),
+                         "seed": seed,
                          "labeled": [s.name for s in split.labeled], "unlabeled": [s.name for s in split.unlabeled],
                          "normal": [s.name for s in split.normal]}, sort_keys=True, default=str).encode())
     for s in split.labeled + split.unlabeled + split.normal:

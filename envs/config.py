@@ -164,8 +164,8 @@ class EnvConfig:
     rl_feedback_after: int = 0
     """R_pred is 0 until this many AE updates have run (noghredeh2025: 100)"""
     pred_reward: str = "level"
-    """'level' (both papers): R_pred = -l_pred after the update. 'improvement' (ours, beyond the
-    papers): R_pred = N * clip((l_before - l_after) / l_before, -1, 1), the relative change of the
+    """'level' (both papers): R_pred = -l_pred after the update. 'improvement' (beyond the papers,
+    off in every preset: it did not make the sampler learn, README Ablations): R_pred = N * clip((l_before - l_after) / l_before, -1, 1), the relative change of the
     labeled-profile loss that this AE update alone caused (same predictor, before its own step),
     times N = patches_per_update so that it weighs like the N per-step terms. 'level' is tiny
     (1e-4 on a memorised D_l) and moves with the predictor's training, not with the batch."""

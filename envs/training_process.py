@@ -281,7 +281,8 @@ class TrainingProcess:
         self.buffer.push(profile_scale(ordered)[:, 0, 0, 0], ks)  # augmented copies of `profiles`
         if not train or c.pred_reward == "improvement":  # the predictor as it was before this update
             with torch.no_grad():
-                self._l_unchanged_predictor = float(weighted_bce(self.predictor(profiles)[:, 0], self._label_masks, self.alpha))
+                logits = self.predictor(profiles)[:, 0]
+                self._l_unchanged_predictor = float(weighted_bce(logits, self._label_masks, self.alpha))
             if not train:
                 return self._l_unchanged_predictor
         self._train_predictor(self.predictor, self.predictor_opt, self.buffer.sample(c.predictor_batch, self.rng))
