@@ -68,8 +68,30 @@ def dict_policy(cls: type[BaseAlgorithm]) -> str:
     return "MultiInputPolicy" if "MultiInputPolicy" in names else names[0]
 
 
+#: log.csv's agent columns from SB3's logger: the first key the algorithm records. SB3 logs the
+#: entropy term as its negative (train/entropy_loss = -mean entropy).
+LOSS_KEYS = ("train/policy_gradient_loss", "train/policy_loss", "train/loss")
+ENTROPY_KEY = "train/entropy_loss"
+
+
+def last_update_stats(values: dict[str, float]) -> dict[str, float]:
+    """`policy_loss` and `entropy` of the algorithm's latest gradient update, read from its SB3
+    logger's `name_to_value`: the policy-gradient loss (PPO, A2C) or the TD loss (DQN, QR-DQN),
+    and the mean policy entropy (not for value-based algorithms). Empty before the first update.
+    SB3 updates every n_steps (PPO, A2C) or train_freq steps (DQN), not once per episode, so
+    episodes between two updates repeat the same values; REINFORCE reports its own per episode."""
+    out = {}
+    loss = next((values[k] for k in LOSS_KEYS if k in values), None)
+    if loss is not None:
+        out["policy_loss"] = float(loss)
+    if ENTROPY_KEY in values:
+        out["entropy"] = -float(values[ENTROPY_KEY])
+    return out
+
+
 class _EpisodeCallback(BaseCallback):
-    """Counts finished episodes, reports each to the user's callback, stops at the target."""
+    """Counts finished episodes, reports each to the user's callback (with the last update's loss
+    and entropy, `last_update_stats`), stops at the target."""
 
     def __init__(self, agent: "SB3Agent", total: int, user: Callable[[dict[str, Any]], bool] | None) -> None:
         super().__init__()
@@ -90,6 +112,7 @@ class _EpisodeCallback(BaseCallback):
             if "jump" in info:
                 stats["jump_rate"] = float(self._jumps[i, 0] / max(1.0, self._jumps[i, 1]))
             stats.update({k: v for k, v in info.items() if k not in ("episode", "terminal_observation")})
+            stats.update(last_update_stats(self.model.logger.name_to_value))
             self._jumps[i] = 0
             if self.user is not None and self.user(stats) is False:
                 return False

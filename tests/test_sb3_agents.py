@@ -38,6 +38,13 @@ def test_algorithm_trains_and_reports_episodes(algo):
     assert agent.episodes == 5 and [s["episode"] for s in seen] == [1, 2, 3, 4, 5]
     assert all(np.isfinite(s["return"]) and "l_pred" in s and 0 <= s["jump_rate"] <= 1 for s in seen)
     assert env.process.updates == TINY.warmup_updates + 5
+    # log.csv's agent columns: the last update's loss, and (policy-gradient algorithms) its entropy,
+    # which for 9 actions lies in (0, ln 9]. 5 episodes of 4 steps are past the first update.
+    assert np.isfinite(seen[-1]["policy_loss"])
+    if algo in ("PPO", "A2C", "RecurrentPPO"):
+        assert 0 < seen[-1]["entropy"] <= np.log(9) + 1e-6
+    else:
+        assert "entropy" not in seen[-1]
     obs = env.reset()[0]
     assert 0 <= agent.predict(obs) < 9
     probs = agent.action_probabilities(obs)
