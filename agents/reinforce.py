@@ -44,6 +44,13 @@ class ReinforceConfig:
     policy_input_size: int = 64
     """the policy sees the observation maps average-pooled to this side (0: at their own size);
     see models.policy.SamplerFeatures"""
+    baseline_rate: float = 0.0
+    """> 0: REINFORCE with a baseline. b_t, one value per step index of the episode, follows the
+    returns G_t of past episodes as an exponential moving average (b <- b + rate (G - b), b = G
+    after the first episode), and the update weighs log pi(a_t) by G_t - b_t instead of G_t.
+    Why: the env's prediction reward drifts with the AE's re-init cycle (large after a re-init,
+    near 0 later), a trend no action causes; plain REINFORCE credits it to whatever the sampler
+    did. 0: the papers' plain REINFORCE"""
 
 
 def discounted_returns(rewards: list[float], gamma: float) -> np.ndarray:
@@ -70,6 +77,7 @@ class REINFORCE:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate)
         self.generator = torch.Generator(device="cpu").manual_seed(seed)  # action sampling
         self.episodes = 0
+        self.baseline = np.zeros(0, dtype=np.float32)  # b_t of baseline_rate, grown to the longest episode
         self._inputs: list[torch.Tensor] = []  # the network inputs of the episode being played
 
     def _tensor_obs(self, obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -114,7 +122,9 @@ class REINFORCE:
 
             # 2. Policy gradient on the whole episode in one batched forward pass.
             with section("policy update"):
-                returns = torch.as_tensor(discounted_returns(rewards, cfg.gamma), device=self.device)
+                returns_np = discounted_returns(rewards, cfg.gamma)
+                weights = returns_np - self._advance_baseline(returns_np) if cfg.baseline_rate > 0 else returns_np
+                returns = torch.as_tensor(weights, device=self.device)
                 dist = torch.distributions.Categorical(logits=self.policy.logits(torch.cat(self._inputs)))
                 log_probs = dist.log_prob(torch.as_tensor(actions, device=self.device))
                 entropy = dist.entropy()
@@ -131,11 +141,22 @@ class REINFORCE:
                 break
         return self
 
+    def _advance_baseline(self, returns: np.ndarray) -> np.ndarray:
+        """b_t before this episode (a step index seen for the first time starts at its own G_t),
+        then move b towards this episode's returns by baseline_rate."""
+        n = len(returns)
+        if n > len(self.baseline):
+            self.baseline = np.concatenate([self.baseline, returns[len(self.baseline):]]).astype(np.float32)
+        before = self.baseline[:n].copy()
+        self.baseline[:n] += self.config.baseline_rate * (returns - before)
+        return before
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         return {"algorithm": "reinforce", "config": dataclasses.asdict(self.config),
                 "policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state(), "episodes": self.episodes}
+                "generator": self.generator.get_state(), "episodes": self.episodes,
+                "baseline": torch.as_tensor(self.baseline)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("algorithm") != "reinforce":
@@ -144,6 +165,7 @@ class REINFORCE:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.episodes = int(state["episodes"])
+        self.baseline = torch.as_tensor(state.get("baseline", torch.zeros(0))).float().cpu().numpy().copy()
 
     def save(self, path: str | Path) -> None:
         torch.save(self.state_dict(), path)

@@ -111,7 +111,8 @@ def make_agent(args: Args, env: gym.Env, device: torch.device) -> Any:
     """The agent named by --agent; every agent has learn / state_dict / load_state_dict."""
     if args.agent == "reinforce":
         return REINFORCE(env, ReinforceConfig(args.learning_rate, args.gamma, args.ent_coef,
-                                              policy_input_size=args.policy_input_size),
+                                              policy_input_size=args.policy_input_size,
+                                              baseline_rate=args.baseline_rate),
                          device=device, seed=args.seed)
     if args.agent.startswith("sb3:"):
         from agents.sb3 import SB3Agent, algorithm_class

@@ -54,6 +54,8 @@ class Args:
     learning_rate: float = arg(1e-4, "policy learning rate")
     gamma: float = arg(0.99, "discount")
     ent_coef: float = arg(0.01, "entropy bonus (REINFORCE, PPO, A2C)")
+    baseline_rate: float = arg(0.0, "REINFORCE with a baseline: moving-average rate of the per-step return "
+                                    "baseline subtracted from the returns (0: plain REINFORCE, as the papers)")
     policy_input_size: int = arg(64, "the policy (REINFORCE's, or an SB3 algorithm's features extractor) sees "
                                      "the observation maps average-pooled to this side; 0: at their own size")
     device: str = arg("auto", "auto | cpu | cuda[:i]")

@@ -184,6 +184,10 @@ def train(argv: list[str] | None = None) -> Path:
         raise SystemExit(f"--checkpoint-every must be >= 1 episode, got {args.checkpoint_every}")
     if args.policy_input_size < 0:
         raise SystemExit(f"--policy-input-size must be >= 0 (0: the maps at their own size), got {args.policy_input_size}")
+    if not 0.0 <= args.baseline_rate <= 1.0:
+        raise SystemExit(f"--baseline-rate must be in [0, 1] (0: plain REINFORCE), got {args.baseline_rate}")
+    if args.baseline_rate > 0 and args.agent != "reinforce":
+        raise SystemExit(f"--baseline-rate is REINFORCE's; --agent {args.agent} does not use it")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)

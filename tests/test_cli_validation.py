@@ -34,7 +34,11 @@ def test_negative_updates_and_zero_checkpoint_interval_are_refused(tmp_path):
         train.main(["--checkpoint-every", "0", "--run-dir", str(tmp_path / "b")])
     with pytest.raises(SystemExit, match="--policy-input-size must be >= 0"):
         train.main(["--policy-input-size", "-1", "--run-dir", str(tmp_path / "c")])
-    assert not any((tmp_path / d).exists() for d in "abc")
+    with pytest.raises(SystemExit, match="--baseline-rate must be in"):
+        train.main(["--baseline-rate", "1.5", "--run-dir", str(tmp_path / "d")])
+    with pytest.raises(SystemExit, match="--baseline-rate is REINFORCE's"):
+        train.main(["--baseline-rate", "0.1", "--agent", "sb3:PPO", "--run-dir", str(tmp_path / "e")])
+    assert not any((tmp_path / d).exists() for d in "abcde")
 
 
 def test_runs_saved_before_a_setting_existed_keep_what_they_trained_with():

@@ -70,14 +70,43 @@ def test_learns_a_bandit():
     assert action_probs(agent, obs)[3] > 0.8
 
 
+def test_baseline_ignores_a_reward_no_action_changes():
+    """With baseline_rate > 0 a reward that every action earns alike (here: always 5) gives
+    G_t - b_t = 0 and leaves the policy where it was; plain REINFORCE reinforces whatever it did."""
+    env = ConstantRewardEnv(5.0)
+    obs, _ = env.reset()
+    plain = REINFORCE(env, ReinforceConfig(learning_rate=1e-3, ent_coef=0.0), seed=0)
+    with_baseline = REINFORCE(env, ReinforceConfig(learning_rate=1e-3, ent_coef=0.0, baseline_rate=0.1), seed=0)
+    before = action_probs(with_baseline, obs)
+    plain.learn(3)
+    with_baseline.learn(3)
+    torch.testing.assert_close(action_probs(with_baseline, obs), before)
+    assert (action_probs(plain, obs) - before).abs().max() > 1e-3
+    np.testing.assert_allclose(with_baseline.baseline, discounted_returns([5.0, 5.0], 0.99))
+
+
+def test_baseline_is_a_moving_average_of_the_returns_and_still_learns_a_bandit():
+    env = BanditEnv(0.0)
+    agent = REINFORCE(env, ReinforceConfig(learning_rate=3e-3, ent_coef=0.0, baseline_rate=0.1), seed=1)
+    returns: list[float] = []
+    agent.learn(150, lambda stats: returns.append(stats["return"]) or True)
+    expected = returns[0]  # b = G after the first episode, then b += 0.1 (G - b)
+    for g in returns[1:]:
+        expected += 0.1 * (g - expected)
+    assert agent.baseline.shape == (1,) and agent.baseline[0] == pytest.approx(expected, abs=1e-5)
+    obs, _ = env.reset()
+    assert action_probs(agent, obs)[3] > 0.8
+
+
 def test_checkpoint_round_trip(tmp_path):
     env = BanditEnv(0.0)
-    agent = REINFORCE(env, ReinforceConfig(learning_rate=3e-3), seed=2)
+    agent = REINFORCE(env, ReinforceConfig(learning_rate=3e-3, baseline_rate=0.1), seed=2)
     agent.learn(5)
     agent.save(tmp_path / "agent.pt")
     loaded = REINFORCE.load(tmp_path / "agent.pt", env)
     obs, _ = env.reset()
     torch.testing.assert_close(action_probs(agent, obs), action_probs(loaded, obs))
+    np.testing.assert_array_equal(loaded.baseline, agent.baseline)
     assert loaded.episodes == 5 and loaded.config == agent.config
     # the same RNG state: both continue identically
     agent.learn(10)
