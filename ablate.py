@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--unet-steps", type=int, default=None, help="as evaluate.py")
     p.add_argument("--ae-steps", type=int, default=None, help="as evaluate.py")
     p.add_argument("--crf-iterations", type=int, default=None, help="as evaluate.py")
+    p.add_argument("--baseline-rate", type=float, default=None, help="as train.py, for the reinforce cells "
+                   "(the other agents do not use it)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="EnvConfig override for all cells")
     p.add_argument("--workers", type=int, default=1, help="cells run at once (local mode)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per cell (0: cores / workers)")
@@ -64,6 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.workers < 1:
         p.error("--workers must be at least 1")
+    if args.baseline_rate is not None:
+        if not 0.0 <= args.baseline_rate <= 1.0:
+            p.error(f"--baseline-rate must be in [0, 1] (0: plain REINFORCE), got {args.baseline_rate}")
+        if "reinforce" not in args.agents:
+            p.error("--baseline-rate is REINFORCE's; add reinforce to --agents or drop it")
     return args
 
 

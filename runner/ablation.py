@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Any, Callable
 
@@ -31,7 +31,7 @@ from models.serialization import RunFileError, make_writable_folder, read_json, 
 from runner.evaluation import build_parser as evaluate_parser
 from runner.evaluation import evaluation_settings, settings_from_args
 from runner.folder import CHECKPOINTS, CONFIG, METRICS, SUMMARY, RunFolder
-from runner.spec import SAVED_WITHOUT
+from runner.spec import SAVED_WITHOUT, Args
 from runner.spec import parse_args as parse_train_args
 
 DEFAULT_AGENTS = ["reinforce", "sb3:PPO", "sb3:A2C", *BASELINES]
@@ -39,7 +39,10 @@ DEFAULT_AGENTS = ["reinforce", "sb3:PPO", "sb3:A2C", *BASELINES]
 ROOT = Path(__file__).resolve().parent.parent
 #: train.py settings that define a cell's results; a folder run with other values is not reused.
 FIXED_SETTINGS = ["category", "preset", "agent", "seed", "dataset", "data_root", "image_size", "n_labeled",
-                  "per_defect_type", "include_train_good", "include_unannotated", "set", "policy_input_size"]
+                  "per_defect_type", "include_train_good", "include_unannotated", "set", "policy_input_size",
+                  "baseline_rate"]
+#: train.py's defaults, for settings that runs saved before the setting existed trained with.
+TRAIN_DEFAULTS = {f.name: f.default for f in fields(Args) if f.default is not MISSING}
 
 
 @dataclass(frozen=True)
@@ -65,11 +68,13 @@ class Plan:
     threads: int
     overlays: int
     evaluate_args: tuple[str, ...] = ()  # --baselines/--unet-steps/--ae-steps/--crf-iterations for evaluate.py
+    reinforce_args: tuple[str, ...] = ()  # --baseline-rate: train.py refuses it for other agents
 
 
 def cell_train_args(cell: Cell, plan: Plan) -> list[str]:
     args = ["--category", cell.category, "--preset", cell.preset, "--agent", cell.agent,
             "--seed", str(cell.seed), *plan.train_args]
+    args += list(plan.reinforce_args) if cell.agent == "reinforce" else []
     return args + (["--updates", str(plan.updates)] if plan.updates is not None else [])
 
 
@@ -114,7 +119,7 @@ def check_reusable(cell: Cell, plan: Plan, out: Path) -> str | None:
         return None
     wanted, _ = parse_train_args(cell_train_args(cell, plan))  # as train.py would parse them
     saved = read_json(config_path, keys=("args",))["args"]
-    saved = {**SAVED_WITHOUT, **saved}
+    saved = {**TRAIN_DEFAULTS, **SAVED_WITHOUT, **saved}
     diffs = [f"{k}: {saved.get(k)!r} there, {getattr(wanted, k)!r} now" for k in FIXED_SETTINGS
              if saved.get(k) != getattr(wanted, k)]
     return "; ".join(diffs) or None
@@ -355,7 +360,8 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     for item in args.set:
         passthrough += ["--set", item]
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
-    plan = Plan(str(out), args.updates, passthrough, threads, args.overlays, tuple(evaluate_args))
+    reinforce_args = ("--baseline-rate", str(args.baseline_rate)) if args.baseline_rate is not None else ()
+    plan = Plan(str(out), args.updates, passthrough, threads, args.overlays, tuple(evaluate_args), reinforce_args)
     cells = [Cell(c, p, a, s) for c, p, a, s in itertools.product(categories, args.presets, args.agents, args.seeds)]
 
     conflicts = [f"  {c.folder(out)}: {why}" for c in cells if (why := check_reusable(c, plan, out))]

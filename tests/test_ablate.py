@@ -112,6 +112,35 @@ def test_bad_agent_is_refused_before_anything_runs(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_baseline_rate_reaches_the_reinforce_cells_only(tmp_path, capsys):
+    """--baseline-rate is REINFORCE's: train.py refuses it for other agents, so a mixed sweep passes
+    it to the reinforce cells alone, and a folder trained at another rate is not reused."""
+    from runner import ablation
+    from runner.folder import CHECKPOINTS, CONFIG
+    from runner.spec import parse_args as parse_train_args
+
+    for bad, why in ((["--baseline-rate", "1.5"], "must be in"),
+                     (["--baseline-rate", "0.1", "--agents", "sb3:PPO"], "REINFORCE's")):
+        with pytest.raises(SystemExit):
+            ablate.parse_args(bad)
+        assert why in capsys.readouterr().err
+    args = ablate.parse_args(["--baseline-rate", "0.1", "--agents", "reinforce", "sb3:PPO"])
+    plan = ablation.Plan(str(tmp_path), 6, [], 1, 0, (), ("--baseline-rate", str(args.baseline_rate)))
+    reinforce, ppo = ablation.Cell("brick", "chu2020", "reinforce", 0), ablation.Cell("brick", "chu2020", "sb3:PPO", 0)
+    assert parse_train_args(ablation.cell_train_args(reinforce, plan))[0].baseline_rate == 0.1
+    assert parse_train_args(ablation.cell_train_args(ppo, plan))[0].baseline_rate == 0.0
+
+    # A folder of a run saved before --baseline-rate existed trained plain REINFORCE (rate 0).
+    folder = reinforce.folder(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / CHECKPOINTS[0]).write_bytes(b"")
+    saved = vars(parse_train_args(ablation.cell_train_args(reinforce, ablation.Plan(str(tmp_path), 6, [], 1, 0)))[0])
+    del saved["baseline_rate"]
+    (folder / CONFIG).write_text(json.dumps({"args": saved}))
+    assert ablation.check_reusable(reinforce, ablation.Plan(str(tmp_path), 6, [], 1, 0), tmp_path) is None
+    assert "baseline_rate: 0.0 there, 0.1 now" in ablation.check_reusable(reinforce, plan, tmp_path)
+
+
 def test_ray_runs_the_cells(tiny_root, tmp_path):
     pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]'")
     out = tmp_path / "sweep"
