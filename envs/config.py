@@ -29,7 +29,11 @@ class EnvConfig:
     """Everything the env needs besides the data: sampler, AE, predictor, rewards, schedule."""
 
     patch_size: int | None = None
-    """AE training patch side (power of two); None = image_size // 4 (64 at 256 as in the papers)"""
+    """AE training patch side (power of two); None = the largest power of two <= image_size /
+    patch_divisor, at least 8 (64 at 256 px with the default 4, as in the papers)"""
+    patch_divisor: int = 4
+    """image_size / patch_divisor bounds the default patch_size; a ratio rather than a pixel count
+    so that one preset fits every image size (ours: 2, i.e. 64 px patches at 128 px)"""
     stride: int | None = None
     """centre shift of actions 0-7; None = patch_size // 2"""
     patches_per_update: int = 32
@@ -178,8 +182,10 @@ class EnvConfig:
     def resolved(self, image_size: int) -> "EnvConfig":
         """Copy with the image-size-dependent defaults filled in, validated."""
         c = dataclasses.replace(self)
-        if c.patch_size is None:  # the largest power of two <= image_size / 4, at least 8
-            c.patch_size = max(8, 1 << max(0, (image_size // 4).bit_length() - 1))
+        if c.patch_divisor < 1:
+            raise ValueError(f"patch_divisor must be >= 1, got {c.patch_divisor}")
+        if c.patch_size is None:  # the largest power of two <= image_size / patch_divisor, at least 8
+            c.patch_size = max(8, 1 << max(0, (image_size // c.patch_divisor).bit_length() - 1))
         if c.patch_size < 8 or c.patch_size & (c.patch_size - 1):
             raise ValueError(f"patch_size must be a power of two >= 8, got {c.patch_size}")
         if c.stride is None:

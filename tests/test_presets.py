@@ -50,6 +50,17 @@ def test_presets_are_envconfigs_and_copies():
         EnvConfig(clone_reward="x").resolved(32)
 
 
+def test_default_patch_size_is_a_fraction_of_the_image():
+    """patch_divisor scales the default patch with the image, so a preset fits 32 px tests and 256 px
+    runs alike; an explicit patch_size wins, and a divisor below 1 is refused by name."""
+    assert [EnvConfig().resolved(s).patch_size for s in (32, 128, 256, 200)] == [8, 32, 64, 32]
+    assert [EnvConfig(patch_divisor=2).resolved(s).patch_size for s in (32, 128, 256)] == [16, 64, 128]
+    assert EnvConfig(patch_divisor=2, patch_size=16).resolved(128).patch_size == 16
+    assert EnvConfig(patch_divisor=1).resolved(100).patch_size == 64
+    with pytest.raises(ValueError, match="patch_divisor"):
+        EnvConfig(patch_divisor=0).resolved(128)
+
+
 # ---------------------------------------------------------------- state maps and reward terms
 def test_sobel_and_variance_on_a_step_edge():
     img = np.zeros((3, 16, 16), np.float32)
