@@ -33,7 +33,8 @@ class EnvConfig:
     patch_divisor, at least 8 (64 at 256 px with the default 4, as in the papers)"""
     patch_divisor: int = 4
     """image_size / patch_divisor bounds the default patch_size; a ratio rather than a pixel count
-    so that one preset fits every image size (ours: 2, i.e. 64 px patches at 128 px)"""
+    so that one preset fits every image size (2: 64 px patches at 128 px, the half-image patches of
+    README's AE settings)"""
     stride: int | None = None
     """centre shift of actions 0-7; None = patch_size // 2"""
     patches_per_update: int = 32
