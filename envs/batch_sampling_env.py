@@ -22,7 +22,7 @@ from data.split import Split
 from envs.actions import JUMP, MOVES, N_ACTIONS
 from envs.config import EnvConfig
 from envs.profiling import section
-from envs.rewards import beta_schedule, clone_reward, cover_reward, frequency_cover_reward
+from envs.rewards import balance_cover_reward, beta_schedule, clone_reward, cover_reward, frequency_cover_reward
 from envs.state_maps import fuse_maps, local_variance, minmax, sobel_magnitude
 from envs.training_process import TrainingProcess
 
@@ -36,7 +36,9 @@ class BatchSamplingEnv(gym.Env):
       - "rgb"     (3, V, V) in [0, 1]: the current image
       - "loss"    (1, V, V) in [0, loss_obs_clip]: the AE's current per-pixel reconstruction loss
                   of that image divided by its mean
-      - "history" (1, V, V) in {0, 1}: pixels of that image covered by patches this episode
+      - "history" (1, V, V) in {0, 1}: pixels of that image covered by patches this episode (with
+                  cover_reward 'balance', in both states: each pixel's visit count since the AE's
+                  last re-init / (2 x the dataset's mean count), clipped to [0, 1])
       - "patch"   (1, V, V) in {0, 1}: where the current patch is
     config.state 'noghredeh2025' (6 channels):
       - "rgb"     as above
@@ -55,8 +57,9 @@ class BatchSamplingEnv(gym.Env):
     Reward: beta * (R_clone + R_cover) per step, plus (1 - beta) * R_pred on the last step, R_pred
     = -l_pred of the predictor on the current labeled profiles (0 before rl_feedback_after
     updates). R_clone: +-1 for a patch free of / touching labeled anomalies (D_l only; 'mask') or
-    its mean Sobel magnitude ('sobel'); R_cover: a bonus for new pixels ('bonus') or -mean visit
-    count under the patch ('frequency'). `info` carries the terms and the training figures.
+    its mean Sobel magnitude ('sobel'); R_cover: a bonus for new pixels ('bonus'), -mean visit
+    count under the patch ('frequency') or a bonus for pixels the AE has trained on less than
+    average since its last re-init ('balance'). `info` carries the terms and the training figures.
     Seeding: `reset(seed=s)` starts the training process afresh from s (AE, predictor, buffer,
     profiles); `reset()` without a seed starts the next episode of the running process.
     """
@@ -147,6 +150,8 @@ class BatchSamplingEnv(gym.Env):
             r_clone = clone_reward(self._masks[i][window]) if i < self.n_labeled else 0.0
         if c.cover_reward == "frequency":
             r_cover = frequency_cover_reward(hist[window])
+        elif c.cover_reward == "balance":
+            r_cover = balance_cover_reward(process.visits[i][window] + hist[window], self._mean_visits(), c.cover_bonus)
         else:
             r_cover = cover_reward(hist[window], c.cover_bonus)
         hist[window] += 1.0  # visit counts: binary (> 0) in the chu2020 state, frequency in noghredeh2025
@@ -217,20 +222,32 @@ class BatchSamplingEnv(gym.Env):
             self._loss_cache[key] = self.process.relative_loss_map(self._img, previous=which == "previous")
         return self._loss_cache[key]
 
+    def _mean_visits(self) -> float:
+        """Mean visit count per pixel of the dataset since the AE's last re-init, this episode's
+        patches included (cover_reward 'balance')."""
+        total = self.process.visit_total + (2 * self._half) ** 2 * len(self._patches)
+        return total / (self.n_images * self.image_size ** 2)
+
     def _observation(self) -> dict[str, np.ndarray]:
         s, h, i = self.image_size, self._half, self._img
         hist = self._history.get(i)
         if hist is None:
             hist = np.zeros((s, s), np.float32)
+        if self.config.cover_reward == "balance":  # what the reward reads: counts / (2 x mean), 0.5 = average
+            mean = self._mean_visits()
+            counts = self.process.visits[i] + hist
+            seen = np.clip(counts / (2.0 * mean), 0.0, 1.0) if mean > 0 else np.zeros_like(counts)
+        else:
+            seen = hist / self.config.patches_per_update if self.config.state == "noghredeh2025" else hist > 0
         if self.config.state == "chu2020":
             patch = np.zeros((s, s), np.float32)
             patch[self._cy - h:self._cy + h, self._cx - h:self._cx + h] = 1.0
             maps = {"rgb": self._rgb[i], "loss": self._loss_map()[None],
-                    "history": (hist > 0).astype(np.float32)[None], "patch": patch[None]}
+                    "history": seen.astype(np.float32)[None], "patch": patch[None]}
         else:
             fused = fuse_maps(self._loss_map(), self._variance[i], self._sobel[i], self.config.fused_weights)
             maps = {"rgb": self._rgb[i], "fused": fused[None],
-                    "history": (hist / self.config.patches_per_update)[None],
+                    "history": seen.astype(np.float32)[None],
                     "previous_loss": self._loss_map("previous")[None]}
         if self.config.observation == "crop":
             return {k: self._crop(v) for k, v in maps.items()}  # _crop returns new arrays

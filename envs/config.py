@@ -165,7 +165,11 @@ class EnvConfig:
     'sobel' (noghredeh2025): mean Sobel magnitude (min-max normalised per image) of the patch"""
     cover_reward: str = "bonus"
     """'bonus' (chu2020, see cover_bonus); 'frequency' (noghredeh2025): -mean of the visit counts
-    under the patch before this visit"""
+    under the patch before this visit; 'balance' (ours, beyond the papers, off in every preset):
+    cover_bonus * (1 - mean visit count under the patch / mean over the dataset), the counts
+    kept since the AE's last re-init, and the state's history map shows them (envs.rewards.
+    balance_cover_reward: the per-episode terms pay a jump the most, so the sampler learns to
+    jump only)"""
     rl_feedback_after: int = 0
     """R_pred is 0 until this many AE updates have run (noghredeh2025: 100)"""
     pred_reward: str = "level"
@@ -194,7 +198,7 @@ class EnvConfig:
         if c.patch_size > image_size:
             raise ValueError(f"patch_size {c.patch_size} is larger than image_size {image_size}")
         for name, allowed in (("state", STATES), ("clone_reward", ("mask", "sobel")),
-                              ("cover_reward", ("bonus", "frequency")), ("loss_map", ("tiled", "whole")),
+                              ("cover_reward", COVER_REWARDS), ("loss_map", ("tiled", "whole")),
                               ("pred_reward", PRED_REWARDS),
                               ("predictor_inputs", PREDICTOR_INPUTS), ("predictor_arch", PREDICTOR_ARCHS)):
             if getattr(c, name) not in allowed:
@@ -232,6 +236,7 @@ class EnvConfig:
 
 
 STATES = ("chu2020", "noghredeh2025")
+COVER_REWARDS = ("bonus", "frequency", "balance")
 PREDICTOR_INPUTS = ("profile", "profile+rgb")
 
 #: The published systems as plain EnvConfig objects: print one to read it, and override any field

@@ -49,6 +49,25 @@ def frequency_cover_reward(patch_visits: np.ndarray) -> float:
     return -float(patch_visits.mean())
 
 
+def balance_cover_reward(patch_visits: np.ndarray, mean_visits: float, bonus: float) -> float:
+    """R_cover (ours, beyond the papers): bonus * (1 - mean(V_P) / mean(V)), clipped to
+    [-bonus, bonus]. V counts how often each pixel of the dataset has been in an AE training patch
+    since the AE's last re-initialisation (this episode's patches included), V_P under the patch
+    before this visit, mean(V) over every pixel of every image; bonus when nothing is counted yet.
+
+    Why: chu2020's bonus and noghredeh2025's frequency term count pixels new *this episode*, so a
+    jump (a random image, almost surely unvisited among ~80) always pays the most and a move of
+    half a patch always overlaps the patch before it: REINFORCE learns to jump only (README, "Why
+    the sampler collapses to jumping"). Counted since the re-init instead, a jump lands on a
+    pixel of average count (reward ~0) and a move pays where the AE has seen less than average,
+    e.g. the image borders that uniformly drawn patch centres cover least."""
+    if patch_visits.size == 0:
+        return 0.0
+    if mean_visits <= 0.0:
+        return float(bonus)
+    return float(bonus * np.clip(1.0 - float(patch_visits.mean()) / mean_visits, -1.0, 1.0))
+
+
 def alpha_schedule(update: int, horizon: int, start: float = 1.0, floor: float = 0.15) -> float:
     """noghredeh2025's alpha: decayed linearly from `start` to `floor` over `horizon` updates.
 

@@ -119,6 +119,10 @@ class TrainingProcess:
         self.diagnostics: dict[str, float] = {}
         self._previous_ae: ConvAutoencoder | None = None
         self.pretrained: dict[str, torch.Tensor] | None = None
+        # cover_reward 'balance': how often each pixel was in an AE training patch since the
+        # last re-init (host memory, n_images x S x S; reset by _reinit_ae).
+        self.visits = np.zeros((self.n_images, s, s), np.float32) if c.cover_reward == "balance" else None
+        self.visit_total = 0.0  # visits.sum(), kept up to date
         if c.pretrain_steps > 0 and warmup:  # (warmup=False: load_state_dict restores it)
             self._pretrain_ae()
         self._reinit_ae(warmup)
@@ -169,6 +173,9 @@ class TrainingProcess:
         self.labeled_profiles.reset()
         if self.unlabeled_profiles is not None:
             self.unlabeled_profiles.reset()
+        if self.visits is not None:
+            self.visits[:] = 0.0
+            self.visit_total = 0.0
         self.snapshots = []
         self.reinits += 1
         for _ in range(self.config.warmup_updates if warmup else 0):
@@ -187,6 +194,10 @@ class TrainingProcess:
             x = torch.stack([self._images[i, :, cy - h:cy + h, cx - h:cx + h] for i, cy, cx in patches])
             with self._torch_rng():  # dropout, if any
                 self.last_ae_loss = ae_train_step(self.ae, self.ae_opt, x)
+        if self.visits is not None:
+            for i, cy, cx in patches:
+                self.visits[i, cy - h:cy + h, cx - h:cx + h] += 1.0
+            self.visit_total += float(len(patches) * (2 * h) ** 2)
         self.updates += 1
         with torch.no_grad():
             c = self.config
@@ -397,6 +408,7 @@ class TrainingProcess:
             "pretrained": None if self.pretrained is None else {k: t.cpu() for k, t in self.pretrained.items()},
             "reinits": self.reinits, "last_ae_loss": self.last_ae_loss, "last_l_pred": self.last_l_pred,
             "np_random": self.rng.bit_generator.state,
+            "visits": None if self.visits is None else torch.from_numpy(self.visits.copy()),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -431,3 +443,9 @@ class TrainingProcess:
         self.updates, self.reinits = int(state["updates"]), int(state["reinits"])
         self.last_ae_loss, self.last_l_pred = float(state["last_ae_loss"]), float(state["last_l_pred"])
         self.rng.bit_generator.state = state["np_random"]
+        if self.visits is not None:
+            if state.get("visits") is None:
+                raise ValueError("the checkpoint has no visit counts, which cover_reward='balance' needs: "
+                                 "it was trained with another cover_reward")
+            self.visits[:] = state["visits"].numpy()
+            self.visit_total = float(self.visits.sum(dtype=np.float64))

@@ -13,7 +13,7 @@ import torch
 import envs
 from envs import BatchSamplingEnv
 from envs.buffers import ProfileRing, ReplayBuffer, dihedral
-from envs.rewards import alpha_from_masks, beta_schedule, clone_reward, cover_reward
+from envs.rewards import alpha_from_masks, balance_cover_reward, beta_schedule, clone_reward, cover_reward
 from models.predictor import predictor_input, profile_scale
 from tests.helpers import TINY, run_episodes, tiny_env, toy_split
 
@@ -33,6 +33,57 @@ def test_cover_reward_counts_uncovered_fraction():
     assert cover_reward(h, 0.1) == pytest.approx(0.05)
     h[:] = 1.0
     assert cover_reward(h, 0.1) == 0.0
+
+
+def test_balance_cover_reward_pays_below_average_counts():
+    v = np.zeros((4, 4), np.float32)
+    assert balance_cover_reward(v, 0.0, 0.1) == pytest.approx(0.1)  # nothing counted yet
+    assert balance_cover_reward(v, 2.0, 0.1) == pytest.approx(0.1)  # never seen, dataset seen twice
+    v[:] = 2.0
+    assert balance_cover_reward(v, 2.0, 0.1) == pytest.approx(0.0)  # as often as the average pixel
+    v[:2] = 4.0  # mean 3 = 1.5 x the average
+    assert balance_cover_reward(v, 2.0, 0.1) == pytest.approx(-0.05)
+    v[:] = 100.0
+    assert balance_cover_reward(v, 2.0, 0.1) == pytest.approx(-0.1)  # clipped
+
+
+def test_balance_cover_counts_since_the_reinit_and_resumes_exactly():
+    """cover_reward='balance': the env counts every AE training patch (warm-up ones too) since the
+    last re-init, a step's R_cover reads those counts plus this episode's, the history map shows
+    counts / (2 x mean), and a checkpoint carries the counts."""
+    env = tiny_env(cover_reward="balance")
+    env.reset(seed=2)
+    p, area = env.process, TINY.patch_size ** 2
+    assert p.visit_total == pytest.approx(TINY.warmup_updates * TINY.patches_per_update * area)
+    assert p.visits.sum() == pytest.approx(p.visit_total)
+    env._img, env._cy, env._cx = 0, 16, 16
+    counts = p.visits[0].copy()
+    mean = p.visit_total / (env.n_images * 32 * 32)
+    _, _, _, _, info = env.step(0)  # north by the stride: centre (12, 16)
+    window = counts[8:16, 12:20]
+    assert info["r_cover"] == pytest.approx(balance_cover_reward(window, mean, TINY.cover_bonus), abs=1e-6)
+    obs, _, _, _, info2 = env.step(4)  # back south to (16, 16): half of it counted once more
+    mean2 = (p.visit_total + 2 * area) / (env.n_images * 32 * 32)
+    counts[8:16, 12:20] += 1.0
+    assert info2["r_cover"] == pytest.approx(balance_cover_reward(counts[12:20, 12:20], mean2, TINY.cover_bonus),
+                                             abs=1e-6)
+    counts[12:20, 12:20] += 1.0
+    np.testing.assert_allclose(obs["history"][0], np.clip(counts / (2 * mean2), 0, 1), rtol=1e-6)
+    assert env.observation_space.contains(obs)
+    while not env.step(0)[2]:
+        pass
+    assert p.visit_total == pytest.approx((TINY.warmup_updates + 1) * TINY.patches_per_update * area)
+    run_episodes(env, TINY.reinit_every - TINY.warmup_updates - 1)  # up to the next re-init and its warm-up
+    assert p.reinits == 2 and p.visit_total == pytest.approx(TINY.warmup_updates * TINY.patches_per_update * area)
+
+    blob = io.BytesIO()
+    torch.save(env.state_dict(), blob)
+    expected = run_episodes(env, 3, actions_seed=1)
+    resumed = tiny_env(cover_reward="balance")
+    blob.seek(0)
+    resumed.load_state_dict(torch.load(blob, weights_only=False))
+    assert run_episodes(resumed, 3, actions_seed=1) == expected
+    np.testing.assert_array_equal(resumed.process.visits, env.process.visits)
 
 
 def test_beta_schedule():
