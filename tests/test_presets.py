@@ -44,6 +44,8 @@ def test_presets_are_envconfigs_and_copies():
     assert (p.state, p.clone_reward, p.cover_reward, p.alpha_decay) == ("noghredeh2025", "sobel", "frequency", True)
     assert p.ae.skip_levels == () and p.ae.norm and p.ae.leaky_relu and p.absolute_error
     assert (p.predictor_freeze_updates, p.rl_feedback_after, p.crop_size, p.stride) == (50, 100, 128, 24)
+    o = make_env_config("ours").resolved(128)  # its AE: no shortcuts, BatchNorm, half-image patches, pretrained
+    assert (o.ae.skip_levels, o.ae.norm, o.patch_size, o.pretrain_steps) == ((), True, 64, 500)
     with pytest.raises(ValueError, match="unknown preset"):
         make_env_config("nope")
     with pytest.raises(ValueError, match="clone_reward"):
