@@ -222,10 +222,16 @@ class BatchSamplingEnv(gym.Env):
             self._loss_cache[key] = self.process.relative_loss_map(self._img, previous=which == "previous")
         return self._loss_cache[key]
 
+    def _pending(self) -> bool:
+        """Whether this episode's patches are not yet in the process's visit counts (they are
+        added by the AE update of its last step)."""
+        return self._t < self.config.patches_per_update
+
     def _mean_visits(self) -> float:
         """Mean visit count per pixel of the dataset since the AE's last re-init, this episode's
         patches included (cover_reward 'balance')."""
-        total = self.process.visit_total + (2 * self._half) ** 2 * len(self._patches)
+        pending = len(self._patches) if self._pending() else 0
+        total = self.process.visit_total + (2 * self._half) ** 2 * pending
         return total / (self.n_images * self.image_size ** 2)
 
     def _observation(self) -> dict[str, np.ndarray]:
@@ -235,7 +241,7 @@ class BatchSamplingEnv(gym.Env):
             hist = np.zeros((s, s), np.float32)
         if self.config.cover_reward == "balance":  # what the reward reads: counts / (2 x mean), 0.5 = average
             mean = self._mean_visits()
-            counts = self.process.visits[i] + hist
+            counts = self.process.visits[i] + hist if self._pending() else self.process.visits[i]
             seen = np.clip(counts / (2.0 * mean), 0.0, 1.0) if mean > 0 else np.zeros_like(counts)
         else:
             seen = hist / self.config.patches_per_update if self.config.state == "noghredeh2025" else hist > 0

@@ -70,9 +70,12 @@ def test_balance_cover_counts_since_the_reinit_and_resumes_exactly():
     counts[12:20, 12:20] += 1.0
     np.testing.assert_allclose(obs["history"][0], np.clip(counts / (2 * mean2), 0, 1), rtol=1e-6)
     assert env.observation_space.contains(obs)
-    while not env.step(0)[2]:
-        pass
+    done = False
+    while not done:
+        obs, _, done, _, _ = env.step(0)
     assert p.visit_total == pytest.approx((TINY.warmup_updates + 1) * TINY.patches_per_update * area)
+    mean = p.visit_total / (env.n_images * 32 * 32)  # the episode's patches are counted once, not twice
+    np.testing.assert_allclose(obs["history"][0], np.clip(p.visits[0] / (2 * mean), 0, 1), rtol=1e-6)
     run_episodes(env, TINY.reinit_every - TINY.warmup_updates - 1)  # up to the next re-init and its warm-up
     assert p.reinits == 2 and p.visit_total == pytest.approx(TINY.warmup_updates * TINY.patches_per_update * area)
 
