@@ -164,7 +164,7 @@ class EnvConfig:
     'sobel' (noghredeh2025): mean Sobel magnitude (min-max normalised per image) of the patch"""
     cover_reward: str = "bonus"
     """'bonus' (chu2020, see cover_bonus); 'frequency' (noghredeh2025): -mean of the visit counts
-    under the patch before this visit; 'balance' (ours, beyond the papers, off in every preset):
+    under the patch before this visit; 'balance' (beyond the papers, off in every preset):
     cover_bonus * (1 - mean visit count under the patch / mean over the dataset), the counts
     kept since the AE's last re-init, and the state's history map shows them (envs.rewards.
     balance_cover_reward: the per-episode terms pay a jump the most, so the sampler learns to

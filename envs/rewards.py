@@ -50,7 +50,7 @@ def frequency_cover_reward(patch_visits: np.ndarray) -> float:
 
 
 def balance_cover_reward(patch_visits: np.ndarray, mean_visits: float, bonus: float) -> float:
-    """R_cover (ours, beyond the papers): bonus * (1 - mean(V_P) / mean(V)), clipped to
+    """R_cover (beyond the papers, not in any preset): bonus * (1 - mean(V_P) / mean(V)), clipped to
     [-bonus, bonus]. V counts how often each pixel of the dataset has been in an AE training patch
     since the AE's last re-initialisation (this episode's patches included), V_P under the patch
     before this visit, mean(V) over every pixel of every image; bonus when nothing is counted yet.
