@@ -188,8 +188,8 @@ class EnvConfig:
         c = dataclasses.replace(self)
         if c.patch_divisor < 1:
             raise ValueError(f"patch_divisor must be >= 1, got {c.patch_divisor}")
-        if c.patch_size is None:  # the largest power of two <= image_size / patch_divisor, at least 8
-            c.patch_size = max(8, 1 << max(0, (image_size // c.patch_divisor).bit_length() - 1))
+        if c.patch_size is None:
+            c.patch_size = default_patch_size(image_size, c.patch_divisor)
         if c.patch_size < 8 or c.patch_size & (c.patch_size - 1):
             raise ValueError(f"patch_size must be a power of two >= 8, got {c.patch_size}")
         if c.stride is None:
@@ -272,6 +272,13 @@ PRESETS: dict[str, EnvConfig] = {
                       predictor_refit_steps=600, predictor_refit_image_members=3,
                       ae=AEConfig(skip_levels=(), norm=True), pretrain_steps=500, patch_divisor=2),
 }
+
+
+def default_patch_size(image_size: int, divisor: int = 4) -> int:
+    """The largest power of two <= image_size / divisor, at least 8: the AE's patch when none is
+    given (64 px at 256 px with the papers' divisor of 4). A power of two because the AE halves
+    the patch once per level down to its code."""
+    return max(8, 1 << max(0, (image_size // divisor).bit_length() - 1))
 
 
 def make_env_config(preset: str = "chu2020", **overrides: Any) -> EnvConfig:

@@ -28,7 +28,7 @@ from data.config import DataConfig
 from data.mvtec import DatasetError, Sample
 from data.split import Split
 from envs.buffers import dihedral, snapshot
-from envs.config import ae_config_from_dict
+from envs.config import ae_config_from_dict, default_patch_size
 from models.autoencoder import AEConfig, ConvAutoencoder, ae_train_step, reconstruction_loss_map
 
 NORMAL, ANOMALOUS = 0, 1
@@ -46,7 +46,7 @@ class ClassifierConfig:
     images_per_episode: int = 1
     """decisions per episode"""
     patch_size: int | None = None
-    """AE training patch side (power of two); None = image_size // 4"""
+    """AE training patch side (power of two); None = envs.config.default_patch_size(image_size)"""
     ae: AEConfig = field(default_factory=AEConfig)
     ae_steps: int = 500
     """AE updates on random normal patches, done at reset(seed=...)"""
@@ -121,7 +121,7 @@ class ResidualClassifierEnv(gym.Env):
         size = split.labeled[0].image.shape[0]
         self.image_size = size
         if c.patch_size is None:
-            c.patch_size = max(8, 1 << max(0, (size // 4).bit_length() - 1))
+            c.patch_size = default_patch_size(size)
         n_holdout = max(1, int(round(len(train_good) * c.normal_holdout)))
         if len(train_good) - n_holdout < 1:
             raise ValueError(f"need at least 2 train/good images (AE training + held-out normals), got {len(train_good)}")
