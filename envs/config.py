@@ -74,6 +74,17 @@ class EnvConfig:
     re-init then restarts from these weights (noghredeh2025: 500 (ours)). Without train/good
     images (CrackForest) the patches come from all images, labeled anomalies excluded"""
 
+    ae_candidates: tuple[dict[str, Any], ...] = ()
+    """alternatives to `ae`, each a dict of AEConfig fields that differ from it (e.g.
+    [{"norm": false}]). When given, train.py first probes `ae` and each alternative for
+    ae_probe_updates updates of uniformly random patches and trains with the one whose mean D_l
+    profile ranks the labeled defects best (envs.ae_probe; `ours`: BatchNorm or not). ()
+    (chu2020, noghredeh2025): train with `ae` as given"""
+    ae_probe_updates: int = 100
+    """AE updates per candidate in the probe (plus its pretraining and warm-up)"""
+    ae_probe_margin: float = 0.02
+    """another candidate replaces `ae` only if its D_l profile AUROC is higher by this much"""
+
     profile_length: int = 20
     """T: loss maps kept per image (FIFO)"""
     predictor_width: int = 16
@@ -228,7 +239,18 @@ class EnvConfig:
                              f"(got {c.predictor_inputs!r}): image-only members read the image channels")
         if not 0.0 <= c.predictor_refit_profile_dropout < 1.0:
             raise ValueError(f"predictor_refit_profile_dropout must be in [0, 1), got {c.predictor_refit_profile_dropout}")
-        for name in ("patches_per_update", "profile_length", "buffer_size", "predictor_batch"):
+        if any(not isinstance(a, dict) for a in c.ae_candidates):
+            raise ValueError(f"ae_candidates must be a list of AE field dicts, e.g. [{{\"norm\": false}}], "
+                             f"got {c.ae_candidates!r}")
+        ae_fields = {f.name for f in dataclasses.fields(AEConfig)}
+        for a in c.ae_candidates:
+            if set(a) - ae_fields:
+                raise ValueError(f"ae_candidates: {sorted(set(a) - ae_fields)} are not AE fields; "
+                                 f"fields: {sorted(ae_fields)}")
+        c.ae_candidates = tuple(dict(a) for a in c.ae_candidates)  # type: ignore[assignment]
+        if not 0.0 <= c.ae_probe_margin < 1.0:
+            raise ValueError(f"ae_probe_margin must be in [0, 1), got {c.ae_probe_margin}")
+        for name in ("patches_per_update", "profile_length", "buffer_size", "predictor_batch", "ae_probe_updates"):
             if getattr(c, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
         return c
@@ -267,10 +289,13 @@ PRESETS: dict[str, EnvConfig] = {
     # pretraining steps on normal images: chosen on the D_l loss maps' pixel AUROC of short
     # uniform-sampler runs (bottle 0.47 -> 0.65, CrackForest 0.74 -> 0.78; README, "The protocol
     # on real data"), where chu2020's AE with shortcuts reconstructs defects as well as the rest.
+    # BatchNorm is not best everywhere (on the built-in brick the AE without it ranked defects
+    # better), so a short probe on D_l decides it per run (ae_candidates, envs.ae_probe).
     "ours": EnvConfig(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_dice=True,
                       predictor_colour_jitter=0.2, alpha_floor=0.02, heldout_predictors=True,
                       predictor_refit_steps=600, predictor_refit_image_members=3,
-                      ae=AEConfig(skip_levels=(), norm=True), pretrain_steps=500, patch_divisor=2),
+                      ae=AEConfig(skip_levels=(), norm=True), pretrain_steps=500, patch_divisor=2,
+                      ae_candidates=({"norm": False},)),
 }
 
 
@@ -298,6 +323,8 @@ def env_config_from_dict(d: dict[str, Any]) -> EnvConfig:
     d = dict(d)
     if "fused_weights" in d:
         d["fused_weights"] = tuple(d["fused_weights"])
+    if "ae_candidates" in d:
+        d["ae_candidates"] = tuple(d["ae_candidates"])
     return EnvConfig(ae=ae_config_from_dict(d.pop("ae", {})), **d)
 
 

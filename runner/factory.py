@@ -19,9 +19,12 @@ import torch
 from agents.baselines import BASELINES
 from agents.reinforce import REINFORCE, ReinforceConfig
 from common.device import resolve_device
+from common.seeding import seed_everything
 from data.config import DataConfig
-from data.loading import load_split_and_summary
+from data.loading import load_split, load_split_and_summary
 from data.mvtec import DatasetError
+from envs.ae_probe import choose_ae
+from envs.ae_probe import describe as describe_probe
 from envs.batch_sampling_env import BatchSamplingEnv
 from envs.config import env_config_from_dict, make_env_config
 from envs.residual_classifier_env import (ClassifierConfig, ResidualClassifierEnv, classifier_config_from_dict,
@@ -41,6 +44,10 @@ class EnvKind:
     build: Callable[[DataConfig, Any], gym.Env]
     describe: Callable[[Any], str]
     summary: Callable[[Any], dict[str, Any]]
+    prepare: Callable[[DataConfig, Any, int, torch.device], tuple[Any, list[dict[str, Any]]]] = \
+        lambda data, config, seed, device: (config, [])
+    """before a fresh run: the config to train with and a record of how it was chosen (the
+    batch-sampling env probes its candidate AEs on D_l: envs.ae_probe)"""
 
 
 def _build_batch_sampling(data: DataConfig, config: Any) -> BatchSamplingEnv:
@@ -66,6 +73,21 @@ def _summary_batch_sampling(env: BatchSamplingEnv) -> dict[str, Any]:
             "best_update": None if p.best is None else p.best["update"]}
 
 
+def _prepare_batch_sampling(data: DataConfig, config: Any, seed: int,
+                            device: torch.device) -> tuple[Any, list[dict[str, Any]]]:
+    if not config.ae_candidates:
+        return config, []
+    config, results = choose_ae(load_split(data), config, seed, device)
+    rows = describe_probe(results)
+    print(f"AE probe ({config.ae_probe_updates} updates of random patches per candidate; "
+          "mean D_l profile's pixel AUROC over the second half):")
+    for row in rows:
+        print(f"  {'chosen' if row['chosen'] else '      '}  AUROC {row['dl_profile_auroc']:.3f}  "
+              f"(loss maps {row['dl_loss_auroc']:.3f}, AE / mean-colour loss {row['ae_vs_mean_colour']:.2f})  "
+              f"norm={row['ae']['norm']} skip_levels={row['ae']['skip_levels']}")
+    return config, rows
+
+
 def _build_classifier(data: DataConfig, config: Any) -> ResidualClassifierEnv:
     split, train_good = load_classifier_data(data)
     return ResidualClassifierEnv(split, train_good, data, config)
@@ -82,7 +104,7 @@ ENV_KINDS: dict[str, EnvKind] = {
     # 600 AE updates: ~3.5 minutes on 2 CPU cores with the default config.
     "batch-sampling": EnvKind("batch-sampling", 600, "segmentation", lambda args: make_env_config(args.preset),
                               env_config_from_dict, _build_batch_sampling, _describe_batch_sampling,
-                              _summary_batch_sampling),
+                              _summary_batch_sampling, _prepare_batch_sampling),
     # 3000 decisions: the classifier's AE trains once, at the start.
     "residual-classifier": EnvKind("residual-classifier", 3000, "image-level", lambda args: ClassifierConfig(),
                                    classifier_config_from_dict, _build_classifier, _describe_classifier,
@@ -105,6 +127,19 @@ def make_env(kind: EnvKind, data: DataConfig, config: Any) -> gym.Env:
         raise SystemExit(f"dataset error: {e}") from None
     except ValueError as e:
         raise SystemExit(f"configuration error: {e}") from None
+
+
+def prepare_config(kind: EnvKind, data: DataConfig, config: Any, seed: int) -> tuple[Any, list[dict[str, Any]]]:
+    """kind.prepare with bad data or settings turned into a message; the global RNGs are re-seeded
+    afterwards, so that a run whose probe keeps the preset's AE trains exactly as without one."""
+    try:
+        out = kind.prepare(data, config, seed, resolve_device(config.device))
+    except DatasetError as e:
+        raise SystemExit(f"dataset error: {e}") from None
+    except ValueError as e:
+        raise SystemExit(f"configuration error: {e}") from None
+    seed_everything(seed)
+    return out
 
 
 def make_agent(args: Args, env: gym.Env, device: torch.device) -> Any:

@@ -1,6 +1,6 @@
 """The run folder: one class that writes and reads every artifact of a run.
 
-    <run>/config.json        train.py's Args, the env config and the DataConfig
+    <run>/config.json        train.py's Args, the env config and the DataConfig (and the AE probe's results)
     <run>/split.json         the labeled / unlabeled image names and the data's fingerprint
     <run>/log.csv            one row per episode (LOG_COLUMNS)
     <run>/checkpoint.pt      the latest checkpoint (env + agent), checkpoint.prev.pt the one before
@@ -126,8 +126,11 @@ class RunFolder:
                 f"evaluate; {again}, or remove the folder")
 
     # ------------------------------------------------------------------ config and split
-    def write_config(self, args: dict[str, Any], env: dict[str, Any], data: dict[str, Any]) -> None:
-        write_json_atomic(self.path / CONFIG, {"args": args, "env": env, "data": data})
+    def write_config(self, args: dict[str, Any], env: dict[str, Any], data: dict[str, Any],
+                     ae_probe: list[dict[str, Any]] | None = None) -> None:
+        """config.json; `ae_probe`: how the AE in `env` was chosen (envs.ae_probe), when it was."""
+        extra = {"ae_probe": ae_probe} if ae_probe else {}
+        write_json_atomic(self.path / CONFIG, {"args": args, "env": env, "data": data, **extra})
 
     def read_config(self, flag: str) -> dict[str, Any]:
         """config.json ("args", "env", "data"), or SystemExit naming the flag and the file."""

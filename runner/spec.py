@@ -171,6 +171,10 @@ def value_problem(value: Any, expected: str) -> str | None:
             if isinstance(value, str):
                 return None
             problems.append("expected text")
+        elif t.startswith("tuple[dict"):
+            if isinstance(value, (list, tuple)) and all(isinstance(v, dict) for v in value):
+                return None
+            problems.append('expected a list of {"field": value} objects, e.g. [{"norm": false}]')
         elif t.startswith("tuple"):
             if isinstance(value, (list, tuple)) and all(
                     isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):

@@ -28,7 +28,7 @@ from evaluation.decisions import nbs_method, run_heldout_maps
 from models.crf import CRFConfig
 from models.predictor import predictor_from_saved, probability_maps
 from models.segmenter import BundleMeta, save_bundle
-from runner.factory import env_kind, make_agent, make_env
+from runner.factory import env_kind, make_agent, make_env, prepare_config
 from runner.folder import ACTION_COLUMNS, BUNDLE, LOG, LOG_COLUMNS, RunFolder
 from runner.spec import apply_overrides, data_config, parse_args, saved_args
 
@@ -193,7 +193,11 @@ def train(argv: list[str] | None = None) -> Path:
     seed_everything(args.seed)
 
     data = data_config(args)
-    env = make_env(kind, data, dataclasses.replace(env_config, device=args.device))
+    env_config = dataclasses.replace(env_config, device=args.device)
+    probe: list[dict[str, Any]] = []
+    if not resume:  # a resumed run's config.json holds the AE its probe chose
+        env_config, probe = prepare_config(kind, data, env_config, args.seed)
+    env = make_env(kind, data, env_config)
     split = env.split
     if resume:
         run.verify_data(split, args.data_root, "--resume")
@@ -220,7 +224,7 @@ def train(argv: list[str] | None = None) -> Path:
         if run.has_checkpoint():
             raise SystemExit(f"{run} already holds a run: use --resume {run} or another --run-dir")
         run.truncate_log(0)  # rows of an attempt that stopped before its first checkpoint
-        run.write_config(dataclasses.asdict(args), config_to_dict(env.config), dataclasses.asdict(data))
+        run.write_config(dataclasses.asdict(args), config_to_dict(env.config), dataclasses.asdict(data), ae_probe=probe)
         run.write_split(split)
         env.reset(seed=args.seed)
         wall0 = 0.0

@@ -1,0 +1,95 @@
+"""Choose the AE on the labeled images before training: a short probe of each candidate.
+
+No one AE is best on every dataset. Measured in this package (README, "The protocol on real
+data"): BatchNorm made the loss maps separate defects better on bottle and kept the AE alive on
+CrackForest, where without it the code collapsed; on the built-in brick the AE without BatchNorm
+ranked the defects better. The D_l loss maps of a few minutes of training already told these
+apart, so a run can ask them instead of its user: train each candidate AE for `ae_probe_updates`
+updates on uniformly random patches (the uniform sampler's batches; no predictor training, no
+reward), and keep the one whose mean D_l profile ranks the labeled defect pixels best (pixel
+AUROC, averaged over the probe's second half). The preset's own AE is kept unless another beats
+it by `ae_probe_margin`: one probe's AUROC moves by about 0.01 from seed to seed, and a choice
+on noise would make the AE flip between splits of the same data. Nothing outside D_l is scored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from data.split import Split
+from envs.config import EnvConfig
+from envs.training_process import TrainingProcess
+from models.autoencoder import AEConfig
+
+
+@dataclass
+class ProbeResult:
+    """What one candidate AE's probe measured on D_l (averages over the probe's second half)."""
+
+    ae: AEConfig
+    dl_profile_auroc: float
+    """pixel AUROC of the mean D_l profile against the D_l masks: what the choice is made on"""
+    dl_loss_auroc: float
+    """the same for the latest D_l loss maps"""
+    ae_vs_mean_colour: float
+    """the AE's D_l loss over the loss of predicting each image's mean colour (>= 1: collapsed)"""
+    chosen: bool = False
+
+
+def candidate_aes(config: EnvConfig) -> list[AEConfig]:
+    """The preset's AE first, then `config.ae` with each of `config.ae_candidates`' overrides."""
+    out = [config.ae]
+    for overrides in config.ae_candidates:  # field names checked by EnvConfig.resolved
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+        out.append(dataclasses.replace(config.ae, **overrides))
+    return out
+
+
+def probe(split: Split, config: EnvConfig, ae: AEConfig, seed: int, device: torch.device) -> ProbeResult:
+    """Train `ae` as a run would (pretraining and warm-up included) for config.ae_probe_updates
+    updates on uniformly random patches, and average its D_l diagnostics over the second half.
+    `config` must be resolved (EnvConfig.resolved). Every random number comes from `seed`."""
+    n = config.ae_probe_updates
+    c = dataclasses.replace(config, ae=ae, ae_candidates=(), heldout_predictors=False,
+                            predictor_freeze_updates=n, reinit_every=n + 1, cover_reward="bonus")
+    process = TrainingProcess(split, c, device)
+    process.start(np.random.default_rng(seed))
+    seen: dict[str, list[float]] = {"dl_profile_auroc": [], "dl_loss_auroc": [], "ae_vs_mean_colour": []}
+    for u in range(n):
+        process.train_iteration(process.random_patches(c.patches_per_update))
+        if u >= n // 2:
+            for key, values in seen.items():
+                values.append(process.diagnostics.get(key, math.nan))
+    mean = {k: float(np.mean(v)) if v else math.nan for k, v in seen.items()}
+    return ProbeResult(ae, **mean)
+
+
+def choose_ae(split: Split, config: EnvConfig, seed: int, device: torch.device) -> tuple[EnvConfig, list[ProbeResult]]:
+    """`config` with the AE the probe chooses (and no candidates left), and every probe's result.
+
+    Without candidates, or when D_l holds no defect pixel to rank (AUROC undefined), the preset's
+    AE is kept and nothing is probed."""
+    resolved = config.resolved(split.labeled[0].image.shape[0])  # validates the candidates
+    if not config.ae_candidates:
+        return config, []
+    masks = np.stack([s.mask for s in split.labeled]).astype(bool)
+    if not masks.any() or masks.all():
+        return dataclasses.replace(config, ae_candidates=()), []
+    results = [probe(split, resolved, ae, seed, device) for ae in candidate_aes(config)]
+    best = results[0]
+    for r in results[1:]:
+        if r.dl_profile_auroc >= best.dl_profile_auroc + config.ae_probe_margin:
+            best = r
+    best.chosen = True
+    return dataclasses.replace(config, ae=best.ae, ae_candidates=()), results
+
+
+def describe(results: list[ProbeResult]) -> list[dict[str, Any]]:
+    """JSON-able rows of the probe (for the run folder and the log)."""
+    return [{"ae": dataclasses.asdict(r.ae), "dl_profile_auroc": r.dl_profile_auroc, "dl_loss_auroc": r.dl_loss_auroc,
+             "ae_vs_mean_colour": r.ae_vs_mean_colour, "chosen": r.chosen} for r in results]
