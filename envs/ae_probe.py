@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,8 @@ class ProbeResult:
     """the same for the latest D_l loss maps"""
     ae_vs_mean_colour: float
     """the AE's D_l loss over the loss of predicting each image's mean colour (>= 1: collapsed)"""
+    seconds: float = math.nan
+    """wall time of this candidate's probe, pretraining included"""
     chosen: bool = False
 
 
@@ -54,6 +57,7 @@ def probe(split: Split, config: EnvConfig, ae: AEConfig, seed: int, device: torc
     """Train `ae` as a run would (pretraining and warm-up included) for config.ae_probe_updates
     updates on uniformly random patches, and average its D_l diagnostics over the second half.
     `config` must be resolved (EnvConfig.resolved). Every random number comes from `seed`."""
+    t0 = time.time()
     n = config.ae_probe_updates
     c = dataclasses.replace(config, ae=ae, ae_candidates=(), heldout_predictors=False,
                             predictor_freeze_updates=n, reinit_every=n + 1, cover_reward="bonus")
@@ -66,7 +70,7 @@ def probe(split: Split, config: EnvConfig, ae: AEConfig, seed: int, device: torc
             for key, values in seen.items():
                 values.append(process.diagnostics.get(key, math.nan))
     mean = {k: float(np.mean(v)) if v else math.nan for k, v in seen.items()}
-    return ProbeResult(ae, **mean)
+    return ProbeResult(ae, **mean, seconds=time.time() - t0)
 
 
 def choose_ae(split: Split, config: EnvConfig, seed: int, device: torch.device) -> tuple[EnvConfig, list[ProbeResult]]:
@@ -81,15 +85,25 @@ def choose_ae(split: Split, config: EnvConfig, seed: int, device: torch.device) 
     if not masks.any() or masks.all():
         return dataclasses.replace(config, ae_candidates=()), []
     results = [probe(split, resolved, ae, seed, device) for ae in candidate_aes(config)]
+    best = select(results, config.ae_probe_margin)
+    return dataclasses.replace(config, ae=best.ae, ae_candidates=()), results
+
+
+def select(results: list[ProbeResult], margin: float) -> ProbeResult:
+    """The first result (the preset's AE) unless another's D_l profile AUROC beats the best so far
+    by `margin`; marks the one chosen. A nan AUROC (a candidate that produced no usable maps)
+    never wins."""
     best = results[0]
     for r in results[1:]:
-        if r.dl_profile_auroc >= best.dl_profile_auroc + config.ae_probe_margin:
+        if r.dl_profile_auroc >= best.dl_profile_auroc + margin or (math.isnan(best.dl_profile_auroc)
+                                                                    and not math.isnan(r.dl_profile_auroc)):
             best = r
     best.chosen = True
-    return dataclasses.replace(config, ae=best.ae, ae_candidates=()), results
+    return best
 
 
 def describe(results: list[ProbeResult]) -> list[dict[str, Any]]:
     """JSON-able rows of the probe (for the run folder and the log)."""
     return [{"ae": dataclasses.asdict(r.ae), "dl_profile_auroc": r.dl_profile_auroc, "dl_loss_auroc": r.dl_loss_auroc,
-             "ae_vs_mean_colour": r.ae_vs_mean_colour, "chosen": r.chosen} for r in results]
+             "ae_vs_mean_colour": r.ae_vs_mean_colour, "seconds": round(r.seconds, 1), "chosen": r.chosen}
+            for r in results]

@@ -209,12 +209,25 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
                  f"{diagnostics['dl_heldout_auroc']:.3f} (nan: no held-out predictors); AE loss / image "
                  f"mean-colour loss {diagnostics['ae_vs_mean_colour']:.3f} and AE output spread / image spread "
                  f"{diagnostics['ae_output_spread']:.3f} (>= 1 with a spread near 0: collapsed AE). Means of the "
-                 f"last 10 % of updates.{warnings}\n\n![training diagnostics](training.png)")
+                 f"last 10 % of updates.{probe_text(config.get('ae_probe'))}{warnings}"
+                 "\n\n![training diagnostics](training.png)")
     write_report(run / "report.md", f"Evaluation: {split.category}", [
         ("Setup", meta), ("Results", format_markdown_table(rows, COLUMNS)),
         ("Training diagnostics", diag_text), ("Definitions", notes),
         ("Overlays", "\n".join(f"![{n}](overlays/{n})" for n in written) or "none")])
     return result
+
+
+def probe_text(rows: list[dict[str, Any]] | None) -> str:
+    """The AE probe's account for the report (envs.ae_probe), or "" when the run had none."""
+    if not rows:
+        return ""
+    parts = [f"{'**chosen**: ' if r['chosen'] else ''}"
+             + ", ".join(f"{k}={v}" for k, v in r["ae"].items() if k in ("norm", "skip_levels", "width"))
+             + f": {r['dl_profile_auroc']:.3f}" for r in rows]
+    return ("\n\nAE probe before training (mean D_l profile's pixel AUROC after a short run of uniformly random "
+            "patches per candidate AE; the preset's AE first, kept unless another beats it by the margin): "
+            + "; ".join(parts) + ".")
 
 
 def training_diagnostics(run: RunFolder, labeled_profiles: np.ndarray, labeled_masks: np.ndarray,

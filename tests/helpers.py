@@ -78,7 +78,7 @@ def run_episodes(env: BatchSamplingEnv, n: int, actions_seed: int = 0) -> list[f
 TINY_ARGS = ["--category", "brick", "--image-size", "32", "--n-labeled", "3", "--device", "cpu",
              "--threads", "1", "--set", "patches_per_update=4", "--set", "profile_length=4",
              "--set", "warmup_updates=4", "--set", "reinit_every=20", "--set", "buffer_size=16",
-             "--set", "predictor_batch=4"]
+             "--set", "predictor_batch=4", "--set", "ae_probe_updates=4"]
 
 
 def run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:

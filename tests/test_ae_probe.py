@@ -1,0 +1,89 @@
+"""The AE probe (envs.ae_probe): which AE a run trains with, chosen on D_l before training."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+import train
+from envs.ae_probe import ProbeResult, candidate_aes, choose_ae, select
+from envs.config import EnvConfig, make_env_config
+from models.autoencoder import AEConfig
+from tests.helpers import TINY, TINY_ARGS, toy_split
+
+
+def test_candidates_are_the_preset_ae_then_its_variants():
+    c = make_env_config("ours")
+    assert c.ae_candidates == ({"norm": False},)
+    aes = candidate_aes(c)
+    assert aes[0] == c.ae and aes[0].norm
+    assert aes[1] == dataclasses.replace(c.ae, norm=False)
+    assert make_env_config("chu2020").ae_candidates == () == make_env_config("noghredeh2025").ae_candidates
+
+
+def test_select_keeps_the_preset_ae_unless_another_is_clearly_better():
+    def results(*aurocs: float) -> list[ProbeResult]:
+        return [ProbeResult(AEConfig(width=8 * (k + 1)), a, a, 1.0) for k, a in enumerate(aurocs)]
+
+    assert select(results(0.80, 0.81), 0.02).ae.width == 8  # within the margin: the preset's AE
+    assert select(results(0.80, 0.83), 0.02).ae.width == 16
+    r = results(0.80, 0.83, 0.84)  # the third must beat the second, not just the first, by the margin
+    assert select(r, 0.02).ae.width == 16 and [x.chosen for x in r] == [False, True, False]
+    assert select(results(math.nan, 0.6), 0.02).ae.width == 16  # nan never wins
+    assert select(results(0.7, math.nan), 0.02).ae.width == 8
+
+
+def test_choose_ae_probes_each_candidate_on_dl_and_returns_the_chosen_config():
+    split = toy_split(32)
+    config = dataclasses.replace(TINY, ae_candidates=({"norm": True}, {"width": 8}), ae_probe_updates=6)
+    chosen, results = choose_ae(split, config, seed=0, device=torch.device("cpu"))
+    assert [r.ae for r in results] == [TINY.ae, dataclasses.replace(TINY.ae, norm=True),
+                                       dataclasses.replace(TINY.ae, width=8)]
+    assert sum(r.chosen for r in results) == 1
+    assert all(0.0 <= r.dl_profile_auroc <= 1.0 and r.ae_vs_mean_colour > 0 for r in results)
+    assert chosen.ae == next(r.ae for r in results if r.chosen) and chosen.ae_candidates == ()
+    again = choose_ae(split, config, seed=0, device=torch.device("cpu"))[1]  # seeded: the same numbers
+    assert [r.dl_profile_auroc for r in again] == [r.dl_profile_auroc for r in results]
+    assert choose_ae(split, TINY, 0, torch.device("cpu")) == (TINY, [])  # nothing to choose: no probe
+
+
+def test_bad_candidates_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"\['nrm'\] are not AE fields"):
+        EnvConfig(ae_candidates=({"nrm": False},)).resolved(32)
+    with pytest.raises(SystemExit, match="ae_candidates"):
+        train.main(["--preset", "ours", *TINY_ARGS, "--set", "ae_candidates=[1]", "--updates", "1"])
+
+
+def _log(run) -> list[dict[str, str]]:
+    with open(run / "log.csv") as f:
+        return [{k: v for k, v in row.items() if k != "wall_s"} for row in csv.DictReader(f)]
+
+
+def test_a_run_whose_probe_keeps_the_preset_ae_trains_as_one_without_a_probe(tiny_root, tmp_path):
+    """The probe draws its own random numbers and the run is re-seeded after it, so keeping the
+    preset's AE changes nothing; config.json records the probe and the AE it chose."""
+    common = ["--data-root", str(tiny_root), "--preset", "ours", *TINY_ARGS, "--updates", "3",
+              "--set", "pretrain_steps=4", "--set", "predictor_refit_steps=0"]
+    probed = train.main([*common, "--set", "ae_probe_margin=0.99", "--run-dir", str(tmp_path / "probed")])
+    plain = train.main([*common, "--set", "ae_candidates=[]", "--run-dir", str(tmp_path / "plain")])
+    assert _log(probed) == _log(plain)
+    config = json.loads((probed / "config.json").read_text())
+    assert [row["chosen"] for row in config["ae_probe"]] == [True, False]
+    assert config["env"]["ae"]["norm"] is True and config["env"]["ae_candidates"] == []
+    assert "ae_probe" not in json.loads((plain / "config.json").read_text())
+
+
+def test_the_report_says_which_ae_the_probe_chose():
+    from runner.evaluation import probe_text
+
+    assert probe_text(None) == "" == probe_text([])
+    rows = [{"ae": {"norm": True, "skip_levels": [], "width": 32, "dropout": 0.0}, "dl_profile_auroc": 0.886,
+             "dl_loss_auroc": 0.88, "ae_vs_mean_colour": 0.64, "chosen": False},
+            {"ae": {"norm": False, "skip_levels": [], "width": 32, "dropout": 0.0}, "dl_profile_auroc": 0.947,
+             "dl_loss_auroc": 0.94, "ae_vs_mean_colour": 1.42, "chosen": True}]
+    text = probe_text(rows)
+    assert "norm=True, skip_levels=[], width=32: 0.886" in text and "**chosen**: norm=False" in text
