@@ -8,8 +8,8 @@ apart, so a run can ask them instead of its user: train each candidate AE for `a
 updates on uniformly random patches (the uniform sampler's batches; no predictor training, no
 reward), and keep the one whose mean D_l profile ranks the labeled defect pixels best (pixel
 AUROC, averaged over the probe's second half). The preset's own AE is kept unless another beats
-it by `ae_probe_margin`: one probe's AUROC moves by about 0.01 from seed to seed, and a choice
-on noise would make the AE flip between splits of the same data. Nothing outside D_l is scored.
+it by `ae_probe_margin`, so that a difference of the size one short probe on 5 labeled images can
+show by chance does not switch the AE. Nothing outside D_l is scored; no D_u label is read.
 """
 from __future__ import annotations
 
