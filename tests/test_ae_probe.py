@@ -17,12 +17,12 @@ from tests.helpers import TINY, TINY_ARGS, toy_split
 
 
 def test_candidates_are_the_preset_ae_then_its_variants():
-    c = make_env_config("ours")
-    assert c.ae_candidates == ({"norm": False},)
+    c = make_env_config("ours", ae_candidates=({"norm": False}, {"skip_levels": [1]}))
     aes = candidate_aes(c)
     assert aes[0] == c.ae and aes[0].norm
     assert aes[1] == dataclasses.replace(c.ae, norm=False)
-    assert make_env_config("chu2020").ae_candidates == () == make_env_config("noghredeh2025").ae_candidates
+    assert aes[2] == dataclasses.replace(c.ae, skip_levels=(1,))
+    assert all(make_env_config(p).ae_candidates == () for p in ("chu2020", "noghredeh2025", "ours"))  # opt-in
 
 
 def test_select_keeps_the_preset_ae_unless_another_is_clearly_better():
@@ -68,8 +68,9 @@ def test_a_run_whose_probe_keeps_the_preset_ae_trains_as_one_without_a_probe(tin
     preset's AE changes nothing; config.json records the probe and the AE it chose."""
     common = ["--data-root", str(tiny_root), "--preset", "ours", *TINY_ARGS, "--updates", "3",
               "--set", "pretrain_steps=4", "--set", "predictor_refit_steps=0"]
-    probed = train.main([*common, "--set", "ae_probe_margin=0.99", "--run-dir", str(tmp_path / "probed")])
-    plain = train.main([*common, "--set", "ae_candidates=[]", "--run-dir", str(tmp_path / "plain")])
+    probed = train.main([*common, "--set", 'ae_candidates=[{"norm": false}]', "--set", "ae_probe_margin=0.99",
+                         "--run-dir", str(tmp_path / "probed")])
+    plain = train.main([*common, "--run-dir", str(tmp_path / "plain")])
     assert _log(probed) == _log(plain)
     config = json.loads((probed / "config.json").read_text())
     assert [row["chosen"] for row in config["ae_probe"]] == [True, False]
