@@ -103,7 +103,14 @@ def select(results: list[ProbeResult], margin: float) -> ProbeResult:
 
 
 def describe(results: list[ProbeResult]) -> list[dict[str, Any]]:
-    """JSON-able rows of the probe (for the run folder and the log)."""
-    return [{"ae": dataclasses.asdict(r.ae), "dl_profile_auroc": r.dl_profile_auroc, "dl_loss_auroc": r.dl_loss_auroc,
-             "ae_vs_mean_colour": r.ae_vs_mean_colour, "seconds": round(r.seconds, 1), "chosen": r.chosen}
-            for r in results]
+    """JSON-able rows of the probe (for the run folder and the log); "label" names each candidate
+    by the AE fields it changes ("preset AE" for the first)."""
+    base = dataclasses.asdict(results[0].ae) if results else {}
+    rows = []
+    for k, r in enumerate(results):
+        ae = dataclasses.asdict(r.ae)
+        label = ", ".join(f"{f}={v}" for f, v in ae.items() if v != base[f]) if k else "preset AE"
+        rows.append({"label": label or "preset AE again", "ae": ae, "dl_profile_auroc": r.dl_profile_auroc,
+                     "dl_loss_auroc": r.dl_loss_auroc, "ae_vs_mean_colour": r.ae_vs_mean_colour,
+                     "seconds": round(r.seconds, 1), "chosen": r.chosen})
+    return rows

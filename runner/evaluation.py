@@ -222,9 +222,7 @@ def probe_text(rows: list[dict[str, Any]] | None) -> str:
     """The AE probe's account for the report (envs.ae_probe), or "" when the run had none."""
     if not rows:
         return ""
-    parts = [f"{'**chosen**: ' if r['chosen'] else ''}"
-             + ", ".join(f"{k}={v}" for k, v in r["ae"].items() if k in ("norm", "skip_levels", "width"))
-             + f": {r['dl_profile_auroc']:.3f}" for r in rows]
+    parts = [f"{'**chosen**: ' if r['chosen'] else ''}{r['label']}: {r['dl_profile_auroc']:.3f}" for r in rows]
     return ("\n\nAE probe before training (mean D_l profile's pixel AUROC after a short run of uniformly random "
             "patches per candidate AE; the preset's AE first, kept unless another beats it by the margin): "
             + "; ".join(parts) + ".")

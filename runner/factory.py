@@ -84,8 +84,7 @@ def _prepare_batch_sampling(data: DataConfig, config: Any, seed: int,
     for row in rows:
         print(f"  {'chosen' if row['chosen'] else '      '}  AUROC {row['dl_profile_auroc']:.3f}  "
               f"(loss maps {row['dl_loss_auroc']:.3f}, AE / mean-colour loss {row['ae_vs_mean_colour']:.2f}, "
-              f"{row['seconds']:.0f} s)  "
-              f"norm={row['ae']['norm']} skip_levels={row['ae']['skip_levels']}")
+              f"{row['seconds']:.0f} s)  {row['label']}")
     return config, rows
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import train
-from envs.ae_probe import ProbeResult, candidate_aes, choose_ae, select
+from envs.ae_probe import ProbeResult, candidate_aes, choose_ae, describe, select
 from envs.config import EnvConfig, make_env_config
 from models.autoencoder import AEConfig
 from tests.helpers import TINY, TINY_ARGS, toy_split
@@ -82,9 +82,9 @@ def test_the_report_says_which_ae_the_probe_chose():
     from runner.evaluation import probe_text
 
     assert probe_text(None) == "" == probe_text([])
-    rows = [{"ae": {"norm": True, "skip_levels": [], "width": 32, "dropout": 0.0}, "dl_profile_auroc": 0.886,
-             "dl_loss_auroc": 0.88, "ae_vs_mean_colour": 0.64, "chosen": False},
-            {"ae": {"norm": False, "skip_levels": [], "width": 32, "dropout": 0.0}, "dl_profile_auroc": 0.947,
-             "dl_loss_auroc": 0.94, "ae_vs_mean_colour": 1.42, "chosen": True}]
-    text = probe_text(rows)
-    assert "norm=True, skip_levels=[], width=32: 0.886" in text and "**chosen**: norm=False" in text
+    results = [ProbeResult(AEConfig(norm=True), 0.886, 0.88, 0.64), ProbeResult(AEConfig(norm=False), 0.947, 0.94, 1.42)]
+    select(results, 0.02)
+    rows = describe(results)
+    assert [r["label"] for r in rows] == ["preset AE", "norm=False"]
+    text = probe_text(json.loads(json.dumps(rows)))  # as read back from config.json
+    assert "preset AE: 0.886" in text and "**chosen**: norm=False: 0.947" in text
