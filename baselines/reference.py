@@ -24,7 +24,7 @@ from baselines.unet import UNetConfig, predict_unet, train_unet
 from data.split import Split
 from evaluation.decisions import HeldOutMaps, MethodMaps, choose_crf, scores_to_probability, thresholded
 
-METHODS = ("unet", "unet-ensemble", "ae-l2", "ae-ssim")
+METHODS = ("unet", "unet-ensemble", "unet-ensemble-logit", "ae-l2", "ae-ssim")
 #: Part of the cache key: bump it when a change to the baselines' code changes their results, so
 #: that cached results of older code are never reused.
 CACHE_VERSION = 4
@@ -37,7 +37,8 @@ class ReferenceConfig:
     methods: tuple[str, ...] = METHODS
     unet: UNetConfig = field(default_factory=UNetConfig)
     unet_fits: int = 3
-    """fits averaged by 'unet-ensemble' (seeds seed, seed + 1000, ...; the first is 'unet''s own)"""
+    """fits averaged by 'unet-ensemble' (their mean probability) and 'unet-ensemble-logit' (their
+    mean logit, as `ours`' final predictor pools); seeds seed, seed + 1000, ...; the first is 'unet''s own"""
     recon: ReconAEConfig = field(default_factory=ReconAEConfig)
 
 
@@ -45,7 +46,7 @@ def method_settings(config: ReferenceConfig, method: str) -> dict:
     """The part of `config` that one method's results depend on."""
     if method == "unet":
         return {"unet": dataclasses.asdict(config.unet)}
-    if method == "unet-ensemble":
+    if method in ("unet-ensemble", "unet-ensemble-logit"):
         return {"unet": dataclasses.asdict(config.unet), "fits": config.unet_fits}
     return {"recon": dataclasses.asdict(config.recon)}
 
@@ -134,17 +135,23 @@ def _train_and_score(split: Split, config: ReferenceConfig, seed: int,
     masks_l = np.stack([s.mask for s in split.labeled])
     images_u = np.stack([s.image for s in split.unlabeled])
     out: dict[str, MethodMaps] = {}
-    n_fits = config.unet_fits if "unet-ensemble" in config.methods else int("unet" in config.methods)
-    probs = []
+    ensembles = {"unet-ensemble", "unet-ensemble-logit"} & set(config.methods)
+    n_fits = config.unet_fits if ensembles else int("unet" in config.methods)
+    logits = []
     for k in range(n_fits):  # fit 0 is the single U-Net's: same seed, same net
         net, _ = train_unet(images_l, masks_l, config.unet, seed=seed + 1000 * k, device=device)
-        probs.append(predict_unet(net, images_u, device=device))
+        logits.append(torch.from_numpy(predict_unet(net, images_u, device=device, logits=True)))
+    probs = [torch.sigmoid(z).numpy() for z in logits]
     if "unet" in config.methods:
         out["unet"] = MethodMaps(f"U-Net ({len(images_l)} labeled)", "unet", probs[0], probs[0], label="U-Net")
     if "unet-ensemble" in config.methods:
         prob = np.mean(probs, axis=0).astype(np.float32)
         out["unet-ensemble"] = MethodMaps(f"U-Net ({len(images_l)} labeled), mean of {n_fits} fits", "unet", prob,
                                           prob, label=f"U-Net x{n_fits}")
+    if "unet-ensemble-logit" in config.methods:  # the match for ours' pool (predictor_refit_pool='logit')
+        prob = torch.sigmoid(torch.stack(logits).mean(dim=0)).numpy().astype(np.float32)
+        out["unet-ensemble-logit"] = MethodMaps(f"U-Net ({len(images_l)} labeled), logit mean of {n_fits} fits",
+                                                "unet", prob, prob, label=f"U-Net x{n_fits} logit")
     for kind in ("l2", "ssim"):
         if f"ae-{kind}" not in config.methods:
             continue

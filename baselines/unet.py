@@ -223,8 +223,9 @@ def recompute_batch_norm(net: nn.Module, batches: Iterable[torch.Tensor]) -> Non
 
 @torch.no_grad()
 def predict_unet(net: UNet, images: np.ndarray, device: str | torch.device = "cpu",
-                 batch: int = 4) -> np.ndarray:
-    """Anomaly probability maps float32 (n,H,W) in [0,1] of uint8 RGB images (n,H,W,3).
+                 batch: int = 4, logits: bool = False) -> np.ndarray:
+    """Anomaly probability maps float32 (n,H,W) in [0,1] of uint8 RGB images (n,H,W,3); with
+    `logits`, the net's logits instead (what a logit mean of several fits pools).
 
     Whole images go through the net (it is fully convolutional); they are reflect-padded to a
     multiple of 2**depth and the maps cropped back, so any size works."""
@@ -240,5 +241,6 @@ def predict_unet(net: UNet, images: np.ndarray, device: str | torch.device = "cp
         x = to_tensor(images[start:start + batch]).to(device)
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="reflect")
-        out.append(torch.sigmoid(net(x))[:, 0, :height, :width].float().cpu())
+        y = net(x)
+        out.append((y if logits else torch.sigmoid(y))[:, 0, :height, :width].float().cpu())
     return torch.cat(out).numpy()

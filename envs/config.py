@@ -19,7 +19,7 @@ from typing import Any
 
 from data.config import DataConfig  # noqa: F401 - re-exported: envs.config.DataConfig
 from models.autoencoder import AEConfig
-from models.predictor import PREDICTOR_ARCHS
+from models.predictor import ENSEMBLE_POOLS, PREDICTOR_ARCHS
 
 PRED_REWARDS = ("level", "improvement")
 
@@ -134,6 +134,15 @@ class EnvConfig:
     only (models.predictor.ImageOnly), averaged with the others: late fusion. A net that reads the
     profiles leans on them even where they do not separate the defects; the image-only members
     keep what a U-Net gets from the image in the mean. 0: every member reads the profiles"""
+    predictor_refit_pool: str = "prob"
+    """(final predictor) how its members are pooled (models.predictor.PredictorEnsemble): 'prob',
+    the mean probability, or 'logit', the mean logit. The mean probability lets the most confident
+    member rank the pixels all members call normal, and ranked worse than most of its members;
+    `ours` pools logits (chosen on the built-in brick, README "Pooling the final predictor")"""
+    predictor_refit_profile_member: bool = False
+    """(final predictor) add a member that reads only the profiles' mean relative loss, through a
+    logistic fit on the labeled profiles (models.predictor.ProfileMeanMember: two numbers), so the
+    profiles' plain signal reaches the output even where the nets fit on 5 images drop it"""
     predictor_refit_heldout: bool = False
     """(final predictor) also fit it once per labeled image on the other labeled images
     (leave-one-out, one member each, envs.refit.heldout_final_maps). Their maps of the images left
@@ -238,6 +247,8 @@ class EnvConfig:
         if c.predictor_refit_image_members and c.predictor_inputs != "profile+rgb":
             raise ValueError("predictor_refit_image_members needs predictor_inputs='profile+rgb' "
                              f"(got {c.predictor_inputs!r}): image-only members read the image channels")
+        if c.predictor_refit_pool not in ENSEMBLE_POOLS:
+            raise ValueError(f"predictor_refit_pool must be one of {ENSEMBLE_POOLS}, got {c.predictor_refit_pool!r}")
         if not 0.0 <= c.predictor_refit_profile_dropout < 1.0:
             raise ValueError(f"predictor_refit_profile_dropout must be in [0, 1), got {c.predictor_refit_profile_dropout}")
         if any(not isinstance(a, dict) for a in c.ae_candidates):
@@ -296,6 +307,7 @@ PRESETS: dict[str, EnvConfig] = {
     "ours": EnvConfig(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_dice=True,
                       predictor_colour_jitter=0.2, alpha_floor=0.02, heldout_predictors=True,
                       predictor_refit_steps=600, predictor_refit_image_members=3,
+                      predictor_refit_pool="logit", predictor_refit_profile_member=True,
                       ae=AEConfig(skip_levels=(), norm=True), pretrain_steps=500, patch_divisor=2),
 }
 

@@ -18,7 +18,7 @@ import torch
 from baselines.unet import default_crop, recompute_batch_norm
 from common.seeding import torch_rng_from
 from envs.config import EnvConfig
-from models.predictor import (ImageOnly, PredictorEnsemble, build_predictor, predictor_input, probability_maps,
+from models.predictor import (ImageOnly, PredictorEnsemble, ProfileMeanMember, build_predictor, predictor_input, probability_maps,
                               segmentation_loss)
 
 
@@ -112,7 +112,9 @@ def final_predictor(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray,
     """The final predictor of a run: config.predictor_refit_members fits (refit_predictor with
     the config's predictor shape, steps and colour jitter; member k seeded seed + 1000 k), then
     config.predictor_refit_image_members image-only fits (ImageOnly; seeded seed + 1000 k + 500),
-    as one net when there is one member, else their PredictorEnsemble."""
+    then, with predictor_refit_profile_member, the profiles' mean fit on the same labeled images
+    (fit_profile_member, no randomness), as one net when there is one member, else their
+    PredictorEnsemble pooled by predictor_refit_pool."""
     c = config
     nets = [refit_predictor(profiles, images, masks, steps=c.predictor_refit_steps, width=c.predictor_width,
                             inputs=c.predictor_inputs, skip=c.predictor_skip, arch=c.predictor_arch,
@@ -121,7 +123,36 @@ def final_predictor(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray,
             for k in range(c.predictor_refit_members)]
     nets += [ImageOnly(image_fit(profiles, images, masks, c, seed + 1000 * k + 500, device))
              for k in range(c.predictor_refit_image_members)]
-    return nets[0] if len(nets) == 1 else PredictorEnsemble(nets)
+    if c.predictor_refit_profile_member:
+        nets.append(fit_profile_member(profiles, masks).to(device))
+    return nets[0] if len(nets) == 1 else PredictorEnsemble(nets, c.predictor_refit_pool)
+
+
+def fit_profile_member(profiles: np.ndarray, masks: np.ndarray, ridge: float = 1e-4,
+                       iterations: int = 100) -> ProfileMeanMember:
+    """The ProfileMeanMember of labeled profiles (n, T, H, W) and masks (n, H, W): a and b of
+    logit P(defect) = a log r + b, r = a pixel's mean relative loss (as the predictor normalises
+    it), by unweighted logistic regression over every labeled pixel (Newton's method, float64;
+    `ridge` on a keeps it finite when the pixels are separable). Unweighted, so p > 0.5 keeps its
+    meaning in the pool: the member is a posterior, not a detector tuned to recall. Without both
+    defect and normal pixels a stays 0 and b is the log-odds of the defect fraction (clipped)."""
+    with torch.no_grad():
+        x = predictor_input(torch.as_tensor(profiles, dtype=torch.float32))
+    z = torch.log(x.mean(dim=1).clamp_min(1e-8)).double().numpy().ravel()
+    y = np.asarray(masks, dtype=np.float64).ravel()
+    frac = float(np.clip(y.mean(), 1e-4, 1 - 1e-4))
+    a, b = 0.0, float(np.log(frac / (1 - frac)))
+    if 0 < y.sum() < len(y):
+        for _ in range(iterations):
+            p = 1.0 / (1.0 + np.exp(-(a * z + b)))
+            w = p * (1 - p)
+            grad = np.array([((p - y) * z).mean() + ridge * a, (p - y).mean()])
+            hess = np.array([[(w * z * z).mean() + ridge, (w * z).mean()], [(w * z).mean(), w.mean() + 1e-12]])
+            step = np.linalg.solve(hess, grad)
+            a, b = a - float(step[0]), b - float(step[1])
+            if np.abs(step).max() < 1e-10:
+                break
+    return ProfileMeanMember(profiles.shape[1], a, b)
 
 
 def image_fit(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray, config: EnvConfig, seed: int,
@@ -160,7 +191,10 @@ def heldout_final_maps(profiles: np.ndarray, images: np.ndarray, masks: np.ndarr
                                  seed=seed + 7919 + k, profile_dropout=c.predictor_refit_profile_dropout, device=device)
         if c.predictor_refit_image_members:  # the final predictor's mix: one member of each kind
             image_net = image_fit(profiles[rest], images[rest], masks[rest], c, seed + 7919 + 500 + k, device)
-            net = PredictorEnsemble([net, ImageOnly(image_net)])
+            net = PredictorEnsemble([net, ImageOnly(image_net)], c.predictor_refit_pool)
+        if c.predictor_refit_profile_member:
+            net = PredictorEnsemble([*getattr(net, "members", [net]), fit_profile_member(profiles[rest], masks[rest])],
+                                    c.predictor_refit_pool)
         with torch.no_grad():
             out[j] = probability_maps(net, torch.as_tensor(profiles[k:k + 1], dtype=torch.float32),
                                       None if rgb is None else rgb[k:k + 1])[0].cpu().numpy()

@@ -26,7 +26,7 @@ from envs.config import config_to_dict
 from envs.refit import final_predictor, heldout_final_maps
 from evaluation.decisions import nbs_method, run_heldout_maps
 from models.crf import CRFConfig
-from models.predictor import predictor_from_saved, probability_maps
+from models.predictor import PredictorEnsemble, predictor_from_saved, probability_maps
 from models.segmenter import BundleMeta, save_bundle
 from runner.factory import env_kind, make_agent, make_env, prepare_config
 from runner.folder import ACTION_COLUMNS, BUNDLE, LOG, LOG_COLUMNS, RunFolder
@@ -54,10 +54,11 @@ def export_results(env: BatchSamplingEnv, run: RunFolder, seed: int) -> None:
               + (f", {image_members} of them on the image only)" if image_members else ")"))
         net = final_predictor(profiles["labeled"], images_l, masks_l, c, seed, env.device)
         state_dict = net.state_dict()
-        norm = getattr(net.members[0] if members > 1 else net, "norm", "group")
+        norm = getattr(net.members[0] if isinstance(net, PredictorEnsemble) else net, "norm", "group")
     fields = {"profile_length": c.profile_length, "width": c.predictor_width, "inputs": c.predictor_inputs,
               "skip": c.predictor_skip, "arch": c.predictor_arch, "norm": norm, "refit": refit, "ensemble": members,
-              "image_members": image_members}
+              "image_members": image_members, "pool": c.predictor_refit_pool if refit else "prob",
+              "profile_member": bool(refit and c.predictor_refit_profile_member)}
     run.write_predictor({"state_dict": state_dict, "alpha": process.alpha, **fields})
     export_bundle(env, run, fields, state_dict, profiles, seed)
 

@@ -283,3 +283,85 @@ def test_heldout_final_maps_with_image_members_follow_the_final_recipe():
     changed[1] = np.roll(changed[1], 4, axis=1)
     again, _ = heldout_final_maps(profiles, images, changed, EnvConfig(predictor_refit_image_members=1, **kwargs), 0)
     np.testing.assert_array_equal(again[1], mixed[1])
+
+
+def test_logit_pool_is_the_members_mean_logit_and_round_trips():
+    """PredictorEnsemble(pool='logit') outputs the mean of its members' logits, ranks the pixels
+    every member calls normal by all members at once (where the probability mean follows the most
+    confident one), and predictor_from_saved rebuilds it; an unknown pool is refused."""
+    from envs.config import EnvConfig
+    from models.predictor import PredictorEnsemble, predictor_from_saved
+
+    torch.manual_seed(0)
+    members = [build_predictor(3, 8, "profile", skip=False, arch="dilated").eval() for _ in range(3)]
+    for m in members:
+        torch.nn.init.normal_(m.head.weight)
+    ens = PredictorEnsemble(members, pool="logit").eval()
+    x = predictor_input(torch.rand(2, 3, 12, 12) + 0.1)
+    with torch.no_grad():
+        torch.testing.assert_close(ens(x), torch.stack([m(x) for m in members]).mean(0))
+        saved = {"state_dict": ens.state_dict(), "profile_length": 3, "width": 8, "inputs": "profile",
+                 "skip": False, "arch": "dilated", "ensemble": 3, "pool": "logit"}
+        torch.testing.assert_close(predictor_from_saved(saved)(x), ens(x))
+        assert not torch.allclose(predictor_from_saved({**saved, "pool": "prob"})(x), ens(x))
+
+    class Constant(torch.nn.Module):  # a member with fixed logits per pixel
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = torch.tensor(logits).view(1, 1, 1, -1)
+
+        def forward(self, x):
+            return self.logits.expand(len(x), 1, 1, -1)
+
+    # pixel 0: one member gives it 0.12, the other is sure it is normal (4.5e-5); pixel 1: both
+    # give it a few percent (0.047, 0.018). The probability mean follows the first member and puts
+    # pixel 0 above pixel 1; the logit mean weighs the second member's certainty (-6 vs -3.5).
+    a, b = Constant([-2.0, -3.0]), Constant([-10.0, -4.0])
+    with torch.no_grad():
+        by_logit = PredictorEnsemble([a, b], "logit")(x[:1])[0, 0, 0]
+        by_prob = PredictorEnsemble([a, b], "prob")(x[:1])[0, 0, 0]
+    assert by_logit[0] < by_logit[1] and by_prob[0] > by_prob[1]
+    with pytest.raises(ValueError, match="pool"):
+        PredictorEnsemble(members, pool="max")
+    with pytest.raises(ValueError, match="predictor_refit_pool"):
+        EnvConfig(predictor_refit_pool="mean").resolved(32)
+
+
+def test_profile_member_is_a_logistic_fit_of_the_mean_relative_loss():
+    """fit_profile_member recovers a known logistic law of log r (r: a pixel's mean relative
+    loss), ranks pixels exactly as r does, reads no RGB, and without defect
+    pixels it is the (clipped) prior. In a final predictor it is the last member and round-trips."""
+    from envs.config import EnvConfig
+    from envs.refit import final_predictor, fit_profile_member
+    from models.predictor import PredictorEnsemble, ProfileMeanMember, predictor_from_saved
+
+    rng = np.random.default_rng(0)
+    n, size = 4, 64
+    profiles = np.exp(rng.normal(0.0, 1.0, (n, 1, size, size))).astype(np.float32).repeat(3, axis=1)
+    with torch.no_grad():
+        log_r = torch.log(predictor_input(torch.as_tensor(profiles)).mean(1)).numpy()
+    masks = rng.random(log_r.shape) < 1 / (1 + np.exp(-(1.5 * log_r - 3.0)))
+    member = fit_profile_member(profiles, masks)
+    assert abs(float(member.a) - 1.5) < 0.15 and abs(float(member.b) + 3.0) < 0.15
+    x = predictor_input(torch.as_tensor(profiles), torch.rand(n, 3, size, size))
+    with torch.no_grad():
+        out = member(x)[:, 0]
+        torch.testing.assert_close(out, member(torch.cat([x[:, :3], torch.zeros(n, 3, size, size)], 1))[:, 0])
+    assert rank_auroc(out, torch.as_tensor(masks)) == pytest.approx(
+        rank_auroc(torch.as_tensor(log_r), torch.as_tensor(masks)), abs=1e-9)  # monotone in r (a > 0)
+    empty = fit_profile_member(profiles, np.zeros_like(masks))
+    assert float(empty.a) == 0.0 and float(empty.b) == pytest.approx(np.log(1e-4 / (1 - 1e-4)))
+
+    toy, images, toy_masks = _refit_toy()
+    config = EnvConfig(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_width=8, predictor_skip=True,
+                       predictor_refit_steps=10, predictor_refit_members=1, predictor_refit_image_members=1,
+                       predictor_refit_pool="logit", predictor_refit_profile_member=True)
+    net = final_predictor(toy, images, toy_masks, config, seed=0)
+    assert isinstance(net, PredictorEnsemble) and net.pool == "logit"
+    assert isinstance(net.members[-1], ProfileMeanMember) and len(net.members) == 3
+    saved = {"state_dict": net.state_dict(), "profile_length": 4, "width": 8, "inputs": "profile+rgb",
+             "skip": True, "arch": "unet", "norm": "batch", "ensemble": 2, "image_members": 1,
+             "pool": "logit", "profile_member": True}
+    xt = predictor_input(torch.as_tensor(toy), torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255)
+    with torch.no_grad():
+        torch.testing.assert_close(predictor_from_saved(saved)(xt), net(xt))

@@ -264,3 +264,27 @@ def test_unet_ensemble_averages_seeded_fits_and_each_baseline_is_cached_on_its_o
     assert trained == [5, 1005, 2005]
     with pytest.raises(ValueError, match="unet_fits"):
         reference.reference_maps(split, dataclasses.replace(config, unet_fits=0), seed=5)
+
+
+def test_unet_logit_ensemble_pools_the_same_fits_by_their_mean_logit():
+    """'unet-ensemble-logit' (the match for ours' logit pool) is sigmoid of the mean logit of the
+    same seeded fits 'unet-ensemble' averages, so the two rows differ only in how they pool."""
+    import torch
+
+    import baselines.reference as reference
+    from tests.helpers import toy_split
+
+    split = toy_split(32)
+    config = reference.ReferenceConfig(methods=("unet-ensemble", "unet-ensemble-logit"),
+                                       unet=UNetConfig(steps=3, width=4, depth=2), unet_fits=2)
+    by_prob, by_logit = reference.reference_maps(split, config, seed=5)
+    images_l = np.stack([s.image for s in split.labeled])
+    masks_l = np.stack([s.mask for s in split.labeled])
+    images_u = np.stack([s.image for s in split.unlabeled])
+    nets = [train_unet(images_l, masks_l, config.unet, seed=5 + 1000 * k)[0] for k in range(2)]
+    logits = [predict_unet(n, images_u, logits=True) for n in nets]
+    np.testing.assert_array_equal(torch.sigmoid(torch.from_numpy(logits[0])).numpy(), predict_unet(nets[0], images_u))
+    np.testing.assert_allclose(by_logit.prob, 1 / (1 + np.exp(-(logits[0] + logits[1]) / 2)), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(by_prob.prob, (predict_unet(nets[0], images_u) + predict_unet(nets[1], images_u)) / 2,
+                               rtol=0, atol=1e-7)
+    assert "logit mean of 2 fits" in by_logit.name and by_logit.label != by_prob.label

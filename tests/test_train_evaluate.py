@@ -237,6 +237,8 @@ def test_ours_exports_a_final_predictor_that_decides_at_one_half(tiny_root, tmp_
     saved = load_weights(run_dir / "predictor.pt")
     assert saved["refit"] is True and saved["norm"] == "batch"
     assert saved["ensemble"] == 6 and saved["image_members"] == 3  # late fusion: 3 of the 6 read the image only
+    assert saved["pool"] == "logit" and saved["profile_member"] is True  # + the profiles' mean, logits pooled
+    assert {"members.6.a", "members.6.b"} <= set(saved["state_dict"])
     assert any(k.endswith("running_mean") for k in saved["state_dict"])
     run("evaluate.py", str(run_dir), "--overlays", "0", "--baselines", "none")
     metrics = json.loads((run_dir / "metrics.json").read_text())
