@@ -12,7 +12,8 @@ columns. Methods, each before and after the same dense CRF:
   - the reconstruction error of the same profiles, threshold chosen on D_l;
   - the papers' baselines, trained here on the same split (--baselines): a U-Net trained supervised
     on D_l with augmentation, the mean of 3 such fits (seeds s, s+1000, s+2000: the match for
-    `ours`, whose final predictor averages fits too), and the MVTec AD paper's unsupervised AE (L2 and SSIM variants)
+    `ours`, whose final predictor pools fits too) and the same 3 fits pooled by their mean logit
+    (as `ours` pools), and the MVTec AD paper's unsupervised AE (L2 and SSIM variants)
     trained on train/good only, threshold chosen on D_l (not applicable without anomaly-free
     images, e.g. CrackForest: the table says so).
 Outputs: report.md, metrics.json and overlays/*.png (ground truth and every method's mask after the

@@ -2,7 +2,8 @@
 
 evaluate.py calls `reference_maps` once per run: a U-Net trained supervised on D_l (chu2020's
 "U-Net" column), the mean of several such fits (the fair match for `ours`, whose final predictor
-averages fits of the same recipe too) and the MVTec AD paper's unsupervised AE in its L2 and SSIM
+pools fits of the same recipe too), the same fits pooled by their mean logit (as `ours` pools
+them) and the MVTec AD paper's unsupervised AE in its L2 and SSIM
 variants, trained on the anomaly-free train/good images only. Each comes back as score maps on the scored D_u images,
 a binary mask (before any CRF) and a probability map for the dense CRF, so every method goes
 through the same CRF and the same metric code.

@@ -1,6 +1,12 @@
 """Fit variants of the final predictor (envs/refit.py) on finished runs' best profiles and score them.
 
     python scripts/refit_variants.py runs/a runs/b runs/c --variant ours --variant rgb-only ...
+    python scripts/refit_variants.py runs/a runs/b runs/c --variant saved-prob --variant saved-logit --variant saved-logit+profile
+
+The `saved-*` variants fit no net: they pool the run's own saved final predictor members another
+way (models.predictor.PredictorEnsemble: 'prob' the mean probability, 'logit' the mean logit;
+'+profile' adds the profiles' mean member, envs.refit.fit_profile_member, which has no randomness),
+so they isolate the pool from the fits' seeds; `saved-profile-member` is that member alone.
 
 The sampler's training is not repeated: each run's best_profiles.npz is refit with every variant
 and scored on the run's D_u exactly as evaluate.py scores its NBS row (p > 0.5, then the same
@@ -23,11 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.config import DataConfig  # noqa: E402
 from data.loading import load_split  # noqa: E402
 from envs.config import env_config_from_dict  # noqa: E402
-from envs.refit import refit_predictor  # noqa: E402
+from envs.refit import fit_profile_member, refit_predictor  # noqa: E402
 from evaluation.decisions import MethodMaps  # noqa: E402
-from models.predictor import PredictorEnsemble, probability_maps  # noqa: E402
+from models.predictor import (PredictorEnsemble, ProfileMeanMember, predictor_from_saved,  # noqa: E402
+                              probability_maps)
 from runner.evaluation import method_rows  # noqa: E402
-from runner.folder import RunFolder  # noqa: E402
+from runner.folder import PREDICTOR, RunFolder  # noqa: E402
 
 #: name -> (what the predictor reads, refit keyword overrides)
 VARIANTS = {
@@ -39,6 +46,12 @@ VARIANTS = {
     # late fusion: the mean probability of the `ours` members and the `rgb-only` members (reuses
     # their fits when those variants ran first)
     "fused": ("fused", {}),
+    # the run's saved final predictor, its members pooled another way (no fit)
+    "saved-prob": ("saved", {"pool": "prob"}),
+    "saved-logit": ("saved", {"pool": "logit"}),
+    "saved-logit+profile": ("saved", {"pool": "logit", "profile": True}),
+    "saved-prob+profile": ("saved", {"pool": "prob", "profile": True}),
+    "saved-profile-member": ("saved", {"only_profile": True}),
 }
 
 
@@ -65,6 +78,20 @@ def fit(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray, config, rea
     kwargs.update(overrides)
     nets = [refit_predictor(profiles, images, masks, seed=seed + 1000 * k, **kwargs)[0] for k in range(members)]
     return nets[0] if members == 1 else PredictorEnsemble(nets)
+
+
+def repooled(run: RunFolder, profiles_l: np.ndarray, masks_l: np.ndarray, pool: str = "prob", profile: bool = False,
+             only_profile: bool = False) -> torch.nn.Module:
+    """The run's saved final predictor with its fitted members pooled by `pool`, plus (`profile`)
+    or only (`only_profile`) the profiles' mean member fit on the run's best labeled profiles."""
+    saved = run.load_file(PREDICTOR, "cpu")
+    if not saved.get("refit") or int(saved.get("ensemble", 1)) < 2:
+        raise SystemExit(f"{run / PREDICTOR}: not a final predictor with several members (a run of --preset ours)")
+    nets = [m for m in predictor_from_saved(saved).members if not isinstance(m, ProfileMeanMember)]
+    member = fit_profile_member(profiles_l, masks_l)
+    if only_profile:
+        return member
+    return PredictorEnsemble(nets + ([member] if profile else []), pool).eval()
 
 
 def main() -> None:
@@ -99,6 +126,8 @@ def main() -> None:
                 net = PredictorEnsemble(as_list["ours"] + [ZeroProfiles(n, env_config.profile_length)
                                                           for n in as_list["rgb-only"]])
                 reads = "profile+rgb"
+            elif reads == "saved":
+                net, reads = repooled(run, prof["labeled"], masks_l, **overrides), "profile+rgb"
             else:
                 net = fit(prof["labeled"], images_l, masks_l, env_config, reads, overrides, seed, members)
             fitted[name] = net

@@ -245,3 +245,12 @@ def test_ours_exports_a_final_predictor_that_decides_at_one_half(tiny_root, tmp_
     nbs = next(r for r in metrics["rows"] if r["method"].startswith("NBS,") and r["method"].endswith("(no CRF)"))
     assert nbs["method"] == "NBS, p > 0.5 (no CRF)" and nbs["threshold"] is None
     assert nbs["note"] == "final predictor fit on the best D_l profiles"
+    # scripts/refit_variants.py re-pools the saved members: the saved pool (logit + the profiles'
+    # mean member) scores what evaluate.py scored, and the probability pool ranks otherwise
+    out = run("scripts/refit_variants.py", str(run_dir), "--variant", "saved-logit+profile", "--variant",
+              "saved-prob").stdout
+    lines = {name: line for line in out.splitlines() for name in ("saved-logit+profile", "saved-prob")
+             if line.startswith(f"{run_dir} {name}:")}
+    auroc = {name: float(line.split("AUROC ")[1].split()[0]) for name, line in lines.items()}
+    assert auroc["saved-logit+profile"] == pytest.approx(nbs["pixel AUROC"], abs=6e-4)
+    assert auroc["saved-prob"] != auroc["saved-logit+profile"]
