@@ -2,6 +2,7 @@
 -> anomaly logit map (1,H,W)."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -230,7 +231,7 @@ def probability_maps(net: nn.Module, profiles: torch.Tensor, rgb: torch.Tensor |
                      batch: int = 8) -> torch.Tensor:
     """Anomaly probabilities (n,H,W) of a predictor on raw loss profiles (n,T,H,W), with the
     images' RGB (n,3,H,W) in [0, 1] for a predictor that reads it; in batches, on the net's device."""
-    device = next(net.parameters()).device
+    device = next(itertools.chain(net.parameters(), net.buffers())).device  # a ProfileMeanMember has buffers only
     out = []
     for k in range(0, len(profiles), batch):
         x = predictor_input(profiles[k:k + batch].to(device), None if rgb is None else rgb[k:k + batch].to(device))

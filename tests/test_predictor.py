@@ -333,7 +333,7 @@ def test_profile_member_is_a_logistic_fit_of_the_mean_relative_loss():
     pixels it is the (clipped) prior. In a final predictor it is the last member and round-trips."""
     from envs.config import EnvConfig
     from envs.refit import final_predictor, fit_profile_member
-    from models.predictor import PredictorEnsemble, ProfileMeanMember, predictor_from_saved
+    from models.predictor import PredictorEnsemble, ProfileMeanMember, predictor_from_saved, probability_maps
 
     rng = np.random.default_rng(0)
     n, size = 4, 64
@@ -349,6 +349,7 @@ def test_profile_member_is_a_logistic_fit_of_the_mean_relative_loss():
         torch.testing.assert_close(out, member(torch.cat([x[:, :3], torch.zeros(n, 3, size, size)], 1))[:, 0])
     assert rank_auroc(out, torch.as_tensor(masks)) == pytest.approx(
         rank_auroc(torch.as_tensor(log_r), torch.as_tensor(masks)), abs=1e-9)  # monotone in r (a > 0)
+    torch.testing.assert_close(probability_maps(member, torch.as_tensor(profiles)), torch.sigmoid(out))  # buffers only
     empty = fit_profile_member(profiles, np.zeros_like(masks))
     assert float(empty.a) == 0.0 and float(empty.b) == pytest.approx(np.log(1e-4 / (1 - 1e-4)))
 
