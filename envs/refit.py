@@ -18,8 +18,8 @@ import torch
 from baselines.unet import default_crop, recompute_batch_norm
 from common.seeding import torch_rng_from
 from envs.config import EnvConfig
-from models.predictor import (ImageOnly, PredictorEnsemble, ProfileMeanMember, build_predictor, predictor_input, probability_maps,
-                              segmentation_loss)
+from models.predictor import (ImageOnly, PredictorEnsemble, ProfileMeanMember, build_predictor, predictor_input,
+                              probability_maps, segmentation_loss)
 
 
 def jitter_rgb(batch: torch.Tensor, amount: float, rng: np.random.Generator) -> torch.Tensor:
