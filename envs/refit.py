@@ -144,7 +144,8 @@ def fit_profile_member(profiles: np.ndarray, masks: np.ndarray, ridge: float = 1
     a, b = 0.0, float(np.log(frac / (1 - frac)))
     if 0 < y.sum() < len(y):
         for _ in range(iterations):
-            p = 1.0 / (1.0 + np.exp(-(a * z + b)))
+            with np.errstate(over="ignore"):  # exp -> inf gives p = 0, the right limit
+                p = 1.0 / (1.0 + np.exp(-(a * z + b)))
             w = p * (1 - p)
             grad = np.array([((p - y) * z).mean() + ridge * a, (p - y).mean()])
             hess = np.array([[(w * z * z).mean() + ridge, (w * z).mean()], [(w * z).mean(), w.mean() + 1e-12]])
@@ -189,12 +190,14 @@ def heldout_final_maps(profiles: np.ndarray, images: np.ndarray, masks: np.ndarr
                                  steps=c.predictor_refit_steps, width=c.predictor_width, inputs=c.predictor_inputs,
                                  skip=c.predictor_skip, arch=c.predictor_arch, colour_jitter=c.predictor_colour_jitter,
                                  seed=seed + 7919 + k, profile_dropout=c.predictor_refit_profile_dropout, device=device)
-        if c.predictor_refit_image_members:  # the final predictor's mix: one member of each kind
-            image_net = image_fit(profiles[rest], images[rest], masks[rest], c, seed + 7919 + 500 + k, device)
-            net = PredictorEnsemble([net, ImageOnly(image_net)], c.predictor_refit_pool)
+        members = [net]  # the final predictor's mix: one member of each kind
+        if c.predictor_refit_image_members:
+            members.append(ImageOnly(image_fit(profiles[rest], images[rest], masks[rest], c, seed + 7919 + 500 + k,
+                                               device)))
         if c.predictor_refit_profile_member:
-            net = PredictorEnsemble([*getattr(net, "members", [net]), fit_profile_member(profiles[rest], masks[rest])],
-                                    c.predictor_refit_pool)
+            members.append(fit_profile_member(profiles[rest], masks[rest]).to(device))
+        if len(members) > 1:
+            net = PredictorEnsemble(members, c.predictor_refit_pool)
         with torch.no_grad():
             out[j] = probability_maps(net, torch.as_tensor(profiles[k:k + 1], dtype=torch.float32),
                                       None if rgb is None else rgb[k:k + 1])[0].cpu().numpy()

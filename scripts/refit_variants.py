@@ -6,7 +6,9 @@
 The `saved-*` variants fit no net: they pool the run's own saved final predictor members another
 way (models.predictor.PredictorEnsemble: 'prob' the mean probability, 'logit' the mean logit;
 '+profile' adds the profiles' mean member, envs.refit.fit_profile_member, which has no randomness),
-so they isolate the pool from the fits' seeds; `saved-profile-member` is that member alone.
+so they isolate the pool from the fits' seeds; `saved-profile-member` is that member alone. The
+member is fit on the saved profiles (float16 in best_profiles.npz), so its two numbers can differ
+from those of the run's own in the fifth digit.
 
 The sampler's training is not repeated: each run's best_profiles.npz is refit with every variant
 and scored on the run's D_u exactly as evaluate.py scores its NBS row (p > 0.5, then the same

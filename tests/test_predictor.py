@@ -268,8 +268,9 @@ def test_image_members_read_only_the_image_and_round_trip():
 
 
 def test_heldout_final_maps_with_image_members_follow_the_final_recipe():
-    """With image members, each fold averages one profile fit and one image-only fit, neither of
-    which saw the image it predicts: its own mask changes nothing in its map."""
+    """With image members, each fold averages one profile fit and one image-only fit (and, in
+    ours' pool, the profiles' member), none of which saw the image it predicts: its own mask
+    changes nothing in its map."""
     from envs.config import EnvConfig
     from envs.refit import heldout_final_maps
 
@@ -283,6 +284,13 @@ def test_heldout_final_maps_with_image_members_follow_the_final_recipe():
     changed[1] = np.roll(changed[1], 4, axis=1)
     again, _ = heldout_final_maps(profiles, images, changed, EnvConfig(predictor_refit_image_members=1, **kwargs), 0)
     np.testing.assert_array_equal(again[1], mixed[1])
+    # ours' pool: + the profiles' member (fit on the fold too), logits pooled
+    pooled = EnvConfig(predictor_refit_image_members=1, predictor_refit_profile_member=True,
+                       predictor_refit_pool="logit", **kwargs)
+    with_member, _ = heldout_final_maps(profiles, images, masks, pooled, 0)
+    assert not np.allclose(with_member, mixed)
+    again, _ = heldout_final_maps(profiles, images, changed, pooled, 0)
+    np.testing.assert_array_equal(again[1], with_member[1])
 
 
 def test_logit_pool_is_the_members_mean_logit_and_round_trips():
