@@ -25,15 +25,17 @@ def test_train_then_evaluate(tiny_root, tmp_path):
     assert len(log_rows(run_dir)) == 6
     out = run("evaluate.py", str(run_dir), "--overlays", "2", *TINY_BASELINES).stdout
     assert "NBS + CRF" in out and "F1-max" in out
-    for method in ("U-Net", "mean of 3 fits", "AE-L2", "AE-SSIM", "Recon. error of the loss profiles"):
+    for method in ("U-Net", "mean of 3 fits", "logit mean of 3 fits", "AE-L2", "AE-SSIM",
+                   "Recon. error of the loss profiles"):
         assert f"{method}" in out and "+ CRF" in out
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["seed"] == 0 and metrics["split"]["n_labeled"] == 3
     for row in metrics["rows"]:
         assert 0.0 <= row["pixel AUROC"] <= 1.0 and 0.0 <= row["F1-max"] <= 1.0
-    # (NBS, profiles, U-Net, 3-fit U-Net, AE-L2, AE-SSIM) x (before, after CRF), and the rows whose
-    # CRF was chosen on D_l (NBS, the AEs): each the same numbers as one of that method's two rows.
-    assert len(metrics["rows"]) == 15
+    # (NBS, profiles, U-Net, 3-fit U-Net by probability and by logit, AE-L2, AE-SSIM) x (before, after
+    # CRF), and the rows whose CRF was chosen on D_l (NBS, the AEs): each the same numbers as one of
+    # that method's two rows.
+    assert len(metrics["rows"]) == 17
     assert metrics["rows"][0]["method"] == HEADLINE_METHOD
     for chosen in (r for r in metrics["rows"] if r["method"].endswith(CHOSEN_SUFFIX)):
         name = chosen["method"][:-len(CHOSEN_SUFFIX)]
