@@ -136,9 +136,9 @@ def fit_profile_member(profiles: np.ndarray, masks: np.ndarray, ridge: float = 1
     `ridge` on a keeps it finite when the pixels are separable). Unweighted, so p > 0.5 keeps its
     meaning in the pool: the member is a posterior, not a detector tuned to recall. Without both
     defect and normal pixels a stays 0 and b is the log-odds of the defect fraction (clipped)."""
-    with torch.no_grad():
+    with torch.no_grad():  # log r exactly as the member reads it (its output with a = 1, b = 0)
         x = predictor_input(torch.as_tensor(profiles, dtype=torch.float32))
-    z = torch.log(x.mean(dim=1).clamp_min(1e-8)).double().numpy().ravel()
+        z = ProfileMeanMember(profiles.shape[1], 1.0, 0.0)(x).double().numpy().ravel()
     y = np.asarray(masks, dtype=np.float64).ravel()
     frac = float(np.clip(y.mean(), 1e-4, 1 - 1e-4))
     a, b = 0.0, float(np.log(frac / (1 - frac)))
