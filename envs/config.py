@@ -94,6 +94,15 @@ class EnvConfig:
     """(ours) the predictor's logit starts as a monotone function of the pixel's mean relative
     loss (a learned-scale skip path, see models.predictor.DilatedFCN), so it ranks pixels at least
     as the plain mean profile does before training refines it. False: the papers' plain FCN"""
+    predictor_shrink: float = 0.01
+    """weight of a penalty in the predictor's training loss on the logit its convolutions add to
+    the skip path (their mean square over the crop's pixels; models.predictor.skip_logits): the
+    predictor keeps the profiles' mean ranking unless the labeled images pay for leaving it.
+    Without it, on the built-in brick with a single defect image in D_l, chu2020's predictor
+    memorised that image (D_l pixel AUROC 1.000) and ranked the D_u pixels below the plain mean of
+    its own profiles (0.599 against 0.737, seed 0; README, "The papers' predictor and its
+    profiles' mean"). 0: no penalty (the papers; `ours`, whose exported predictor is re-fit).
+    Needs predictor_skip"""
     predictor_arch: str = "dilated"
     """'dilated': the papers' dilated FCN (predictor_width channels); 'unet' (ours): a U-Net of
     the baseline's shape (GroupNorm, width predictor_width, depth 3) on the same inputs"""
@@ -238,6 +247,9 @@ class EnvConfig:
             raise ValueError("warmup_updates must be smaller than reinit_every")
         if c.predictor_crop is not None and c.predictor_crop >= image_size:
             c.predictor_crop = None
+        if c.predictor_shrink < 0 or (c.predictor_shrink > 0 and not c.predictor_skip):
+            raise ValueError(f"predictor_shrink must be >= 0 and needs predictor_skip=True, got "
+                             f"{c.predictor_shrink} (predictor_skip={c.predictor_skip})")
         if c.predictor_refit_steps < 0:
             raise ValueError(f"predictor_refit_steps must be >= 0, got {c.predictor_refit_steps}")
         if c.predictor_refit_members < 1:
@@ -307,7 +319,7 @@ PRESETS: dict[str, EnvConfig] = {
     # BatchNorm is not best everywhere (on the built-in brick the AE without it ranked defects
     # better), but the short D_l probe that can choose per run (ae_candidates, envs.ae_probe) chose
     # wrong on bottle seed 1 (F1 0.53 -> 0.33), so it is not part of the preset (README, "The AE probe").
-    "ours": EnvConfig(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_dice=True,
+    "ours": EnvConfig(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_dice=True, predictor_shrink=0.0,
                       predictor_colour_jitter=0.2, alpha_floor=0.02, heldout_predictors=True,
                       predictor_refit_steps=600, predictor_refit_image_members=3,
                       predictor_refit_pool="logit", predictor_refit_profile_member=True,
@@ -334,9 +346,15 @@ def config_to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
+#: Fields whose default changed after runs had been saved: a saved config without the field gets
+#: the value its run trained with, so resuming or re-evaluating an old run changes nothing.
+SAVED_BEFORE_FIELD: dict[str, Any] = {"predictor_shrink": 0.0}
+
+
 def env_config_from_dict(d: dict[str, Any]) -> EnvConfig:
-    """Inverse of config_to_dict for EnvConfig (tuples restored)."""
-    d = dict(d)
+    """Inverse of config_to_dict for EnvConfig (tuples restored; fields missing from an older run's
+    config as in SAVED_BEFORE_FIELD)."""
+    d = {**SAVED_BEFORE_FIELD, **d}
     if "fused_weights" in d:
         d["fused_weights"] = tuple(d["fused_weights"])
     if "ae_candidates" in d:

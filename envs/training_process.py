@@ -23,7 +23,8 @@ from envs.profiling import section
 from envs.refit import jitter_rgb
 from envs.rewards import alpha_from_masks, alpha_schedule
 from models.autoencoder import ConvAutoencoder, ae_train_step, loss_map, reconstruct_images, reconstruction_loss_map
-from models.predictor import build_predictor, predictor_input, profile_scale, soft_dice_loss, weighted_bce
+from models.predictor import (build_predictor, predictor_input, profile_scale, skip_logits, soft_dice_loss,
+                              weighted_bce)
 
 
 class TrainingProcess:
@@ -320,6 +321,8 @@ class TrainingProcess:
         loss = weighted_bce(logits, batch_m, self.alpha)
         if c.predictor_dice:  # the U-Net baseline's loss: BCE with pos_weight 1/alpha, + soft Dice
             loss = loss / self.alpha + soft_dice_loss(logits, batch_m)
+        if c.predictor_shrink > 0:  # leaving the profiles' mean ranking costs
+            loss = loss + c.predictor_shrink * (logits - skip_logits(net, batch_p)[:, 0]).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -64,6 +64,16 @@ def profile_skip(x: torch.Tensor, channels: int, scale: torch.Tensor) -> torch.T
     return F.softplus(scale) * torch.log(relative.clamp_min(1e-6))
 
 
+def skip_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The skip path's share (B,1,H,W) of net(x) for a DilatedFCN or UNetPredictor built with
+    one; zeros for a net without. net(x) minus this is what the convolutions add to the profiles'
+    mean ranking (the part EnvConfig.predictor_shrink penalises)."""
+    channels = getattr(net, "skip_channels", 0)
+    if not channels:
+        return torch.zeros_like(x[:, :1])
+    return profile_skip(x, channels, net.skip_scale)
+
+
 class UNetPredictor(nn.Module):
     """The predictor as a U-Net (models.unet.UNet with GroupNorm, the U-Net baseline's shape) on
     the same inputs and with the same skip path as DilatedFCN: a supervised U-Net's capacity and

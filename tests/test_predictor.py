@@ -37,6 +37,34 @@ def test_skip_path_starts_as_the_mean_profile_ranking(arch, inputs):
         assert not torch.allclose(plain(x)[:, 0], torch.log(mean_relative), atol=1e-2)
 
 
+def test_shrink_keeps_the_predictor_near_the_profiles_mean_ranking():
+    """predictor_shrink penalises the logit the convolutions add to the skip path: trained alike,
+    the predictor with it departs less from the profiles' mean ranking than the one without; the
+    penalty needs the skip path and cannot be negative; an older run's config (no such field)
+    gets 0, what it trained with."""
+    from envs.config import EnvConfig, config_to_dict, env_config_from_dict
+    from models.predictor import skip_logits
+
+    def departure(shrink: float) -> float:
+        env = BatchSamplingEnv(split=toy_split(32), config=dataclasses.replace(TINY, predictor_shrink=shrink))
+        env.reset(seed=0)
+        run_episodes(env, 12)
+        net = env.process.predictor
+        x = predictor_input(env.process.labeled_profiles.ordered())
+        with torch.no_grad():
+            return float((net(x) - skip_logits(net, x)).abs().mean())
+
+    assert departure(10.0) < 0.5 * departure(0.0)
+    plain = build_predictor(4, 8, "profile", skip=False)
+    torch.testing.assert_close(skip_logits(plain, torch.rand(2, 4, 8, 8)), torch.zeros(2, 1, 8, 8))
+    for bad in (dict(predictor_shrink=-1.0), dict(predictor_shrink=0.1, predictor_skip=False)):
+        with pytest.raises(ValueError, match="predictor_shrink"):
+            EnvConfig(**bad).resolved(32)
+    old = config_to_dict(EnvConfig(predictor_shrink=0.5))
+    del old["predictor_shrink"]
+    assert env_config_from_dict(old).predictor_shrink == 0.0
+
+
 def test_buffer_sampling_can_leave_one_labeled_image_out():
     buf = ReplayBuffer(12, 2, torch.zeros(4, 4, 4, dtype=torch.bool))
     rng = np.random.default_rng(0)
