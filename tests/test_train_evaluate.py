@@ -46,6 +46,13 @@ def test_train_then_evaluate(tiny_root, tmp_path):
     assert len(list((run_dir / "overlays").glob("*.png"))) == 2
     report = (run_dir / "report.md").read_text()
     assert "seed: 0" in report and "Results" in report
+    # scripts/shrink_proxy.py trains fresh predictors on the run's D_l profiles; with a penalty this
+    # large the convolutions add nothing, so the predictor ranks D_u as the profiles' mean does
+    out = run("scripts/shrink_proxy.py", str(run_dir), "--shrink", "0", "1000", "--steps", "5", "--threads", "1").stdout
+    rows = [line for line in out.splitlines() if line.startswith("run ")]
+    assert len(rows) == 2, out
+    mean, huge = float(rows[1].split("profiles' mean ")[1].split()[0]), float(rows[1].split("step 5: ")[1])
+    assert huge == pytest.approx(mean, abs=2e-3)
 
 
 def test_tensorboard_logs_the_same_numbers_as_the_csv(tiny_root, tmp_path):
