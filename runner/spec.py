@@ -100,16 +100,30 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, set[str]]:
     parser = build_parser()
     args = Args(**vars(parser.parse_args(argv)))
     given = set(vars(build_parser(defaults=False).parse_args(argv))) - {"resume"}
-    if args.resume is not None and given - RESUME_OVERRIDES:
-        # Only runtime settings may change on resume; the rest comes from the run's config.json.
+    fixed = given - RESUME_OVERRIDES
+    if args.resume is not None and "set" in fixed and all(is_export_setting(item) for item in args.set):
+        fixed.discard("set")
+    if args.resume is not None and fixed:
+        # Only runtime settings (and the final predictor's fields) may change on resume; the rest
+        # comes from the run's config.json.
         flags = lambda names: ", ".join("--" + k.replace("_", "-") for k in sorted(names))  # noqa: E731
-        parser.error(f"with --resume only {flags(RESUME_OVERRIDES)} can be given; the run's "
-                     f"config.json fixes the rest (got {flags(given - RESUME_OVERRIDES)})")
+        parser.error(f"with --resume only {flags(RESUME_OVERRIDES)} and --set {EXPORT_PREFIX}*=... can be "
+                     f"given; the run's config.json fixes the rest (got {flags(fixed)}"
+                     + (f": {', '.join(i for i in args.set if not is_export_setting(i))}" if "set" in fixed else "") + ")")
     return args, given
 
 
 #: Arguments that may differ when a run is resumed (none of them changes what is computed).
 RESUME_OVERRIDES = {"updates", "device", "threads", "checkpoint_every", "no_tensorboard"}
+
+#: EnvConfig fields that only shape the final predictor fit after training (envs/refit.py): `--resume
+#: RUN --set predictor_refit_...=V` on a finished run re-fits it with V, the training untouched.
+EXPORT_PREFIX = "predictor_refit_"
+
+
+def is_export_setting(item: str) -> bool:
+    """Whether a --set KEY=VALUE only changes the final predictor (see EXPORT_PREFIX)."""
+    return item.partition("=")[0].startswith(EXPORT_PREFIX)
 
 
 def apply_overrides(config: Any, overrides: list[str], from_dict: Callable[[dict[str, Any]], Any]) -> Any:

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from evaluation.report import CHOSEN_SUFFIX, CRF_SUFFIX, HEADLINE_METHOD
 from tests.helpers import ROOT, TINY_ARGS, log_rows, run
@@ -263,3 +264,19 @@ def test_ours_exports_a_final_predictor_that_decides_at_one_half(tiny_root, tmp_
     auroc = {name: float(line.split("AUROC ")[1].split()[0]) for name, line in lines.items()}
     assert auroc["saved-logit+profile"] == pytest.approx(nbs["pixel AUROC"], abs=6e-4)
     assert auroc["saved-prob"] != auroc["saved-logit+profile"]
+    # --resume with --set of a final-predictor field fits it again, the training untouched (the
+    # same seeded fits: only the pool changed), and config.json records it; other fields are refused
+    proc = run("train.py", "--resume", str(run_dir), "--set", "predictor_refit_pool=prob", check=False)
+    assert proc.returncode == 0, proc.stderr
+    again = load_weights(run_dir / "predictor.pt")
+    assert again["pool"] == "prob" and set(again["state_dict"]) == set(saved["state_dict"])
+    for k, v in saved["state_dict"].items():
+        torch.testing.assert_close(again["state_dict"][k], v, rtol=0, atol=0)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["env"]["predictor_refit_pool"] == "prob"
+    assert config["args"]["set"][-2:] == ["predictor_refit_steps=20", "predictor_refit_pool=prob"]
+    refused = run("train.py", "--resume", str(run_dir), "--set", "ae_lr=0.1", check=False)
+    assert refused.returncode != 0 and "ae_lr=0.1" in refused.stderr
+    bad = run("train.py", "--resume", str(run_dir), "--set", "predictor_refit_pool=median", check=False)
+    assert bad.returncode != 0 and "predictor_refit_pool" in bad.stderr
+    assert json.loads((run_dir / "config.json").read_text()) == config  # nothing written
