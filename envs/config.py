@@ -94,15 +94,15 @@ class EnvConfig:
     """(ours) the predictor's logit starts as a monotone function of the pixel's mean relative
     loss (a learned-scale skip path, see models.predictor.DilatedFCN), so it ranks pixels at least
     as the plain mean profile does before training refines it. False: the papers' plain FCN"""
-    predictor_shrink: float = 0.01
-    """weight of a penalty in the predictor's training loss on the logit its convolutions add to
-    the skip path (their mean square over the crop's pixels; models.predictor.skip_logits): the
-    predictor keeps the profiles' mean ranking unless the labeled images pay for leaving it.
-    Without it, on the built-in brick with a single defect image in D_l, chu2020's predictor
-    memorised that image (D_l pixel AUROC 1.000) and ranked the D_u pixels below the plain mean of
-    its own profiles (0.599 against 0.737, seed 0; README, "The papers' predictor and its
-    profiles' mean"). 0: no penalty (the papers; `ours`, whose exported predictor is re-fit).
-    Needs predictor_skip"""
+    predictor_shrink: float = 10.0
+    """weight of a penalty in the predictor's training loss on the variance, over the batch's
+    pixels, of the logit its convolutions add to the skip path (models.predictor.skip_logits),
+    times alpha (so that it weighs alike against l_pred whatever alpha is). Re-ranking the pixels
+    against the profiles' mean costs; the logit's level (calibration) stays free. Without it, on
+    the built-in brick with a single defect image in D_l, chu2020's predictor memorised that image
+    (D_l pixel AUROC 1.000) and ranked the D_u pixels below the plain mean of its own profiles
+    (0.599 against 0.745, seed 0; README, "The papers' predictor and its profiles' mean").
+    0: no penalty (the papers; `ours`, whose exported predictor is re-fit). Needs predictor_skip"""
     predictor_arch: str = "dilated"
     """'dilated': the papers' dilated FCN (predictor_width channels); 'unet' (ours): a U-Net of
     the baseline's shape (GroupNorm, width predictor_width, depth 3) on the same inputs"""

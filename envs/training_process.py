@@ -321,8 +321,9 @@ class TrainingProcess:
         loss = weighted_bce(logits, batch_m, self.alpha)
         if c.predictor_dice:  # the U-Net baseline's loss: BCE with pos_weight 1/alpha, + soft Dice
             loss = loss / self.alpha + soft_dice_loss(logits, batch_m)
-        if c.predictor_shrink > 0:  # leaving the profiles' mean ranking costs
-            loss = loss + c.predictor_shrink * (logits - skip_logits(net, batch_p)[:, 0]).pow(2).mean()
+        if c.predictor_shrink > 0:  # re-ranking the profiles' mean costs; the logit's level stays free
+            body = logits - skip_logits(net, batch_p)[:, 0]
+            loss = loss + c.predictor_shrink * self.alpha * body.var(unbiased=False)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
