@@ -23,7 +23,7 @@ from envs.profiling import section
 from envs.refit import jitter_rgb
 from envs.rewards import alpha_from_masks, alpha_schedule
 from models.autoencoder import ConvAutoencoder, ae_train_step, loss_map, reconstruct_images, reconstruction_loss_map
-from models.predictor import (build_predictor, predictor_input, profile_scale, skip_logits, soft_dice_loss,
+from models.predictor import (build_predictor, predictor_input, profile_scale, ranking_departure, soft_dice_loss,
                               weighted_bce)
 
 
@@ -322,8 +322,7 @@ class TrainingProcess:
         if c.predictor_dice:  # the U-Net baseline's loss: BCE with pos_weight 1/alpha, + soft Dice
             loss = loss / self.alpha + soft_dice_loss(logits, batch_m)
         if c.predictor_shrink > 0:  # re-ranking the profiles' mean costs; the logit's level stays free
-            body = logits - skip_logits(net, batch_p)[:, 0]
-            loss = loss + c.predictor_shrink * self.alpha * body.var(unbiased=False)
+            loss = loss + c.predictor_shrink * self.alpha * ranking_departure(net, batch_p, logits)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

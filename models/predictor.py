@@ -74,6 +74,14 @@ def skip_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return profile_skip(x, channels, net.skip_scale)
 
 
+def ranking_departure(net: nn.Module, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The variance over all pixels of the batch of what net's convolutions add to its skip path
+    (logits = net(x)[:, 0]): how far the net re-ranks pixels against the profiles' mean. A constant
+    shift (the logit's level, i.e. its calibration) costs nothing. EnvConfig.predictor_shrink
+    weighs it in the predictor's training loss."""
+    return (logits - skip_logits(net, x)[:, 0]).var(unbiased=False)
+
+
 class UNetPredictor(nn.Module):
     """The predictor as a U-Net (models.unet.UNet with GroupNorm, the U-Net baseline's shape) on
     the same inputs and with the same skip path as DilatedFCN: a supervised U-Net's capacity and

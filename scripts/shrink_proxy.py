@@ -1,12 +1,12 @@
 """How predictor_shrink changes what the papers' predictor learns from a few labeled profiles.
 
-    python scripts/shrink_proxy.py runs/a runs/b runs/c --shrink 0 0.003 0.01 0.03 --steps 600
+    python scripts/shrink_proxy.py runs/a runs/b runs/c --shrink 0 3 10 30 --steps 600
 
 For each finished run (any preset with the dilated predictor) a fresh predictor is trained on the
 run's best D_l profiles (best_profiles.npz) with the env's recipe: batches of 8 labeled profiles
 under random dihedral transforms, one random crop of predictor_crop px, Adam at predictor_lr,
-alpha-weighted BCE (l_pred), plus predictor_shrink times the mean square of what the convolutions
-add to the skip path (models.predictor.skip_logits). The profiles stay those of one moment (the
+alpha-weighted BCE (l_pred), plus predictor_shrink times alpha times the variance of what the
+convolutions add to the skip path (models.predictor.ranking_departure). The profiles stay those of one moment (the
 env's replay buffer holds many), so this is a proxy of the run, fast enough to compare values.
 Prints, per run and value, the pixel AUROC on the run's D_u profiles after each of --report
 steps, beside the AUROC of the profiles' plain mean, and the mean over the runs. Choose with it on
@@ -29,11 +29,12 @@ from envs.buffers import dihedral  # noqa: E402
 from envs.config import env_config_from_dict  # noqa: E402
 from envs.rewards import alpha_from_masks  # noqa: E402
 from evaluation.metrics import auroc  # noqa: E402
-from models.predictor import build_predictor, predictor_input, skip_logits, weighted_bce  # noqa: E402
+from models.predictor import build_predictor, predictor_input, ranking_departure, weighted_bce  # noqa: E402
 from runner.folder import RunFolder  # noqa: E402
 
 
-def train_and_score(run: RunFolder, shrink: float, steps: list[int], seed: int) -> dict[int, float]:
+def train_and_score(run: RunFolder, shrink: float, steps: list[int], seed: int,
+                    alpha: float | None = None) -> dict[int, float]:
     """D_u pixel AUROC of a predictor trained on the run's best D_l profiles, after each of `steps`."""
     config = run.read_config("shrink_proxy.py")
     env = env_config_from_dict(config["env"])
@@ -44,7 +45,8 @@ def train_and_score(run: RunFolder, shrink: float, steps: list[int], seed: int) 
     unlabeled = predictor_input(torch.as_tensor(profiles["unlabeled"]).float())
     masks = torch.as_tensor(np.stack([s.mask for s in split.labeled]).astype(np.float32))
     truth = np.stack([s.mask for s in split.unlabeled]).astype(bool)
-    alpha = env.alpha if env.alpha is not None else alpha_from_masks(masks.numpy().astype(bool), env.alpha_floor)
+    if alpha is None:
+        alpha = env.alpha if env.alpha is not None else alpha_from_masks(masks.numpy().astype(bool), env.alpha_floor)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = build_predictor(env.profile_length, env.predictor_width, "profile", True, "dilated")
@@ -60,7 +62,7 @@ def train_and_score(run: RunFolder, shrink: float, steps: list[int], seed: int) 
         logits = net(x)[:, 0]
         loss = weighted_bce(logits, y, alpha)
         if shrink > 0:
-            loss = loss + shrink * (logits - skip_logits(net, x)[:, 0]).pow(2).mean()
+            loss = loss + shrink * alpha * ranking_departure(net, x, logits)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -74,7 +76,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("runs", nargs="+", help="finished run folders (best_profiles.npz)")
-    p.add_argument("--shrink", nargs="+", type=float, default=[0.0, 0.003, 0.01, 0.03])
+    p.add_argument("--shrink", nargs="+", type=float, default=[0.0, 3.0, 10.0, 30.0])
+    p.add_argument("--alpha", type=float, default=None,
+                   help="weight of normal pixels (default: the run's alpha, or its D_l pixel ratio; noghredeh2025 "
+                        "decays it, so give the value of its best moment)")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--report", nargs="+", type=int, default=[100, 300, 600], help="steps to score at")
     p.add_argument("--seed", type=int, default=0)
@@ -87,7 +92,7 @@ def main() -> None:
     final = {}
     for shrink in args.shrink:
         for run in runs:
-            s = train_and_score(run, shrink, steps, args.seed)
+            s = train_and_score(run, shrink, steps, args.seed, args.alpha)
             final.setdefault(shrink, []).append(s[args.steps])
             print(f"{run.path.name:24s} shrink {shrink:<6g} profiles' mean {s[0]:.3f} | "
                   + "  ".join(f"step {t}: {s[t]:.3f}" for t in steps), flush=True)
