@@ -321,8 +321,8 @@ class TrainingProcess:
         loss = weighted_bce(logits, batch_m, self.alpha)
         if c.predictor_dice:  # the U-Net baseline's loss: BCE with pos_weight 1/alpha, + soft Dice
             loss = loss / self.alpha + soft_dice_loss(logits, batch_m)
-        if c.predictor_shrink > 0:  # re-ranking the profiles' mean costs; the logit's level stays free
-            loss = loss + c.predictor_shrink * self.alpha * ranking_departure(net, batch_p, logits)
+        if c.predictor_shrink > 0:  # leaving the profiles' mean ranking costs
+            loss = loss + c.predictor_shrink * ranking_departure(net, batch_p, logits)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -75,11 +75,10 @@ def skip_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def ranking_departure(net: nn.Module, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """The variance over all pixels of the batch of what net's convolutions add to its skip path
-    (logits = net(x)[:, 0]): how far the net re-ranks pixels against the profiles' mean. A constant
-    shift (the logit's level, i.e. its calibration) costs nothing. EnvConfig.predictor_shrink
-    weighs it in the predictor's training loss."""
-    return (logits - skip_logits(net, x)[:, 0]).var(unbiased=False)
+    """The mean square over all pixels of the batch of what net's convolutions add to its skip path
+    (logits = net(x)[:, 0]): how far the net has moved from the profiles' mean ranking (and level).
+    EnvConfig.predictor_shrink weighs it in the predictor's training loss."""
+    return (logits - skip_logits(net, x)[:, 0]).pow(2).mean()
 
 
 class UNetPredictor(nn.Module):

@@ -1,11 +1,11 @@
 """How predictor_shrink changes what the papers' predictor learns from a few labeled profiles.
 
-    python scripts/shrink_proxy.py runs/a runs/b runs/c --shrink 0 3 10 30 --steps 600
+    python scripts/shrink_proxy.py runs/a runs/b runs/c --shrink 0 0.003 0.01 0.03 --steps 600
 
 For each finished run (any preset with the dilated predictor) a fresh predictor is trained on the
 run's best D_l profiles (best_profiles.npz) with the env's recipe: batches of 8 labeled profiles
 under random dihedral transforms, one random crop of predictor_crop px, Adam at predictor_lr,
-alpha-weighted BCE (l_pred), plus predictor_shrink times alpha times the variance of what the
+alpha-weighted BCE (l_pred), plus predictor_shrink times the mean square of what the
 convolutions add to the skip path (models.predictor.ranking_departure). The profiles stay those of one moment (the
 env's replay buffer holds many), so this is a proxy of the run, fast enough to compare values.
 Prints, per run and value, the pixel AUROC on the run's D_u profiles after each of --report
@@ -62,7 +62,7 @@ def train_and_score(run: RunFolder, shrink: float, steps: list[int], seed: int,
         logits = net(x)[:, 0]
         loss = weighted_bce(logits, y, alpha)
         if shrink > 0:
-            loss = loss + shrink * alpha * ranking_departure(net, x, logits)
+            loss = loss + shrink * ranking_departure(net, x, logits)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -76,7 +76,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("runs", nargs="+", help="finished run folders (best_profiles.npz)")
-    p.add_argument("--shrink", nargs="+", type=float, default=[0.0, 3.0, 10.0, 30.0])
+    p.add_argument("--shrink", nargs="+", type=float, default=[0.0, 0.003, 0.01, 0.03])
     p.add_argument("--alpha", type=float, default=None,
                    help="weight of normal pixels (default: the run's alpha, or its D_l pixel ratio; noghredeh2025 "
                         "decays it, so give the value of its best moment)")

@@ -38,9 +38,8 @@ def test_skip_path_starts_as_the_mean_profile_ranking(arch, inputs):
 
 
 def test_shrink_keeps_the_predictor_near_the_profiles_mean_ranking():
-    """predictor_shrink penalises the spread of the logit the convolutions add to the skip path:
-    trained alike, the predictor with it departs less from the profiles' mean ranking than the one
-    without (its level may still move); the
+    """predictor_shrink penalises the logit the convolutions add to the skip path: trained alike,
+    the predictor with it departs less from the profiles' mean ranking than the one without; the
     penalty needs the skip path and cannot be negative; an older run's config (no such field)
     gets 0, what it trained with."""
     from envs.config import EnvConfig, config_to_dict, env_config_from_dict
