@@ -166,12 +166,14 @@ def train(argv: list[str] | None = None) -> Path:
             env_config = kind.config_from_dict(saved["env"])
         except (TypeError, ValueError) as e:
             raise SystemExit(f"--resume {run}: {run / 'config.json'} does not hold train.py's settings ({e})") from None
-        if args.set:  # final-predictor fields only (parse_args checked); config.json records them below
-            env_config = apply_overrides(env_config, args.set, kind.config_from_dict)
+        export_sets = list(args.set) if "set" in given else []  # (args.set is otherwise the run's own)
+        if export_sets:  # final-predictor fields only (parse_args checked); config.json records them below
+            env_config = apply_overrides(env_config, export_sets, kind.config_from_dict)
             try:
                 env_config.resolved(int(saved["data"]["image_size"]))
             except ValueError as e:
                 raise SystemExit(f"--resume {run} --set: {e}") from None
+            saved["env"] = config_to_dict(env_config)
         if "threads" in given and args.threads != saved["args"].get("threads"):
             print(f"warning: --threads {args.threads} differs from the run's {saved['args'].get('threads')}: torch's "
                   "results depend on the number of threads, so from here on the numbers will differ from those "
@@ -222,10 +224,11 @@ def train(argv: list[str] | None = None) -> Path:
         agent.load_state_dict(ckpt["agent"])
         wall0 = float(ckpt["wall_s"])
         run.truncate_log(agent.episodes)
-        if args.set:
-            saved["args"]["set"] = list(saved["args"].get("set") or []) + args.set
-            run.write_config(saved["args"], config_to_dict(env_config), saved["data"], saved.get("ae_probe"))
-            print(f"--set {' '.join(args.set)}: config.json updated; the final predictor is fit with it "
+        if export_sets:
+            saved["args"]["set"] = list(saved["args"].get("set") or []) + export_sets
+            args.set = saved["args"]["set"]
+            run.write_config(saved["args"], saved["env"], saved["data"], saved.get("ae_probe"))
+            print(f"--set {' '.join(export_sets)}: config.json updated; the final predictor is fit with it "
                   f"(evaluate the run again afterwards)")
         print(f"resuming {run} at episode {agent.episodes}/{args.updates}")
     else:
