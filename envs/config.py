@@ -101,10 +101,17 @@ class EnvConfig:
     Without it, on the built-in brick with a single defect image in D_l, chu2020's predictor
     memorised that image (D_l pixel AUROC 1.000) and ranked the D_u pixels below the plain mean of
     its own profiles (0.599 against 0.745, seed 0); with it, above on seeds 0-2 (README, "The
-    papers' predictor and its profiles' mean"). Its weight does not follow alpha: under
-    noghredeh2025's alpha ~1 the same 0.01 moved the best moment to update 71 and the predictor
-    ranked D_u upside down (AUROC 0.12), so noghredeh2025 keeps 0, as does `ours` (its exported
-    predictor is re-fit after training). Needs predictor_skip"""
+    papers' predictor and its profiles' mean"). noghredeh2025 uses the same 0.01 since its
+    predictor starts at the prior level (predictor_prior_bias; before that, under its alpha ~1
+    the penalty moved the best moment to update 71, where the predictor ranked D_u upside down).
+    `ours` keeps 0 (its exported predictor is re-fit after training). Needs predictor_skip"""
+    predictor_prior_bias: bool = True
+    """start the predictor's output at the constant logit that minimises l_pred on the D_l masks
+    at the current alpha (models.predictor.prior_logit: log(pi / (alpha (1 - pi))), pi their
+    anomalous pixel fraction) instead of 0. A no-op for chu2020, whose alpha is that pixel ratio
+    (the level is 0); under noghredeh2025's alpha ~1 it is ~-5, and a predictor started at 0
+    reached it by ranking pixels upside down (models.predictor.set_prior_bias; README, "The
+    papers' predictor and its profiles' mean"). Off in `ours`, whose runs were measured without it"""
     predictor_arch: str = "dilated"
     """'dilated': the papers' dilated FCN (predictor_width channels); 'unet' (ours): a U-Net of
     the baseline's shape (GroupNorm, width predictor_width, depth 3) on the same inputs"""
@@ -300,7 +307,7 @@ PRESETS: dict[str, EnvConfig] = {
         ae=AEConfig(skip_levels=(), norm=True, dropout=0.3, leaky_relu=True), ae_lr=1e-3,
         absolute_error=True, pretrain_steps=500, clone_reward="sobel", cover_reward="frequency",
         beta_min=0.15, alpha_decay=True, alpha_start=1.0, alpha_min=0.15,
-        predictor_freeze_updates=50, rl_feedback_after=100, predictor_shrink=0.0),
+        predictor_freeze_updates=50, rl_feedback_after=100),
     # Ours, beyond the papers: chu2020 whose predictor is a U-Net reading the image's RGB beside
     # the loss profile, trained with the U-Net baseline's recipe (BCE with anomalous pixels
     # weighted at most 50x, soft Dice, colour jitter), and whose best moment and decision
@@ -322,6 +329,7 @@ PRESETS: dict[str, EnvConfig] = {
     # better), but the short D_l probe that can choose per run (ae_candidates, envs.ae_probe) chose
     # wrong on bottle seed 1 (F1 0.53 -> 0.33), so it is not part of the preset (README, "The AE probe").
     "ours": EnvConfig(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_dice=True, predictor_shrink=0.0,
+                      predictor_prior_bias=False,
                       predictor_colour_jitter=0.2, alpha_floor=0.02, heldout_predictors=True,
                       predictor_refit_steps=600, predictor_refit_image_members=3,
                       predictor_refit_pool="logit", predictor_refit_profile_member=True,
@@ -350,7 +358,7 @@ def config_to_dict(obj: Any) -> dict[str, Any]:
 
 #: Fields whose default changed after runs had been saved: a saved config without the field gets
 #: the value its run trained with, so resuming or re-evaluating an old run changes nothing.
-SAVED_BEFORE_FIELD: dict[str, Any] = {"predictor_shrink": 0.0}
+SAVED_BEFORE_FIELD: dict[str, Any] = {"predictor_shrink": 0.0, "predictor_prior_bias": False}
 
 
 def env_config_from_dict(d: dict[str, Any]) -> EnvConfig:

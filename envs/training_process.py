@@ -23,8 +23,8 @@ from envs.profiling import section
 from envs.refit import jitter_rgb
 from envs.rewards import alpha_from_masks, alpha_schedule
 from models.autoencoder import ConvAutoencoder, ae_train_step, loss_map, reconstruct_images, reconstruction_loss_map
-from models.predictor import (build_predictor, predictor_input, profile_scale, ranking_departure, soft_dice_loss,
-                              weighted_bce)
+from models.predictor import (build_predictor, predictor_input, prior_logit, profile_scale, ranking_departure,
+                              set_prior_bias, soft_dice_loss, weighted_bce)
 
 
 class TrainingProcess:
@@ -131,8 +131,12 @@ class TrainingProcess:
 
     def _new_predictor(self) -> torch.nn.Module:
         c = self.config
-        return build_predictor(c.profile_length, c.predictor_width, c.predictor_inputs,
-                               c.predictor_skip, c.predictor_arch).to(self.device)
+        net = build_predictor(c.profile_length, c.predictor_width, c.predictor_inputs,
+                              c.predictor_skip, c.predictor_arch)
+        level = prior_logit(self.masks, self.alpha) if c.predictor_prior_bias else None
+        if level is not None:
+            set_prior_bias(net, level)
+        return net.to(self.device)
 
     def new_ae(self) -> ConvAutoencoder:
         return ConvAutoencoder(self.config.patch_size, self.config.ae).to(self.device)

@@ -6,7 +6,8 @@ For each finished run (any preset with the dilated predictor) a fresh predictor 
 run's best D_l profiles (best_profiles.npz) with the env's recipe: batches of 8 labeled profiles
 under random dihedral transforms, one random crop of predictor_crop px, Adam at predictor_lr,
 alpha-weighted BCE (l_pred), plus predictor_shrink times the mean square of what the
-convolutions add to the skip path (models.predictor.ranking_departure). The profiles stay those of one moment (the
+convolutions add to the skip path (models.predictor.ranking_departure), started at 0 or at the
+prior level (--prior-bias; EnvConfig.predictor_prior_bias). The profiles stay those of one moment (the
 env's replay buffer holds many), so this is a proxy of the run, fast enough to compare values.
 Prints, per run and value, the pixel AUROC on the run's D_u profiles after each of --report
 steps, beside the AUROC of the profiles' plain mean, and the mean over the runs. Choose with it on
@@ -29,13 +30,15 @@ from envs.buffers import dihedral  # noqa: E402
 from envs.config import env_config_from_dict  # noqa: E402
 from envs.rewards import alpha_from_masks  # noqa: E402
 from evaluation.metrics import auroc  # noqa: E402
-from models.predictor import build_predictor, predictor_input, ranking_departure, weighted_bce  # noqa: E402
+from models.predictor import (build_predictor, predictor_input, prior_logit, ranking_departure,  # noqa: E402
+                              set_prior_bias, weighted_bce)
 from runner.folder import RunFolder  # noqa: E402
 
 
 def train_and_score(run: RunFolder, shrink: float, steps: list[int], seed: int,
-                    alpha: float | None = None) -> dict[int, float]:
-    """D_u pixel AUROC of a predictor trained on the run's best D_l profiles, after each of `steps`."""
+                    alpha: float | None = None, prior_bias: bool | None = None) -> dict[int, float]:
+    """D_u pixel AUROC of a predictor trained on the run's best D_l profiles, after each of `steps`
+    (started at the prior level when prior_bias, default: as the run was)."""
     config = run.read_config("shrink_proxy.py")
     env = env_config_from_dict(config["env"])
     split = load_split(DataConfig(**config["data"]))
@@ -50,6 +53,9 @@ def train_and_score(run: RunFolder, shrink: float, steps: list[int], seed: int,
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = build_predictor(env.profile_length, env.predictor_width, "profile", True, "dilated")
+    level = prior_logit(masks.numpy(), alpha)
+    if (env.predictor_prior_bias if prior_bias is None else prior_bias) and level is not None:
+        set_prior_bias(net, level)
     opt = torch.optim.Adam(net.parameters(), lr=env.predictor_lr)
     size, crop = labeled.shape[-1], env.predictor_crop or labeled.shape[-1]
     scores = {}
@@ -80,6 +86,8 @@ def main() -> None:
     p.add_argument("--alpha", type=float, default=None,
                    help="weight of normal pixels (default: the run's alpha, or its D_l pixel ratio; noghredeh2025 "
                         "decays it, so give the value of its best moment)")
+    p.add_argument("--prior-bias", choices=("run", "on", "off"), default="run",
+                   help="start the predictor at the prior level (EnvConfig.predictor_prior_bias): as the run did, or not")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--report", nargs="+", type=int, default=[100, 300, 600], help="steps to score at")
     p.add_argument("--seed", type=int, default=0)
@@ -90,9 +98,10 @@ def main() -> None:
     steps = sorted({s for s in args.report if 0 < s <= args.steps} | {args.steps})
     runs = [RunFolder(r) for r in args.runs]
     final = {}
+    prior = None if args.prior_bias == "run" else args.prior_bias == "on"
     for shrink in args.shrink:
         for run in runs:
-            s = train_and_score(run, shrink, steps, args.seed, args.alpha)
+            s = train_and_score(run, shrink, steps, args.seed, args.alpha, prior)
             final.setdefault(shrink, []).append(s[args.steps])
             print(f"{run.path.name:24s} shrink {shrink:<6g} profiles' mean {s[0]:.3f} | "
                   + "  ".join(f"step {t}: {s[t]:.3f}" for t in steps), flush=True)

@@ -12,7 +12,7 @@ from envs.buffers import ReplayBuffer
 from envs.diagnostics import rank_auroc
 from envs.refit import jitter_rgb
 from models.predictor import build_predictor, predictor_input
-from tests.helpers import TINY, run_episodes, toy_split
+from tests.helpers import TINY, run_episodes, tiny_env, toy_split
 
 
 @pytest.mark.parametrize("arch", ["dilated", "unet"])
@@ -63,6 +63,66 @@ def test_shrink_keeps_the_predictor_near_the_profiles_mean_ranking():
     old = config_to_dict(EnvConfig(predictor_shrink=0.5))
     del old["predictor_shrink"]
     assert env_config_from_dict(old).predictor_shrink == 0.0
+
+
+def test_prior_bias_starts_at_the_loss_minimum_and_keeps_the_ranking():
+    """prior_logit is the constant that minimises weighted_bce (0 when alpha is the masks' pixel
+    ratio, chu2020's alpha); started there, a predictor under an alpha far from that ratio keeps
+    ranking its own training pixels as their mean profile does, while one started at 0 lowers
+    its output through features that grow with the loss and loses the ranking; the env starts
+    its predictor there only when predictor_prior_bias is on."""
+    from envs.config import EnvConfig, config_to_dict, env_config_from_dict
+    from envs.rewards import alpha_from_masks
+    from models.predictor import prior_logit, set_prior_bias, skip_logits, weighted_bce
+
+    g = torch.Generator().manual_seed(0)
+    n, length, side = 4, 4, 32
+    profiles = torch.exp(0.8 * torch.randn(n, 1, side, side, generator=g)
+                         + 0.1 * torch.randn(n, length, side, side, generator=g))
+    masks = torch.zeros(n, side, side, dtype=torch.bool)
+    masks[:, 10:12, 10:12] = True
+    profiles[:, :, 10:12, 10:12] *= 4
+    level = prior_logit(masks.numpy(), 0.7)
+    grid = torch.linspace(level - 1, level + 1, 41)
+    losses = [float(weighted_bce(torch.full((n, side, side), float(z)), masks, 0.7)) for z in grid]
+    assert abs(float(grid[int(np.argmin(losses))]) - level) <= 0.05
+    assert prior_logit(masks.numpy(), alpha_from_masks(masks.numpy())) == 0.0
+    assert prior_logit(np.zeros((2, 4, 4), bool), 0.7) is None
+
+    x = predictor_input(profiles)
+    labels = masks
+    mean_ranking = rank_auroc(x.mean(dim=1), labels)
+
+    def trained(start_at_prior: bool) -> float:
+        torch.manual_seed(0)
+        net = build_predictor(length, 16, "profile", skip=True)
+        if start_at_prior:
+            set_prior_bias(net, level)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        for _ in range(50):
+            loss = weighted_bce(net(x)[:, 0], masks, 0.7)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            return rank_auroc(net(x)[:, 0], labels)
+
+    assert trained(True) >= mean_ranking
+    assert trained(False) < mean_ranking - 0.2
+
+    for on in (True, False):
+        env = tiny_env(alpha=0.7, predictor_prior_bias=on)
+        env.reset(seed=0)
+        process = env.process
+        x = predictor_input(torch.rand(2, TINY.profile_length, 32, 32))
+        with torch.no_grad():
+            offset = process.predictor(x) - skip_logits(process.predictor, x)
+        expected = prior_logit(process.masks, 0.7) if on else 0.0  # ~-4 on toy_split's masks
+        assert expected < -1 or not on
+        torch.testing.assert_close(offset, torch.full_like(offset, expected), rtol=0, atol=0.02)  # reset's warm-up steps
+    old = config_to_dict(EnvConfig())
+    del old["predictor_prior_bias"]
+    assert env_config_from_dict(old).predictor_prior_bias is False
 
 
 def test_buffer_sampling_can_leave_one_labeled_image_out():
