@@ -77,7 +77,8 @@ def prior_logit(masks: np.ndarray, alpha: float) -> float | None:
 
 
 def set_prior_bias(net: nn.Module, logit: float) -> None:
-    """Start a DilatedFCN's or UNetPredictor's output at the constant `logit` (its head's bias).
+    """Shift a DilatedFCN's or UNetPredictor's output by the constant `logit` (its head's bias; with
+    the skip path, whose head starts at zero, the convolutions' share then starts at exactly that).
 
     Why: under a weighted BCE whose optimum level is far from 0 (noghredeh2025's alpha ~1 with
     defects on 0.5 % of D_l's pixels: logit -5), Adam moves the one bias parameter ~lr per step
