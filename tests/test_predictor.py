@@ -90,8 +90,7 @@ def test_prior_bias_starts_at_the_loss_minimum_and_keeps_the_ranking():
     assert prior_logit(np.zeros((2, 4, 4), bool), 0.7) is None
 
     x = predictor_input(profiles)
-    labels = masks
-    mean_ranking = rank_auroc(x.mean(dim=1), labels)
+    mean_ranking = rank_auroc(x.mean(dim=1), masks)
 
     def trained(start_at_prior: bool) -> float:
         torch.manual_seed(0)
@@ -105,7 +104,7 @@ def test_prior_bias_starts_at_the_loss_minimum_and_keeps_the_ranking():
             loss.backward()
             opt.step()
         with torch.no_grad():
-            return rank_auroc(net(x)[:, 0], labels)
+            return rank_auroc(net(x)[:, 0], masks)
 
     assert trained(True) >= mean_ranking
     assert trained(False) < mean_ranking - 0.2
