@@ -10,7 +10,7 @@ from typing import Any
 from models.serialization import write_text_atomic
 
 __all__ = ["COLUMNS", "CHOSEN_SUFFIX", "CRF_SUFFIX", "HEADLINE_METHOD", "NBS_NAME", "IMAGE_COLUMNS", "METRIC_COLUMNS", "PUBLISHED_COLUMNS",
-           "format_markdown_table", "format_console_table", "write_report"]
+           "PROFILES_METHOD", "format_markdown_table", "format_console_table", "write_report"]
 
 #: The pixel metrics of every method row of evaluate.py's table (metrics.json "rows").
 METRIC_COLUMNS = ["precision", "recall", "F1", "F1-max", "pixel AUROC", "AUPRO", "image AUROC"]
@@ -23,6 +23,9 @@ NBS_NAME, CRF_SUFFIX, CHOSEN_SUFFIX = "NBS", " + CRF", ", CRF chosen on D_l"
 #: The headline row: the method's decision as it ships (the CRF kept or dropped on D_l; kept when
 #: the run has no held-out D_l maps), first in the table; sweeps read it.
 HEADLINE_METHOD = NBS_NAME + CHOSEN_SUFFIX
+#: The run's own loss profiles without the predictor (their mean, thresholded on D_l): what the
+#: sampler's batches gave the AE, and the level a predictor must at least reach.
+PROFILES_METHOD = "Recon. error of the loss profiles"
 #: Columns of the residual classifier's image-level table.
 IMAGE_COLUMNS = ["method", "accuracy", "precision", "recall", "F1", "AUROC"]
 

@@ -12,18 +12,50 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.report import HEADLINE_METHOD, METRIC_COLUMNS, format_markdown_table
+from envs.actions import JUMP, N_ACTIONS
+from evaluation.report import HEADLINE_METHOD, METRIC_COLUMNS, PROFILES_METHOD, format_markdown_table
 from models.serialization import write_atomic
 
 #: Metrics reduced over seeds, as named in evaluate.py's headline row (F1 is of the method's decision,
 #: the CRF kept or dropped on D_l; F1-max and pixel AUROC are of the predictor's probability maps).
 SWEEP_METRICS = ["F1", "F1-max", "pixel AUROC"]
+#: What the sampler did and what it gave, per run: the pixel AUROC of the mean of the run's own best
+#: D_u profiles (no predictor: what the batches gave the AE), the mean episode return, the mean
+#: prediction term of it per episode ((1 - beta) * r_pred, the only part that rewards batches for
+#: making the profiles better), and the jump rate and entropy (nats; ln 9 = 2.197 is uniform over
+#: the 9 actions) of the actions taken over the last SAMPLER_WINDOW updates. A sampler is only
+#: worth learning if it beats the non-learning ones on the first of these; the others say why not.
+SAMPLER_METRICS = ["profiles' pixel AUROC", "return", "prediction term", "jump rate", "action entropy"]
+SAMPLER_WINDOW = 100
 GROUP_KEYS = ["category", "preset", "agent"]
 
 
-def cell_row(config: dict[str, Any], summary: dict[str, Any], metrics: dict[str, Any], run: str) -> dict[str, Any]:
-    """One evaluated run (its config.json, summary.json and metrics.json) as a flat row: its grid
-    coordinates, the headline metrics, the wall time."""
+def sampler_metrics(log: dict[str, np.ndarray], metrics: dict[str, Any]) -> dict[str, float]:
+    """SAMPLER_METRICS of one run from its log.csv columns (runner.folder.RunFolder.read_log) and
+    metrics.json; nan where the log lacks a column (a run from before it was logged)."""
+    def mean(x: np.ndarray | None) -> float:
+        return math.nan if x is None or np.isnan(x).all() else float(np.nanmean(x))
+
+    profiles = next((r for r in metrics["rows"] if r["method"].startswith(PROFILES_METHOD)), None)
+    out = {"profiles' pixel AUROC": float(profiles["pixel AUROC"]) if profiles else math.nan,
+           "return": mean(log.get("return")),
+           "prediction term": mean((1.0 - log["beta"]) * log["r_pred"]) if {"beta", "r_pred"} <= log.keys() else math.nan,
+           "jump rate": math.nan, "action entropy": math.nan}
+    columns = [log.get(f"action_{a}") for a in range(N_ACTIONS)]
+    if all(c is not None for c in columns):
+        counts = np.array([np.nansum(c[-SAMPLER_WINDOW:]) for c in columns])
+        if counts.sum() > 0:
+            p = counts / counts.sum()
+            out["jump rate"] = float(p[JUMP])
+            out["action entropy"] = float(-(p[p > 0] * np.log(p[p > 0])).sum())
+    return out
+
+
+def cell_row(config: dict[str, Any], summary: dict[str, Any], metrics: dict[str, Any], run: str,
+             log: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """One evaluated run (its config.json, summary.json and metrics.json, and its log.csv columns
+    when given) as a flat row: its grid coordinates, the headline metrics, the wall time, and with
+    the log what the sampler did (SAMPLER_METRICS)."""
     row = next((r for r in metrics["rows"] if r["method"] == HEADLINE_METHOD), None)
     if row is None:
         raise ValueError(f"{run}: metrics.json has no {HEADLINE_METHOD!r} row")
@@ -32,6 +64,9 @@ def cell_row(config: dict[str, Any], summary: dict[str, Any], metrics: dict[str,
            "seed": int(args["seed"]), "episodes": int(summary["episodes"]),
            "train_wall_s": float(summary["wall_s"]), "device": summary.get("device", "?"), "run": run}
     out.update({m: float(row[m]) for m in SWEEP_METRICS})
+    out["image AUROC"] = float(row["image AUROC"]) if row.get("image AUROC") is not None else math.nan
+    if log is not None:
+        out.update(sampler_metrics(log, metrics))
     return out
 
 
@@ -50,7 +85,9 @@ def summarize(cells: list[dict[str, Any]], order: list[str] | None = None) -> li
         row: dict[str, Any] = dict(zip(GROUP_KEYS, key))
         row["n"] = len(members)
         row["seeds"] = " ".join(str(m["seed"]) for m in sorted(members, key=lambda m: m["seed"]))
-        for metric in SWEEP_METRICS + ["train_wall_s"]:
+        for metric in SWEEP_METRICS + ["image AUROC", *SAMPLER_METRICS, "train_wall_s"]:
+            if any(metric not in m for m in members):
+                continue
             values = np.array([m[metric] for m in members], dtype=np.float64)
             row[f"{metric} mean"] = float(values.mean())
             row[f"{metric} std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
@@ -58,8 +95,8 @@ def summarize(cells: list[dict[str, Any]], order: list[str] | None = None) -> li
     return rows
 
 
-def _pm(mean: float, std: float) -> str:
-    return "-" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}"
+def _pm(mean: float, std: float, fmt: str = "{:.3f}") -> str:
+    return "-" if math.isnan(mean) else f"{fmt.format(mean)} ± {fmt.format(std).lstrip('+')}"
 
 
 def markdown_summary(rows: list[dict[str, Any]]) -> str:
@@ -72,6 +109,22 @@ def markdown_summary(rows: list[dict[str, Any]]) -> str:
         t["train wall (s)"] = f"{r['train_wall_s mean']:.1f}"
         table.append(t)
     return format_markdown_table(table, cols)
+
+
+def markdown_sampler_summary(rows: list[dict[str, Any]]) -> str:
+    """Markdown table: one line per (category, preset, agent), mean ± std of the NBS image AUROC
+    and of SAMPLER_METRICS (summarize() rows of cells with their logs); '' when none has them."""
+    metrics = ["image AUROC", *SAMPLER_METRICS]
+    rows = [r for r in rows if all(f"{m} mean" in r for m in metrics)]
+    if not rows:
+        return ""
+    fmt = {"return": "{:.2f}", "prediction term": "{:+.5f}"}
+    table = []
+    for r in rows:
+        t = {k: r[k] for k in GROUP_KEYS + ["n"]}
+        t.update({m: _pm(r[f"{m} mean"], r[f"{m} std"], fmt.get(m, "{:.3f}")) for m in metrics})
+        table.append(t)
+    return format_markdown_table(table, GROUP_KEYS + ["n"] + metrics)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -25,8 +25,9 @@ from typing import IO, Any, Callable
 
 from agents.baselines import BASELINES
 from common.device import resolve_device
-from evaluation.sweep import (SWEEP_METRICS, cell_row, labelled_method_rows, markdown_methods, markdown_summary,
-                              summarize, summarize_methods, write_csv)
+from evaluation.report import HEADLINE_METHOD
+from evaluation.sweep import (SAMPLER_WINDOW, SWEEP_METRICS, cell_row, labelled_method_rows, markdown_methods,
+                              markdown_sampler_summary, markdown_summary, summarize, summarize_methods, write_csv)
 from models.serialization import RunFileError, make_writable_folder, read_json, write_text_atomic
 from runner.evaluation import build_parser as evaluate_parser
 from runner.evaluation import evaluation_settings, settings_from_args
@@ -301,7 +302,7 @@ def write_outputs(out: Path, cells: list[Cell], agents: list[str],
     """cells.csv, summary.csv/.md/.png and curves_<category>.png from the evaluated folders (those
     evaluated with `evaluation`'s settings, when given)."""
     done = [c for c in cells if cell_status(c.folder(out), None, evaluation) == "done"]
-    rows = [cell_row(*_evaluated(c.folder(out))) for c in done]
+    rows = [cell_row(*_evaluated(c.folder(out)), log=RunFolder(c.folder(out)).read_log()) for c in done]
     missing = [str(c.folder(out)) for c in cells if c not in done]
     if not rows:
         return []
@@ -309,9 +310,19 @@ def write_outputs(out: Path, cells: list[Cell], agents: list[str],
     write_csv(out / "cells.csv", rows)
     write_csv(out / "summary.csv", summary)
     text = ["# Ablation summary", "",
-            "Mean ± sample std over seeds. F1: pixel F1 of the final masks (predictor + dense CRF) "
-            "on the scored D_u images; F1-max and pixel AUROC: of the predictor's probability maps. "
+            "Mean ± sample std over seeds. F1: pixel F1 of the method's decision on the scored D_u images "
+            f"(evaluate.py's headline row, {HEADLINE_METHOD!r}); F1-max and pixel AUROC: of the predictor's "
+            "probability maps. "
             "Train wall: mean seconds per run.", "", markdown_summary(summary), ""]
+    samplers = markdown_sampler_summary(summary)
+    if samplers:
+        text += ["## What the samplers did", "",
+                 "Same cells, mean ± sample std over seeds. Image AUROC: of the NBS decision above. Profiles' pixel "
+                 "AUROC: of the mean of each run's own best D_u profiles, no predictor (what the sampler's batches "
+                 "gave the AE). Return: mean episode return; prediction term: its (1 - β)·r_pred part per episode, "
+                 "the only part that rewards batches for better profiles. Jump rate and action entropy (nats; "
+                 f"ln 9 = 2.197 is uniform over the 9 actions): of the actions of the last {SAMPLER_WINDOW} updates.",
+                 "", samplers, ""]
     if missing:
         text += ["Cells not finished yet (re-run the same command to complete them):", ""]
         text += [f"- `{m}`" for m in missing] + [""]

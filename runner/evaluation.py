@@ -27,7 +27,7 @@ from evaluation.decisions import MethodMaps, nbs_method, run_heldout_maps, thres
 from evaluation.metrics import aupro, auroc, binary_scores, f1_max, image_scores_from_maps
 from evaluation.plots import plot_run_diagnostics
 from evaluation.published import published_numbers
-from evaluation.report import (CHOSEN_SUFFIX, COLUMNS, CRF_SUFFIX, HEADLINE_METHOD, IMAGE_COLUMNS,
+from evaluation.report import (CHOSEN_SUFFIX, COLUMNS, CRF_SUFFIX, HEADLINE_METHOD, IMAGE_COLUMNS, PROFILES_METHOD,
                                format_markdown_table, write_report)
 from evaluation.visualize import save_side_by_side
 from models.crf import CRFConfig, dense_crf
@@ -144,7 +144,7 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
     heldout = run_heldout_maps(prof, refit, gt_l, np.stack([s.image for s in split.labeled]))
     nbs = nbs_method(prob, refit, heldout, float(gt_l.mean()), crf)
     methods = [nbs,
-               thresholded("Recon. error of the loss profiles", None, prof["labeled"].mean(axis=1), gt_l,
+               thresholded(PROFILES_METHOD, None, prof["labeled"].mean(axis=1), gt_l,
                            prof["unlabeled"].mean(axis=1), note="the run's own AE, no predictor",
                            label="profile recon.")]
     t_ref = time.time()

@@ -11,8 +11,8 @@ import pytest
 
 import ablate
 from baselines.reference import METHODS
-from evaluation.report import HEADLINE_METHOD
-from evaluation.sweep import SWEEP_METRICS
+from evaluation.report import HEADLINE_METHOD, PROFILES_METHOD
+from evaluation.sweep import SAMPLER_METRICS, SWEEP_METRICS, sampler_metrics
 from tests.helpers import log_rows, run
 
 SETS = ["--set", "patches_per_update=4", "--set", "profile_length=4", "--set", "warmup_updates=4",
@@ -70,12 +70,50 @@ def test_grid_tables_equal_the_runs_and_rerun_skips(tiny_root, tmp_path, capsys)
     cells = read_csv(out / "cells.csv")
     assert len(cells) == 4 and {(c["agent"], c["seed"]) for c in cells} == {(a, str(s)) for a, s in folders}
 
+    # What each sampler did, from its own log.csv and metrics.json: the heuristic jumps unless the
+    # jump would land on a labeled defect, the random walk 1 time in 9; the return is the log's; the
+    # profiles' AUROC is evaluate.py's row.
+    assert "## What the samplers did" in md
+    for c in cells:
+        log = log_rows(Path(c["run"]))
+        rows = json.loads((Path(c["run"]) / "metrics.json").read_text())["rows"]
+        assert float(c["return"]) == pytest.approx(np.mean([float(r["return"]) for r in log]))
+        assert float(c["profiles' pixel AUROC"]) == next(r["pixel AUROC"] for r in rows
+                                                         if r["method"].startswith(PROFILES_METHOD))
+        jumps = sum(float(r["action_8"]) for r in log) / sum(float(r[f"action_{a}"]) for r in log for a in range(9))
+        assert float(c["jump rate"]) == pytest.approx(jumps)
+    jump = {(c["agent"], c["seed"]): float(c["jump rate"]) for c in cells}
+    assert all(jump["heuristic", s] > jump["random-walk", s] for s in ("0", "1"))
+    assert all(f"{m} mean" in summary["heuristic"] for m in SAMPLER_METRICS)
+
     # Re-running the same command does nothing but rewrite the tables.
     stamps = {k: (f / "checkpoint.pt").stat().st_mtime_ns for k, f in folders.items()}
     capsys.readouterr()
     sweep(tiny_root, out, "--agents", "heuristic", "random-walk", "--seeds", "0", "1")
     assert "4 done, 0 to run" in capsys.readouterr().out
     assert stamps == {k: (f / "checkpoint.pt").stat().st_mtime_ns for k, f in folders.items()}
+
+
+def test_sampler_metrics_read_the_log_window():
+    """Jump rate and action entropy are of the last 100 updates' actions; a log from before a
+    column existed gives nan, not an error."""
+    metrics = {"rows": [{"method": PROFILES_METHOD + ", score >= t from D_l (no CRF)", "pixel AUROC": 0.7}]}
+    n = 150
+    actions = np.zeros((n, 9))
+    actions[:50, 8] = 1.0          # first 50 updates: always jump ...
+    actions[50:] = 1.0 / 9         # ... then uniform over the 9 actions
+    log = {"return": np.arange(n, dtype=float), "beta": np.full(n, 0.75), "r_pred": np.full(n, -0.004),
+           **{f"action_{a}": actions[:, a] for a in range(9)}}
+    got = sampler_metrics(log, metrics)
+    assert got["profiles' pixel AUROC"] == 0.7 and got["return"] == pytest.approx((n - 1) / 2)
+    assert got["prediction term"] == pytest.approx(-0.001)
+    assert got["jump rate"] == pytest.approx(1 / 9) and got["action entropy"] == pytest.approx(np.log(9))
+    log["action_8"] = np.ones(n)
+    for a in range(8):
+        log[f"action_{a}"] = np.zeros(n)
+    assert sampler_metrics(log, metrics)["jump rate"] == 1.0 and sampler_metrics(log, metrics)["action entropy"] == 0.0
+    old = sampler_metrics({"return": np.ones(3)}, {"rows": []})
+    assert old["return"] == 1.0 and all(np.isnan(old[k]) for k in SAMPLER_METRICS if k != "return")
 
 
 def test_interrupted_sweep_resumes_only_what_is_left(tiny_root, tmp_path, capsys):
