@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from envs.actions import JUMP, N_ACTIONS
 from evaluation.report import HEADLINE_METHOD, METRIC_COLUMNS, PROFILES_METHOD, format_markdown_table
 from models.serialization import write_atomic
 
@@ -30,9 +29,11 @@ SAMPLER_WINDOW = 100
 GROUP_KEYS = ["category", "preset", "agent"]
 
 
-def sampler_metrics(log: dict[str, np.ndarray], metrics: dict[str, Any]) -> dict[str, float]:
-    """SAMPLER_METRICS of one run from its log.csv columns (runner.folder.RunFolder.read_log) and
-    metrics.json; nan where the log lacks a column (a run from before it was logged)."""
+def sampler_metrics(log: dict[str, np.ndarray], metrics: dict[str, Any], jump_action: int | None) -> dict[str, float]:
+    """SAMPLER_METRICS of one run from its log.csv columns (runner.folder.RunFolder.read_log:
+    action_<k> is the fraction of action k in an update's episode) and metrics.json; `jump_action`
+    is the env's jump action (envs.actions.JUMP). nan where the log lacks a column (a run from
+    before it was logged)."""
     def mean(x: np.ndarray | None) -> float:
         return math.nan if x is None or np.isnan(x).all() else float(np.nanmean(x))
 
@@ -41,21 +42,21 @@ def sampler_metrics(log: dict[str, np.ndarray], metrics: dict[str, Any]) -> dict
            "return": mean(log.get("return")),
            "prediction term": mean((1.0 - log["beta"]) * log["r_pred"]) if {"beta", "r_pred"} <= log.keys() else math.nan,
            "jump rate": math.nan, "action entropy": math.nan}
-    columns = [log.get(f"action_{a}") for a in range(N_ACTIONS)]
-    if all(c is not None for c in columns):
-        counts = np.array([np.nansum(c[-SAMPLER_WINDOW:]) for c in columns])
-        if counts.sum() > 0:
-            p = counts / counts.sum()
-            out["jump rate"] = float(p[JUMP])
-            out["action entropy"] = float(-(p[p > 0] * np.log(p[p > 0])).sum())
+    actions = {int(k[len("action_"):]): v for k, v in log.items() if k.startswith("action_") and k[len("action_"):].isdigit()}
+    counts = {a: float(np.nansum(v[-SAMPLER_WINDOW:])) for a, v in actions.items()}
+    total = sum(counts.values())
+    if total > 0 and jump_action in counts:
+        p = np.array(list(counts.values())) / total
+        out["jump rate"] = counts[jump_action] / total
+        out["action entropy"] = float(-(p[p > 0] * np.log(p[p > 0])).sum())
     return out
 
 
 def cell_row(config: dict[str, Any], summary: dict[str, Any], metrics: dict[str, Any], run: str,
-             log: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+             log: dict[str, np.ndarray] | None = None, jump_action: int | None = None) -> dict[str, Any]:
     """One evaluated run (its config.json, summary.json and metrics.json, and its log.csv columns
     when given) as a flat row: its grid coordinates, the headline metrics, the wall time, and with
-    the log what the sampler did (SAMPLER_METRICS)."""
+    the log what the sampler did (SAMPLER_METRICS; `jump_action` as for sampler_metrics)."""
     row = next((r for r in metrics["rows"] if r["method"] == HEADLINE_METHOD), None)
     if row is None:
         raise ValueError(f"{run}: metrics.json has no {HEADLINE_METHOD!r} row")
@@ -66,7 +67,7 @@ def cell_row(config: dict[str, Any], summary: dict[str, Any], metrics: dict[str,
     out.update({m: float(row[m]) for m in SWEEP_METRICS})
     out["image AUROC"] = float(row["image AUROC"]) if row.get("image AUROC") is not None else math.nan
     if log is not None:
-        out.update(sampler_metrics(log, metrics))
+        out.update(sampler_metrics(log, metrics, jump_action))
     return out
 
 

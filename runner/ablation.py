@@ -25,6 +25,7 @@ from typing import IO, Any, Callable
 
 from agents.baselines import BASELINES
 from common.device import resolve_device
+from envs.actions import JUMP
 from evaluation.report import HEADLINE_METHOD
 from evaluation.sweep import (SAMPLER_WINDOW, SWEEP_METRICS, cell_row, labelled_method_rows, markdown_methods,
                               markdown_sampler_summary, markdown_summary, summarize, summarize_methods, write_csv)
@@ -302,7 +303,7 @@ def write_outputs(out: Path, cells: list[Cell], agents: list[str],
     """cells.csv, summary.csv/.md/.png and curves_<category>.png from the evaluated folders (those
     evaluated with `evaluation`'s settings, when given)."""
     done = [c for c in cells if cell_status(c.folder(out), None, evaluation) == "done"]
-    rows = [cell_row(*_evaluated(c.folder(out)), log=RunFolder(c.folder(out)).read_log()) for c in done]
+    rows = [cell_row(*_evaluated(c.folder(out)), log=RunFolder(c.folder(out)).read_log(), jump_action=JUMP) for c in done]
     missing = [str(c.folder(out)) for c in cells if c not in done]
     if not rows:
         return []

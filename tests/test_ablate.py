@@ -104,15 +104,16 @@ def test_sampler_metrics_read_the_log_window():
     actions[50:] = 1.0 / 9         # ... then uniform over the 9 actions
     log = {"return": np.arange(n, dtype=float), "beta": np.full(n, 0.75), "r_pred": np.full(n, -0.004),
            **{f"action_{a}": actions[:, a] for a in range(9)}}
-    got = sampler_metrics(log, metrics)
+    got = sampler_metrics(log, metrics, 8)
     assert got["profiles' pixel AUROC"] == 0.7 and got["return"] == pytest.approx((n - 1) / 2)
     assert got["prediction term"] == pytest.approx(-0.001)
     assert got["jump rate"] == pytest.approx(1 / 9) and got["action entropy"] == pytest.approx(np.log(9))
     log["action_8"] = np.ones(n)
     for a in range(8):
         log[f"action_{a}"] = np.zeros(n)
-    assert sampler_metrics(log, metrics)["jump rate"] == 1.0 and sampler_metrics(log, metrics)["action entropy"] == 0.0
-    old = sampler_metrics({"return": np.ones(3)}, {"rows": []})
+    always_jumps = sampler_metrics(log, metrics, 8)
+    assert always_jumps["jump rate"] == 1.0 and always_jumps["action entropy"] == 0.0
+    old = sampler_metrics({"return": np.ones(3)}, {"rows": []}, 8)
     assert old["return"] == 1.0 and all(np.isnan(old[k]) for k in SAMPLER_METRICS if k != "return")
 
 
