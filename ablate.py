@@ -11,7 +11,8 @@ logs in train.log / evaluate.log). Re-running the same command skips finished ce
 interrupted ones from their checkpoint and only evaluates what is not evaluated yet, so a sweep
 stopped half way (Ctrl-C, crash, lost node) continues where it was. At the end it writes, from the
 evaluated folders alone: cells.csv (one row per run), summary.csv and summary.md (mean ± std over
-seeds of pixel F1 after CRF, F1-max and pixel AUROC per category, preset and agent, then what each
+seeds of the method's pixel F1 (evaluate.py's headline row), F1-max and pixel AUROC per category,
+preset and agent, then what each
 sampler did: its profiles' pixel AUROC, return, prediction term, jump rate and action entropy, so
 that learned and non-learning samplers compare on what they feed the AE), summary.png,
 curves_<category>.png (return, l_pred and AE loss vs. episode of every agent), and methods.md /
