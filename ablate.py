@@ -12,9 +12,9 @@ interrupted ones from their checkpoint and only evaluates what is not evaluated 
 stopped half way (Ctrl-C, crash, lost node) continues where it was. At the end it writes, from the
 evaluated folders alone: cells.csv (one row per run), summary.csv and summary.md (mean ± std over
 seeds of the method's pixel F1 (evaluate.py's headline row), F1-max and pixel AUROC per category,
-preset and agent, then what each
-sampler did: its profiles' pixel AUROC, return, prediction term, jump rate and action entropy, so
-that learned and non-learning samplers compare on what they feed the AE), summary.png,
+preset and agent, then what each sampler did: its profiles' pixel AUROC, return, prediction term,
+jump rate and action entropy, so that learned and non-learning samplers compare on what they feed
+the AE), summary.png,
 curves_<category>.png (return, l_pred and AE loss vs. episode of every agent), and methods.md /
 methods.csv: every method of evaluate.py's table (NBS per preset and agent, the U-Net and
 unsupervised-AE baselines, before and after the CRF) x every metric, with the published numbers.
