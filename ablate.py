@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from models.serialization import RunFileError
+from common.files import RunFileError
 from runner.ablation import DEFAULT_AGENTS, sweep
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from evaluation.report import COLUMNS, IMAGE_COLUMNS, format_console_table
-from models.serialization import RunFileError
+from common.files import RunFileError
 from runner.evaluation import build_parser, evaluate_run, settings_from_args
 
 

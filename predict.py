@@ -27,7 +27,7 @@ from tqdm import tqdm
 from data.mvtec import DatasetError, read_rgb
 from evaluation.visualize import overlay_mask
 from models.segmenter import Segmenter
-from models.serialization import UnsafeFileError, make_writable_folder, RunFileError, write_atomic
+from common.files import UnsafeFileError, make_writable_folder, RunFileError, write_atomic
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 CSV_COLUMNS = ["name", "score", "decision", "defect_area", "defect_pixels", "error"]

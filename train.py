@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.serialization import RunFileError
+from common.files import RunFileError
 from runner.training import train
 
 

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from agents.rollout import play_episode
-from envs.profiling import section
+from common.profiling import section
 from models.policy import PolicyNet, observation_channels
-from models.serialization import load_weights
+from common.files import load_weights
 
 
 @dataclass

@@ -9,10 +9,8 @@ the decision rules that turn maps into masks are in evaluation.decisions.
 from baselines.recon_ae import LOSSES, ReconAEConfig, anomaly_maps, reconstruct, train_recon_ae
 from baselines.reference import (CACHE_VERSION, METHODS, ReferenceConfig, cache_key, load_method_maps,
                                  reference_maps, save_method_maps)
-from baselines.unet import (UNetConfig, augment, default_crop, predict_unet, recompute_batch_norm,
-                            recompute_bn_stats, train_unet)
+from baselines.unet import UNetConfig, predict_unet, train_unet
 
 __all__ = ["LOSSES", "ReconAEConfig", "anomaly_maps", "reconstruct", "train_recon_ae", "CACHE_VERSION",
            "METHODS", "ReferenceConfig", "cache_key", "load_method_maps", "reference_maps",
-           "save_method_maps", "UNetConfig", "augment", "default_crop", "predict_unet",
-           "recompute_batch_norm", "recompute_bn_stats", "train_unet"]
+           "save_method_maps", "UNetConfig", "predict_unet", "train_unet"]

@@ -13,13 +13,16 @@ fully convolutional pass).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from baselines.unet import to_tensor, validate_images
+from common.progress import progress as progress_bar
 from common.seeding import torch_rng_from
+from common.settings import check_fields, setting
 from models.autoencoder import (AEConfig, ConvAutoencoder, ae_train_step, reconstruction_loss_map,
                                 tiled_reconstruction)
 from models.ssim import ssim_map
@@ -31,26 +34,30 @@ LOSSES = ("l2", "ssim")
 class ReconAEConfig:
     """Training of the reconstruction AE (Bergmann et al. 2019 where it says so)."""
 
-    loss: str = "l2"
+    CONFIG_NAME: ClassVar[str] = "recon"
+    loss: str = setting("l2", choices=LOSSES)
     """'l2' (AE-L2) or 'ssim' (AE-SSIM): the training loss"""
-    patch_size: int = 64
+    patch_size: int = setting(64, ge=8, power_of_two=True)
     """side of the random training patches (a power of two); the AE then runs on whole images"""
-    steps: int = 1500
-    batch: int = 16
-    lr: float = 1e-3
+    steps: int = setting(1500, ge=1)
+    batch: int = setting(16, ge=1)
+    lr: float = setting(1e-3, gt=0, le=1)
     """Adam; the paper's 2e-4 needs far more steps than a baseline run can afford"""
-    weight_decay: float = 0.0
+    weight_decay: float = setting(0.0, ge=0)
     """Adam's (coupled) L2 penalty. The paper uses 1e-5, but an AE starts on a plateau where it
     outputs the mean colour and its gradients are tiny; Adam normalises the penalty's gradient to
     full-size steps there, which kept our AE on the plateau for all 1500 steps (128 px toy)."""
-    width: int = 32
+    width: int = setting(32, ge=1, le=1024)
     """channels of the first encoder level"""
-    bottleneck: int = 100
+    bottleneck: int = setting(100, ge=1, le=4096)
     """latent channels (the paper uses 100)"""
     leaky_relu: bool = True
     """LeakyReLU(0.2) activations, as in the paper"""
-    ssim_window: int = 11
-    ssim_sigma: float = 1.5
+    ssim_window: int = setting(11, ge=1)
+    ssim_sigma: float = setting(1.5, gt=0)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -86,7 +93,7 @@ def ssim_train_step(ae: ConvAutoencoder, optimizer: torch.optim.Optimizer, patch
 
 
 def train_recon_ae(normal_images: np.ndarray, config: ReconAEConfig | None = None, seed: int = 0,
-                   device: str | torch.device = "cpu") -> tuple[ConvAutoencoder, list[float]]:
+                   device: str | torch.device = "cpu", progress: str | None = None) -> tuple[ConvAutoencoder, list[float]]:
     """Train the reconstruction AE on random patches of anomaly-free images.
 
     Args:
@@ -94,6 +101,7 @@ def train_recon_ae(normal_images: np.ndarray, config: ReconAEConfig | None = Non
         config: ReconAEConfig; `loss` picks AE-L2 or AE-SSIM.
         seed: seeds the init and the patch draws: same seed on CPU, same weights.
         device: where to train.
+        progress: a progress bar with this label (None: silent).
 
     Returns:
         the AE (eval mode) and the loss of every step.
@@ -116,12 +124,17 @@ def train_recon_ae(normal_images: np.ndarray, config: ReconAEConfig | None = Non
     data = to_tensor(images)
 
     losses: list[float] = []
+    bar = None if progress is None else progress_bar(c.steps, progress, leave=False)
     for _ in range(c.steps):
         patches = sample_patches(data, c.patch_size, c.batch, rng).to(device)
         if c.loss == "l2":
             losses.append(ae_train_step(ae, optimizer, patches))
         else:
             losses.append(ssim_train_step(ae, optimizer, patches, c.ssim_window, c.ssim_sigma))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     ae.eval()
     return ae, losses
 

@@ -28,7 +28,7 @@ from evaluation.decisions import HeldOutMaps, MethodMaps, choose_crf, scores_to_
 METHODS = ("unet", "unet-ensemble", "unet-ensemble-logit", "ae-l2", "ae-ssim")
 #: Part of the cache key: bump it when a change to the baselines' code changes their results, so
 #: that cached results of older code are never reused.
-CACHE_VERSION = 4
+CACHE_VERSION = 5  # 5: the U-Net trained by models.fit (the final predictor's loop)
 
 
 @dataclass
@@ -140,7 +140,8 @@ def _train_and_score(split: Split, config: ReferenceConfig, seed: int,
     n_fits = config.unet_fits if ensembles else int("unet" in config.methods)
     logits = []
     for k in range(n_fits):  # fit 0 is the single U-Net's: same seed, same net
-        net, _ = train_unet(images_l, masks_l, config.unet, seed=seed + 1000 * k, device=device)
+        net, _ = train_unet(images_l, masks_l, config.unet, seed=seed + 1000 * k, device=device,
+                            progress=f"baseline: U-Net fit {k + 1}/{n_fits} on D_l")
         logits.append(torch.from_numpy(predict_unet(net, images_u, device=device, logits=True)))
     probs = [torch.sigmoid(z).numpy() for z in logits]
     if "unet" in config.methods:
@@ -165,7 +166,8 @@ def _train_and_score(split: Split, config: ReferenceConfig, seed: int,
         side = min(normal.shape[1:3])  # small images: the largest power-of-two patch that fits
         cfg = dataclasses.replace(config.recon, loss=kind,
                                   patch_size=min(config.recon.patch_size, 1 << (side.bit_length() - 1)))
-        ae, _ = train_recon_ae(normal, cfg, seed=seed, device=device)
+        ae, _ = train_recon_ae(normal, cfg, seed=seed, device=device,
+                               progress=f"baseline: AE-{kind.upper()} on {len(normal)} train/good images")
         maps_l = anomaly_maps(ae, images_l, kind, device=device, window=cfg.ssim_window, sigma=cfg.ssim_sigma)
         maps_u = anomaly_maps(ae, images_u, kind, device=device, window=cfg.ssim_window, sigma=cfg.ssim_sigma)
         m = thresholded(name, "ae", maps_l, masks_l, maps_u,

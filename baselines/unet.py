@@ -7,54 +7,35 @@ percent of the pixels, so plain BCE would learn "all normal").
 
 Everything random (init, crops, augmentation) comes from `seed`, so a CPU run is reproducible.
 
-The network itself is models.unet.UNet; this module holds its training and inference, and
-`recompute_batch_norm`, which the env's final predictor (envs.refit) shares.
+The network is models.unet.UNet and its training the package's one fit loop (models.fit), which
+the final predictor of `ours` (models.final_predictor) is trained by too; this module holds the
+baseline's shape, input checks and inference.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from common.seeding import torch_rng_from
-from models.predictor import segmentation_loss
+from common.settings import setting
+from models.fit import FitConfig, fit_segmenter
 from models.unet import UNet
 
 
 @dataclass
-class UNetConfig:
-    """Network shape, optimisation and augmentation of the U-Net baseline."""
+class UNetConfig(FitConfig):
+    """Network shape of the U-Net baseline, with the few-shot recipe it is trained by
+    (models.fit.FitConfig: 600 Adam steps of 8 augmented crops, pos-weighted BCE + Dice)."""
 
-    width: int = 16
+    CONFIG_NAME: ClassVar[str] = "unet"
+    width: int = setting(16, ge=1, le=512)
     """channels of the first level, doubled per level"""
-    depth: int = 3
+    depth: int = setting(3, ge=1, le=6)
     """down-sampling levels; input sides must be multiples of 2**depth (predict_unet pads)"""
-    steps: int = 600
-    """Adam steps (x batch = ~1000 augmented crops per image of a 5-image D_l). At lr 1e-3 fewer
-    steps leave p > 0.5 badly calibrated even where the ranking (AUROC) is already right."""
-    batch: int = 8
-    """crops per step"""
-    crop: int | None = None
-    """side of the random training crops; None = half the image side, at least 32 px (whole image
-    if smaller), rounded down to a multiple of 2**depth. Crops multiply the 5 labeled images into
-    many different samples and make the steps cheap."""
-    lr: float = 1e-3
-    pos_weight: float | None = None
-    """BCE weight of anomalous pixels; None = (#normal / #anomalous) pixels of the labeled masks,
-    clipped to [1, max_pos_weight]"""
-    max_pos_weight: float = 50.0
-    """cap of the automatic pos_weight: tiny defects would otherwise give weights in the
-    thousands and a net that flags everything"""
-    flips: bool = True
-    """random horizontal and vertical flips"""
-    rot90: bool = True
-    """random multiples of 90-degree rotations"""
-    colour_jitter: float = 0.2
-    """max relative change of brightness, contrast and saturation (0 = off)"""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -94,52 +75,10 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------------
-# augmentation
-# --------------------------------------------------------------------------------------------------
-def default_crop(height: int, width: int, depth: int) -> int:
-    """Half the smaller side, at least 32 px but no more than the image, as a multiple of 2**depth."""
-    side = min(height, width)
-    crop = min(side, max(32, side // 2))
-    crop -= crop % 2**depth
-    if crop < 2**depth:
-        raise ValueError(f"images of {height}x{width} are too small for a U-Net of depth {depth}")
-    return crop
-
-
-def augment(image: np.ndarray, mask: np.ndarray, crop: int, config: UNetConfig,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random crop, flips and 90-degree rotation (same on image and mask), then colour jitter.
-
-    image: float32 (H,W,3) in [0,1]; mask: float32 (H,W). Returns a (crop,crop,3), (crop,crop) pair.
-    """
-    y = int(rng.integers(image.shape[0] - crop + 1))
-    x = int(rng.integers(image.shape[1] - crop + 1))
-    img, m = image[y:y + crop, x:x + crop], mask[y:y + crop, x:x + crop]
-    if config.flips:
-        if rng.random() < 0.5:
-            img, m = img[:, ::-1], m[:, ::-1]
-        if rng.random() < 0.5:
-            img, m = img[::-1], m[::-1]
-    if config.rot90:
-        k = int(rng.integers(4))
-        img, m = np.rot90(img, k), np.rot90(m, k)
-    j = config.colour_jitter
-    if j > 0:
-        brightness, contrast, saturation = rng.uniform(1 - j, 1 + j, size=3)
-        img = img * brightness
-        gray = img @ np.array([0.299, 0.587, 0.114], np.float32)
-        img = (img - gray.mean()) * contrast + gray.mean()
-        gray = (img @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
-        img = (img - gray) * saturation + gray
-        img = np.clip(img, 0.0, 1.0)
-    return np.ascontiguousarray(img, dtype=np.float32), np.ascontiguousarray(m, dtype=np.float32)
-
-
-# --------------------------------------------------------------------------------------------------
 # training and inference
 # --------------------------------------------------------------------------------------------------
 def train_unet(images: np.ndarray, masks: np.ndarray, config: UNetConfig | None = None,
-               seed: int = 0, device: str | torch.device = "cpu") -> tuple[UNet, list[float]]:
+               seed: int = 0, device: str | torch.device = "cpu", progress: str | None = None) -> tuple[UNet, list[float]]:
     """Train a U-Net on labeled images; return it in eval mode and the loss of every step.
 
     Args:
@@ -148,77 +87,23 @@ def train_unet(images: np.ndarray, masks: np.ndarray, config: UNetConfig | None 
         config: UNetConfig; defaults are the few-shot recipe described there.
         seed: seeds the init and every random crop/augmentation: same seed on CPU, same weights.
         device: where to train.
+        progress: a progress bar with this label (None: silent).
     """
     c = config or UNetConfig()
     images = validate_images(images, "images")
     masks = _validate_masks(masks, images)
-    n, height, width = masks.shape
-    crop = c.crop if c.crop is not None else default_crop(height, width, c.depth)
-    if crop % 2**c.depth or not 0 < crop <= min(height, width):
+    _, height, width = masks.shape
+    if c.crop is not None and (c.crop % 2**c.depth or not 0 < c.crop <= min(height, width)):
         raise ValueError(f"`config.crop` must be a positive multiple of {2**c.depth} no larger "
-                         f"than the images ({height}x{width}), got {crop}")
-    if c.pos_weight is not None:
-        pos_weight = float(c.pos_weight)
-    else:
-        n_pos = int(masks.sum())
-        pos_weight = float(np.clip((masks.size - n_pos) / max(n_pos, 1), 1.0, c.max_pos_weight))
+                         f"than the images ({height}x{width}), got {c.crop}")
     device = torch.device(device)
     rng = np.random.default_rng(seed)
-
     with torch_rng_from(rng, device):
         net = UNet(c.width, c.depth).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=c.lr)
-    data = images.astype(np.float32) / 255.0
-    targets = masks.astype(np.float32)
-
-    losses: list[float] = []
-    net.train()
-    for _ in range(c.steps):
-        idx = rng.integers(n, size=c.batch)
-        pairs = [augment(data[i], targets[i], crop, c, rng) for i in idx]
-        x = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).to(device)
-        y = torch.from_numpy(np.stack([p[1] for p in pairs]))[:, None].to(device)
-        loss = segmentation_loss(net(x), y, pos_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    recompute_bn_stats(net, images, device)
+    x = to_tensor(images).to(device)
+    y = torch.from_numpy(masks.astype(np.float32)).to(device)
+    losses = fit_segmenter(net, x, y, c, rng, rgb_last=True, progress=progress)
     return net, losses
-
-
-@torch.no_grad()
-def recompute_bn_stats(net: UNet, images: np.ndarray, device: str | torch.device = "cpu",
-                       batch: int = 8) -> None:
-    """Re-estimate BatchNorm's running statistics with the final weights; leave net in eval mode.
-
-    The running averages (momentum 0.1) trail the weights, and a few hundred fast steps move the
-    weights enough that eval-mode outputs drift from what training optimised: on the toy of the
-    tests one seed in five flagged 77% of the pixels at p > 0.5, with AUROC still 1.0. A pass
-    over the whole labeled images, averaging their batch statistics exactly, fixes the stats to
-    the final weights and to the whole-image inputs that prediction uses. Each batch counts
-    equally in the average, so a D_l of up to `batch` images gives its exact statistics."""
-    _, height, width, _ = images.shape
-    ph, pw = (-height) % net.multiple, (-width) % net.multiple
-    batches = (to_tensor(images[start:start + batch]).to(device) for start in range(0, len(images), batch))
-    recompute_batch_norm(net, (F.pad(x, (0, pw, 0, ph), mode="reflect") if (ph or pw) else x for x in batches))
-
-
-@torch.no_grad()
-def recompute_batch_norm(net: nn.Module, batches: Iterable[torch.Tensor]) -> None:
-    """Reset every BatchNorm of `net` and set its statistics to the exact average over `batches`
-    (each counting equally), run through the net in train mode; leave net in eval mode."""
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the batches below
-    net.train()
-    for x in batches:
-        net(x)
-    for bn, momentum in zip(bns, momenta):
-        bn.momentum = momentum
-    net.eval()
 
 
 @torch.no_grad()

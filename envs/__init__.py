@@ -13,7 +13,7 @@ from common.device import resolve_device
 from data.config import DataConfig
 from data.loading import load_split
 from envs.batch_sampling_env import BatchSamplingEnv
-from envs.config import PRESETS, EnvConfig, make_env_config
+from envs.config import ENV_PRESETS, EnvConfig, make_env_config
 from envs.residual_classifier_env import ClassifierConfig, ResidualClassifierEnv
 
 ENV_ID = "NeuralBatchSampling/BatchSampling-v0"
@@ -24,5 +24,5 @@ if ENV_ID not in registry:
 if CLASSIFIER_ENV_ID not in registry:
     register(id=CLASSIFIER_ENV_ID, entry_point="envs.residual_classifier_env:ResidualClassifierEnv")
 
-__all__ = ["CLASSIFIER_ENV_ID", "ClassifierConfig", "ENV_ID", "ResidualClassifierEnv", "BatchSamplingEnv", "DataConfig", "EnvConfig", "PRESETS", "load_split",
+__all__ = ["CLASSIFIER_ENV_ID", "ClassifierConfig", "ENV_ID", "ResidualClassifierEnv", "BatchSamplingEnv", "DataConfig", "EnvConfig", "ENV_PRESETS", "load_split",
            "make_env_config", "resolve_device"]

@@ -21,7 +21,7 @@ from data.loading import load_split
 from data.split import Split
 from envs.actions import JUMP, MOVES, N_ACTIONS
 from envs.config import EnvConfig
-from envs.profiling import section
+from common.profiling import section
 from envs.rewards import balance_cover_reward, beta_schedule, clone_reward, cover_reward, frequency_cover_reward
 from envs.state_maps import fuse_maps, local_variance, minmax, sobel_magnitude
 from envs.training_process import TrainingProcess
@@ -31,7 +31,7 @@ class BatchSamplingEnv(gym.Env):
     """Pick the N patches of each AE update; get rewarded for patches that make anomalies findable.
 
     Observation (`spaces.Dict`, float32, channel-first, side V = image_size, or crop_size when
-    config.observation == 'crop', the crop centred on the patch and zero-padded). config.state
+    config.sampler.observation == 'crop', the crop centred on the patch and zero-padded). config.sampler.state
     'chu2020':
       - "rgb"     (3, V, V) in [0, 1]: the current image
       - "loss"    (1, V, V) in [0, loss_obs_clip]: the AE's current per-pixel reconstruction loss
@@ -40,7 +40,7 @@ class BatchSamplingEnv(gym.Env):
                   cover_reward 'balance', in both states: each pixel's visit count since the AE's
                   last re-init / (2 x the dataset's mean count), clipped to [0, 1])
       - "patch"   (1, V, V) in {0, 1}: where the current patch is
-    config.state 'noghredeh2025' (6 channels):
+    config.sampler.state 'noghredeh2025' (6 channels):
       - "rgb"     as above
       - "fused"   (1, V, V) in [0, 1]: min-max normalised w . (ARE, local variance, Sobel magnitude),
                   each term min-max normalised per image
@@ -86,27 +86,27 @@ class BatchSamplingEnv(gym.Env):
         self.n_labeled, self.n_images = self.process.n_labeled, self.process.n_images
         self._rgb, self._masks = self.process.rgb, self.process.masks  # host copies, read every step
         # Per-image maps that do not change with the AE (noghredeh2025's state and clone reward).
-        needs_static = c.state == "noghredeh2025" or c.clone_reward == "sobel"
+        needs_static = c.sampler.state == "noghredeh2025" or c.rewards.clone == "sobel"
         self._sobel = np.stack([sobel_magnitude(x) for x in self._rgb]) if needs_static else None
-        self._variance = (np.stack([minmax(local_variance(x, c.variance_sigma)) for x in self._rgb])
-                          if c.state == "noghredeh2025" else None)
+        self._variance = (np.stack([minmax(local_variance(x, c.sampler.variance_sigma)) for x in self._rgb])
+                          if c.sampler.state == "noghredeh2025" else None)
 
-        v = c.crop_size if c.observation == "crop" else size
+        v = c.sampler.crop_size if c.sampler.observation == "crop" else size
         unit = spaces.Box(0.0, 1.0, (1, v, v), np.float32)
-        loss_box = spaces.Box(0.0, c.loss_obs_clip, (1, v, v), np.float32)
+        loss_box = spaces.Box(0.0, c.sampler.loss_obs_clip, (1, v, v), np.float32)
         rgb_box = spaces.Box(0.0, 1.0, (3, v, v), np.float32)
-        if c.state == "chu2020":
+        if c.sampler.state == "chu2020":
             maps = {"rgb": rgb_box, "loss": loss_box, "history": unit, "patch": unit}
         else:
             maps = {"rgb": rgb_box, "fused": unit, "history": unit, "previous_loss": loss_box}
         self.observation_space = spaces.Dict(maps)
         self.action_space = spaces.Discrete(N_ACTIONS)
-        self._half = c.patch_size // 2
+        self._half = c.sampler.patch_size // 2
 
     @property
     def episode_steps(self) -> int:
         """Steps per episode (patches per AE update), for agents that budget in steps."""
-        return self.config.patches_per_update
+        return self.config.sampler.patches_per_update
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -125,7 +125,7 @@ class BatchSamplingEnv(gym.Env):
     def step(self, action):
         if not self.process.started:
             raise RuntimeError("call reset() before step()")
-        if self._t >= self.config.patches_per_update:
+        if self._t >= self.config.sampler.patches_per_update:
             raise RuntimeError("episode is over: call reset()")
         a = int(action)
         if not 0 <= a < N_ACTIONS:
@@ -142,31 +142,31 @@ class BatchSamplingEnv(gym.Env):
             hist = self._history[i] = np.zeros((self.image_size, self.image_size), np.float32)
         c = self.config
         process = self.process
-        beta = beta_schedule(process.updates, c.beta_horizon, c.beta_min)
+        beta = beta_schedule(process.updates, c.rewards.beta_horizon, c.rewards.beta_min)
         window = (slice(cy - h, cy + h), slice(cx - h, cx + h))
-        if c.clone_reward == "sobel":
+        if c.rewards.clone == "sobel":
             r_clone = float(self._sobel[i][window].mean())
         else:
             r_clone = clone_reward(self._masks[i][window]) if i < self.n_labeled else 0.0
-        if c.cover_reward == "frequency":
+        if c.rewards.cover == "frequency":
             r_cover = frequency_cover_reward(hist[window])
-        elif c.cover_reward == "balance":
-            r_cover = balance_cover_reward(process.visits[i][window] + hist[window], self._mean_visits(), c.cover_bonus)
+        elif c.rewards.cover == "balance":
+            r_cover = balance_cover_reward(process.visits[i][window] + hist[window], self._mean_visits(), c.rewards.cover_bonus)
         else:
-            r_cover = cover_reward(hist[window], c.cover_bonus)
+            r_cover = cover_reward(hist[window], c.rewards.cover_bonus)
         hist[window] += 1.0  # visit counts: binary (> 0) in the chu2020 state, frequency in noghredeh2025
         reward = beta * (r_clone + r_cover)
         self._t += 1
-        terminated = self._t == self.config.patches_per_update
+        terminated = self._t == self.config.sampler.patches_per_update
         info = {"r_clone": r_clone, "r_cover": r_cover, "beta": beta, "jump": a == JUMP}
         if terminated:
             reinit_before = process.reinits
             l_pred = process.train_iteration(self._patches)
-            r_pred = 0.0 if math.isnan(l_pred) or process.updates <= c.rl_feedback_after else -l_pred
-            if c.pred_reward == "improvement":
+            r_pred = 0.0 if math.isnan(l_pred) or process.updates <= c.rewards.rl_feedback_after else -l_pred
+            if c.rewards.pred == "improvement":
                 gain = process.pred_improvement
-                r_pred = 0.0 if math.isnan(gain) or process.updates <= c.rl_feedback_after else \
-                    c.patches_per_update * min(1.0, max(-1.0, gain))
+                r_pred = 0.0 if math.isnan(gain) or process.updates <= c.rewards.rl_feedback_after else \
+                    c.sampler.patches_per_update * min(1.0, max(-1.0, gain))
             reward += (1.0 - beta) * r_pred
             self._loss_cache = {}
             info.update(r_pred=r_pred, reinit=process.reinits != reinit_before, **process.diagnostics,
@@ -192,8 +192,8 @@ class BatchSamplingEnv(gym.Env):
             return self._next_jump
         dy, dx = MOVES[action]
         lo, hi = self._half, self.image_size - self._half
-        return (self._img, int(np.clip(self._cy + dy * self.config.stride, lo, hi)),
-                int(np.clip(self._cx + dx * self.config.stride, lo, hi)))
+        return (self._img, int(np.clip(self._cy + dy * self.config.sampler.stride, lo, hi)),
+                int(np.clip(self._cx + dx * self.config.sampler.stride, lo, hi)))
 
     def clean_actions(self) -> np.ndarray:
         """bool (9,): True for the actions whose next patch holds no *labeled* anomalous pixel.
@@ -225,7 +225,7 @@ class BatchSamplingEnv(gym.Env):
     def _pending(self) -> bool:
         """Whether this episode's patches are not yet in the process's visit counts (they are
         added by the AE update of its last step)."""
-        return self._t < self.config.patches_per_update
+        return self._t < self.config.sampler.patches_per_update
 
     def _mean_visits(self) -> float:
         """Mean visit count per pixel of the dataset since the AE's last re-init, this episode's
@@ -239,29 +239,29 @@ class BatchSamplingEnv(gym.Env):
         hist = self._history.get(i)
         if hist is None:
             hist = np.zeros((s, s), np.float32)
-        if self.config.cover_reward == "balance":  # what the reward reads: counts / (2 x mean), 0.5 = average
+        if self.config.rewards.cover == "balance":  # what the reward reads: counts / (2 x mean), 0.5 = average
             mean = self._mean_visits()
             counts = self.process.visits[i] + hist if self._pending() else self.process.visits[i]
             seen = np.clip(counts / (2.0 * mean), 0.0, 1.0) if mean > 0 else np.zeros_like(counts)
         else:
-            seen = hist / self.config.patches_per_update if self.config.state == "noghredeh2025" else hist > 0
-        if self.config.state == "chu2020":
+            seen = hist / self.config.sampler.patches_per_update if self.config.sampler.state == "noghredeh2025" else hist > 0
+        if self.config.sampler.state == "chu2020":
             patch = np.zeros((s, s), np.float32)
             patch[self._cy - h:self._cy + h, self._cx - h:self._cx + h] = 1.0
             maps = {"rgb": self._rgb[i], "loss": self._loss_map()[None],
                     "history": seen.astype(np.float32)[None], "patch": patch[None]}
         else:
-            fused = fuse_maps(self._loss_map(), self._variance[i], self._sobel[i], self.config.fused_weights)
+            fused = fuse_maps(self._loss_map(), self._variance[i], self._sobel[i], self.config.sampler.fused_weights)
             maps = {"rgb": self._rgb[i], "fused": fused[None],
                     "history": seen.astype(np.float32)[None],
                     "previous_loss": self._loss_map("previous")[None]}
-        if self.config.observation == "crop":
+        if self.config.sampler.observation == "crop":
             return {k: self._crop(v) for k, v in maps.items()}  # _crop returns new arrays
         # Fresh arrays every call: users (and replay buffers) keep what they are given.
         return {k: np.array(v, dtype=np.float32, copy=True) for k, v in maps.items()}
 
     def _crop(self, x: np.ndarray) -> np.ndarray:
-        v = self.config.crop_size
+        v = self.config.sampler.crop_size
         out = np.zeros((x.shape[0], v, v), np.float32)
         y0, x0 = self._cy - v // 2, self._cx - v // 2
         sy0, sx0 = max(0, y0), max(0, x0)
@@ -272,7 +272,7 @@ class BatchSamplingEnv(gym.Env):
     def _info(self) -> dict[str, Any]:
         p = self.process
         return {"ae_updates": p.updates, "ae_loss": p.last_ae_loss, "l_pred": p.last_l_pred,
-                "best_l_pred": p.best_l_pred, "beta": beta_schedule(p.updates, self.config.beta_horizon, self.config.beta_min),
+                "best_l_pred": p.best_l_pred, "beta": beta_schedule(p.updates, self.config.rewards.beta_horizon, self.config.rewards.beta_min),
                 "image": self._img, "centre": (self._cy, self._cx)}
 
     # ------------------------------------------------------------------ results and checkpoints

@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -28,7 +28,8 @@ from data.config import DataConfig
 from data.mvtec import DatasetError, Sample
 from data.split import Split
 from envs.buffers import dihedral, snapshot
-from envs.config import ae_config_from_dict, default_patch_size
+from common.settings import check_fields, from_dict, setting
+from envs.config import default_patch_size
 from models.autoencoder import AEConfig, ConvAutoencoder, ae_train_step, reconstruction_loss_map
 
 NORMAL, ANOMALOUS = 0, 1
@@ -37,47 +38,40 @@ INPUTS = ("residual", "residual+image", "residual+image+stats")
 
 @dataclass
 class ClassifierConfig:
-    """Everything ResidualClassifierEnv needs besides the data."""
+    """Everything ResidualClassifierEnv needs besides the data (range-checked when built)."""
 
-    inputs: str = "residual"
+    CONFIG_NAME: ClassVar[str] = "classifier"
+    inputs: str = setting("residual", choices=INPUTS)
     """what the policy sees: 'residual', 'residual+image', or 'residual+image+stats' (adds the
     per-pixel mean and std of the residual over the last `stats_snapshots` AE checkpoints: a
     loss profile's statistics)"""
-    images_per_episode: int = 1
+    images_per_episode: int = setting(1, ge=1)
     """decisions per episode"""
-    patch_size: int | None = None
+    patch_size: int | None = setting(None, ge=8, power_of_two=True)
     """AE training patch side (power of two); None = envs.config.default_patch_size(image_size)"""
-    ae: AEConfig = field(default_factory=AEConfig)
-    ae_steps: int = 500
+    ae: AEConfig = setting(factory=AEConfig)
+    ae_steps: int = setting(500, ge=1)
     """AE updates on random normal patches, done at reset(seed=...)"""
-    ae_batch: int = 32
-    ae_lr: float = 1e-3
-    stats_snapshots: int = 5
+    ae_batch: int = setting(32, ge=1)
+    ae_lr: float = setting(1e-3, gt=0, le=1)
+    stats_snapshots: int = setting(5, ge=1)
     """AE checkpoints (evenly spaced over the last half of training) behind the residual stats"""
-    normal_holdout: float = 0.25
+    normal_holdout: float = setting(0.25, gt=0, lt=1)
     """fraction of train/good kept out of AE training and labeled normal for the policy"""
-    residual_clip: float = 10.0
+    residual_clip: float = setting(10.0, gt=0)
     """the observed residual is divided by the mean residual of the AE's training images, clipped"""
     augment: bool = True
     """random flips / 90-degree rotations and circular shifts of the observed maps: with a few
     labeled anomalies the policy must not learn *where* they were, only what they look like"""
     device: str = "auto"
 
-    def validated(self) -> "ClassifierConfig":
-        if self.inputs not in INPUTS:
-            raise ValueError(f"inputs must be one of {INPUTS}, got {self.inputs!r}")
-        for name in ("images_per_episode", "ae_steps", "ae_batch", "stats_snapshots"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 < self.normal_holdout < 1.0:
-            raise ValueError(f"normal_holdout must be in (0, 1), got {self.normal_holdout}")
-        return self
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
-def classifier_config_from_dict(d: dict[str, Any]) -> ClassifierConfig:
-    """Inverse of dataclasses.asdict for ClassifierConfig (tuples restored in the AE config)."""
-    d = dict(d)
-    return ClassifierConfig(ae=ae_config_from_dict(d.pop("ae", {})), **d)
+def classifier_config_from_dict(d: dict[str, Any], where: str = "") -> ClassifierConfig:
+    """Inverse of dataclasses.asdict for ClassifierConfig."""
+    return from_dict(ClassifierConfig, d, where)
 
 
 def load_classifier_data(data: DataConfig) -> tuple[Split, list[Sample]]:
@@ -117,7 +111,7 @@ class ResidualClassifierEnv(gym.Env):
         if split is None or train_good is None:
             split, train_good = load_classifier_data(self.data_config)
         self.split = split
-        self.config = c = dataclasses.replace(config or ClassifierConfig()).validated()
+        self.config = c = dataclasses.replace(config or ClassifierConfig())
         size = split.labeled[0].image.shape[0]
         self.image_size = size
         if c.patch_size is None:

@@ -14,17 +14,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.profiling import section
 from common.seeding import torch_rng_from
 from data.split import Split
+from envs.best_moment import BestMoment
 from envs.buffers import ProfileRing, ReplayBuffer, snapshot
 from envs.config import EnvConfig
 from envs.diagnostics import rank_auroc
-from envs.profiling import section
-from envs.refit import jitter_rgb
 from envs.rewards import alpha_from_masks, alpha_schedule
 from models.autoencoder import ConvAutoencoder, ae_train_step, loss_map, reconstruct_images, reconstruction_loss_map
-from models.predictor import (build_predictor, predictor_input, prior_logit, profile_scale, ranking_departure,
-                              set_prior_bias, soft_dice_loss, weighted_bce)
+from models.fit import loo_folds, predictor_step
+from models.predictor import build_predictor, predictor_input, prior_logit, profile_scale, set_prior_bias, weighted_bce
 
 
 class TrainingProcess:
@@ -44,42 +44,37 @@ class TrainingProcess:
         self.n_labeled = len(split.labeled)
         self.n_scored = len(split.unlabeled)
         self.n_images = len(images)
-        self._half = c.patch_size // 2
+        self._half = c.sampler.patch_size // 2
         # Host copies (the env's observations and clone reward read them every step); device
         # copies for training.
         self.rgb = np.stack([s.image.transpose(2, 0, 1) for s in images]).astype(np.float32) / 255.0
         self.masks = np.stack([s.mask for s in split.labeled]).astype(bool)
         self._images = torch.from_numpy(self.rgb).to(device)
         self._label_masks = torch.from_numpy(self.masks).to(device)
-        self._ratio_alpha = c.alpha if c.alpha is not None else alpha_from_masks(self.masks, c.alpha_floor)
+        self._ratio_alpha = c.predictor.alpha if c.predictor.alpha is not None else alpha_from_masks(self.masks, c.predictor.alpha_floor)
         self._normal = [s.image for s in split.normal]
         # Yardsticks of a collapsed AE (e.g. one that outputs black on dark images, whose loss
         # maps are then the image's own intensity): the loss of the trivial reconstruction "each
         # image's mean colour", and the spread (std over pixels) of the D_l images themselves.
         rgb_l = self._images[:self.n_labeled]
         self._mean_colour_loss = float(loss_map(rgb_l.mean(dim=(2, 3), keepdim=True).expand_as(rgb_l), rgb_l,
-                                                c.absolute_error).mean())
+                                                c.profiles.error).mean())
         self._image_spread = rgb_l.std(dim=(2, 3)).clamp_min(1e-6)
         self._has_both_classes = bool(self.masks.any()) and not bool(self.masks.all())
-        # Leave-one-out folds that can learn anything: image k is held out only when the other
-        # labeled images hold anomalous pixels (a fold trained on normal images alone learns to
-        # suppress high loss, and would rank its held-out defects upside down), and only if some
-        # held-out image has a defect to be judged on (else selection would reward predicting
-        # nothing). With a single defect image in D_l there are none: selection is on l_pred.
-        folds = [k for k in range(self.n_labeled) if np.delete(self.masks, k, axis=0).any()]
-        useful = c.heldout_predictors and bool(self.masks[folds].any())
-        self.heldout_images = folds if useful else []
+        # Leave-one-out folds that can learn anything (models.fit.loo_folds); with a single
+        # defect image in D_l there are none, and selection is on l_pred.
+        self.heldout_images = loo_folds(self.masks) if c.predictor.heldout else []
         self._heldout_masks = self._label_masks[self.heldout_images]
         self.started = False
         self.updates = 0
 
     @property
     def alpha(self) -> float:
-        """Current weight of normal pixels in l_pred: the D_l pixel ratio (or config.alpha), or
-        the decayed value when config.alpha_decay is on."""
+        """Current weight of normal pixels in l_pred: the D_l pixel ratio (or config.predictor.alpha), or
+        the decayed value when config.predictor.alpha_decay is on."""
         c = self.config
-        if c.alpha_decay:
-            return alpha_schedule(self.updates, c.alpha_horizon, c.alpha_start, c.alpha_min)
+        if c.predictor.alpha_decay:
+            return alpha_schedule(self.updates, c.predictor.alpha_horizon, c.predictor.alpha_start, c.predictor.alpha_min)
         return self._ratio_alpha
 
     def _torch_rng(self) -> contextlib.AbstractContextManager[None]:
@@ -94,21 +89,21 @@ class TrainingProcess:
         c, s, dev = self.config, self.image_size, self.device
         with self._torch_rng():
             self.predictor = self._new_predictor()
-        self.predictor_opt = torch.optim.Adam(self.predictor.parameters(), lr=c.predictor_lr)
+        self.predictor_opt = torch.optim.Adam(self.predictor.parameters(), lr=c.predictor.lr)
         self.fold_predictors: list[torch.nn.Module] = []
-        if c.heldout_predictors:
+        if c.predictor.heldout:
             with self._torch_rng():
                 self.fold_predictors = [self._new_predictor() for _ in self.heldout_images]
-        self.fold_opts = [torch.optim.Adam(f.parameters(), lr=c.predictor_lr) for f in self.fold_predictors]
+        self.fold_opts = [torch.optim.Adam(f.parameters(), lr=c.predictor.lr) for f in self.fold_predictors]
         self.heldout_prob: torch.Tensor | None = None
         self.last_heldout_l_pred = math.nan
-        self.labeled_profiles = ProfileRing(self.n_labeled, c.profile_length, s, s, dev)
-        self.unlabeled_profiles = (ProfileRing(self.n_images - self.n_labeled, c.profile_length, s, s, dev)
-                                   if c.unlabeled_profiles == "eager" else None)
-        self.buffer = ReplayBuffer(c.buffer_size, c.profile_length, self._label_masks,
-                                   self._images[:self.n_labeled] if c.predictor_inputs == "profile+rgb" else None)
+        self.labeled_profiles = ProfileRing(self.n_labeled, c.profiles.length, s, s, dev)
+        self.unlabeled_profiles = (ProfileRing(self.n_images - self.n_labeled, c.profiles.length, s, s, dev)
+                                   if c.profiles.unlabeled == "eager" else None)
+        self.buffer = ReplayBuffer(c.predictor.buffer_size, c.profiles.length, self._label_masks,
+                                   self._images[:self.n_labeled] if c.predictor.inputs == "profile+rgb" else None)
         self.snapshots: list[dict[str, torch.Tensor]] = []
-        self.best: dict[str, Any] | None = None
+        self.best: BestMoment | None = None
         self.best_l_pred = math.inf
         self.updates = 0
         self.reinits = 0
@@ -122,24 +117,24 @@ class TrainingProcess:
         self.pretrained: dict[str, torch.Tensor] | None = None
         # cover_reward 'balance': how often each pixel was in an AE training patch since the
         # last re-init (host memory, n_images x S x S; reset by _reinit_ae).
-        self.visits = np.zeros((self.n_images, s, s), np.float32) if c.cover_reward == "balance" else None
+        self.visits = np.zeros((self.n_images, s, s), np.float32) if c.rewards.cover == "balance" else None
         self.visit_total = 0.0  # visits.sum(), kept up to date
-        if c.pretrain_steps > 0 and warmup:  # (warmup=False: load_state_dict restores it)
+        if c.ae_training.pretrain_steps > 0 and warmup:  # (warmup=False: load_state_dict restores it)
             self._pretrain_ae()
         self._reinit_ae(warmup)
         self.started = True
 
     def _new_predictor(self) -> torch.nn.Module:
         c = self.config
-        net = build_predictor(c.profile_length, c.predictor_width, c.predictor_inputs,
-                              c.predictor_skip, c.predictor_arch)
-        level = prior_logit(self.masks, self.alpha) if c.predictor_prior_bias else None
+        net = build_predictor(c.profiles.length, c.predictor.width, c.predictor.inputs,
+                              c.predictor.skip, c.predictor.arch)
+        level = prior_logit(self.masks, self.alpha) if c.predictor.prior_bias else None
         if level is not None:
             set_prior_bias(net, level)
         return net.to(self.device)
 
     def new_ae(self) -> ConvAutoencoder:
-        return ConvAutoencoder(self.config.patch_size, self.config.ae).to(self.device)
+        return ConvAutoencoder(self.config.sampler.patch_size, self.config.ae).to(self.device)
 
     def _pretrain_ae(self) -> None:
         """noghredeh2025: train an AE on normal material before the loop; re-inits restart from it.
@@ -149,19 +144,19 @@ class TrainingProcess:
         c, h = self.config, self._half
         with self._torch_rng():
             ae = self.new_ae()
-        opt = torch.optim.Adam(ae.parameters(), lr=c.ae_lr)
+        opt = torch.optim.Adam(ae.parameters(), lr=c.ae_training.lr)
         normal = (torch.from_numpy(np.stack(self._normal).transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
                   .to(self.device) if self._normal else None)
         lo, hi = h, self.image_size - h
-        for _ in range(c.pretrain_steps):
+        for _ in range(c.ae_training.pretrain_steps):
             if normal is not None:
-                idx = self.rng.integers(len(normal), size=c.patches_per_update)
-                ys, xs = self.rng.integers(lo, hi + 1, size=(2, c.patches_per_update))
+                idx = self.rng.integers(len(normal), size=c.sampler.patches_per_update)
+                ys, xs = self.rng.integers(lo, hi + 1, size=(2, c.sampler.patches_per_update))
                 x = torch.stack([normal[i, :, y - h:y + h, x_ - h:x_ + h] for i, y, x_ in zip(idx, ys, xs)])
             else:
-                patches = [p for p in self.random_patches(4 * c.patches_per_update)
+                patches = [p for p in self.random_patches(4 * c.sampler.patches_per_update)
                            if p[0] >= self.n_labeled or not self.masks[p[0], p[1] - h:p[1] + h, p[2] - h:p[2] + h].any()]
-                patches = patches[:c.patches_per_update] or self.random_patches(c.patches_per_update)
+                patches = patches[:c.sampler.patches_per_update] or self.random_patches(c.sampler.patches_per_update)
                 x = torch.stack([self._images[i, :, y - h:y + h, x_ - h:x_ + h] for i, y, x_ in patches])
             with self._torch_rng():
                 ae_train_step(ae, opt, x)
@@ -174,7 +169,7 @@ class TrainingProcess:
             self.ae = self.new_ae()
         if self.pretrained is not None:
             self.ae.load_state_dict(self.pretrained)
-        self.ae_opt = torch.optim.Adam(self.ae.parameters(), lr=self.config.ae_lr)
+        self.ae_opt = torch.optim.Adam(self.ae.parameters(), lr=self.config.ae_training.lr)
         self.labeled_profiles.reset()
         if self.unlabeled_profiles is not None:
             self.unlabeled_profiles.reset()
@@ -183,8 +178,8 @@ class TrainingProcess:
             self.visit_total = 0.0
         self.snapshots = []
         self.reinits += 1
-        for _ in range(self.config.warmup_updates if warmup else 0):
-            self.train_iteration(self.random_patches(self.config.patches_per_update), warmup=True)
+        for _ in range(self.config.ae_training.warmup_updates if warmup else 0):
+            self.train_iteration(self.random_patches(self.config.sampler.patches_per_update), warmup=True)
 
     def random_patches(self, n: int) -> list[tuple[int, int, int]]:
         lo, hi = self._half, self.image_size - self._half
@@ -207,8 +202,8 @@ class TrainingProcess:
         with torch.no_grad():
             c = self.config
             with section("D_l loss maps"):
-                recon = reconstruct_images(self.ae, self._images[:self.n_labeled], c.loss_map_stride, c.loss_map == "whole")
-                self._labeled_loss = loss_map(recon, self._images[:self.n_labeled], c.absolute_error)
+                recon = reconstruct_images(self.ae, self._images[:self.n_labeled], c.profiles.stride, c.profiles.mode == "whole")
+                self._labeled_loss = loss_map(recon, self._images[:self.n_labeled], c.profiles.error)
                 self.labeled_profiles.append(self._labeled_loss)
                 self.buffer.append(self._labeled_loss)
             if self.unlabeled_profiles is not None:
@@ -217,9 +212,9 @@ class TrainingProcess:
             with section("diagnostics"):
                 self._update_diagnostics(recon)
         self.snapshots.append(snapshot(self.ae))
-        if len(self.snapshots) > self.config.profile_length + 1:  # +1: the previous AE (noghredeh2025 state)
+        if len(self.snapshots) > self.config.profiles.length + 1:  # +1: the previous AE (noghredeh2025 state)
             self.snapshots.pop(0)
-        trains = self.updates > self.config.predictor_freeze_updates
+        trains = self.updates > self.config.predictor.freeze_updates
         self.last_heldout_l_pred = math.nan  # set by this update's predictor step, if any
         l_before = self.last_l_pred  # the current predictor's loss on the profiles before this update
         self._l_unchanged_predictor = None  # set by _predictor_step when asked for
@@ -236,7 +231,7 @@ class TrainingProcess:
         select = self.last_heldout_l_pred if self.fold_predictors else l_pred
         if trains and not math.isnan(select) and select < self.best_l_pred:
             self._record_best(select)
-        if not warmup and self.updates % self.config.reinit_every == 0:
+        if not warmup and self.updates % self.config.ae_training.reinit_every == 0:
             with section("AE re-init"):
                 self._reinit_ae()
         return l_pred
@@ -264,8 +259,8 @@ class TrainingProcess:
         out = []
         idx = list(indices)
         for k in range(0, len(idx), batch):
-            out.append(reconstruction_loss_map(ae, self._images[idx[k:k + batch]], c.absolute_error,
-                                               stride=c.loss_map_stride, whole_image=c.loss_map == "whole"))
+            out.append(reconstruction_loss_map(ae, self._images[idx[k:k + batch]], c.profiles.error,
+                                               stride=c.profiles.stride, whole_image=c.profiles.mode == "whole"))
         if not out:
             return torch.zeros(0, self.image_size, self.image_size, device=self.device)
         return torch.cat(out)
@@ -282,7 +277,7 @@ class TrainingProcess:
         with torch.no_grad():
             ae.eval()
             m = self.loss_maps(ae, range(image, image + 1))[0]
-            m = torch.clamp(m / (m.mean() + 1e-12), 0.0, self.config.loss_obs_clip)
+            m = torch.clamp(m / (m.mean() + 1e-12), 0.0, self.config.sampler.loss_obs_clip)
         return m.cpu().numpy().astype(np.float32)
 
     def _predictor_step(self, train: bool = True) -> float:
@@ -290,18 +285,18 @@ class TrainingProcess:
         then l_pred of the current (unaugmented) labeled profiles: the reward follows what this AE
         update did."""
         c = self.config
-        rgb = self._images[:self.n_labeled] if c.predictor_inputs == "profile+rgb" else None
+        rgb = self._images[:self.n_labeled] if c.predictor.inputs == "profile+rgb" else None
         ordered = self.labeled_profiles.ordered()
         profiles = predictor_input(ordered, rgb)
         ks = self.rng.integers(0, 8, size=self.n_labeled)
         self.buffer.push(profile_scale(ordered)[:, 0, 0, 0], ks)  # augmented copies of `profiles`
-        if not train or c.pred_reward == "improvement":  # the predictor as it was before this update
+        if not train or c.rewards.pred == "improvement":  # the predictor as it was before this update
             with torch.no_grad():
                 logits = self.predictor(profiles)[:, 0]
                 self._l_unchanged_predictor = float(weighted_bce(logits, self._label_masks, self.alpha))
             if not train:
                 return self._l_unchanged_predictor
-        self._train_predictor(self.predictor, self.predictor_opt, self.buffer.sample(c.predictor_batch, self.rng))
+        self._train_predictor(self.predictor, self.predictor_opt, self.buffer.sample(c.predictor.batch, self.rng))
         if self.fold_predictors:
             self._heldout_step(profiles)
         with torch.no_grad():
@@ -309,28 +304,13 @@ class TrainingProcess:
 
     def _train_predictor(self, net: torch.nn.Module, opt: torch.optim.Optimizer,
                          batch: tuple[torch.Tensor, torch.Tensor] | None) -> None:
-        """One weighted-BCE (+ Dice) step of `net` on a buffer batch, on one random crop of it."""
+        """One step of the env's predictor recipe (models.fit.predictor_step) on a buffer batch."""
         if batch is None:
             return
-        c = self.config
-        batch_p, batch_m = batch
-        if c.predictor_crop is not None:
-            y, x = self.rng.integers(0, self.image_size - c.predictor_crop + 1, size=2)
-            batch_p = batch_p[..., y:y + c.predictor_crop, x:x + c.predictor_crop]
-            batch_m = batch_m[..., y:y + c.predictor_crop, x:x + c.predictor_crop]
-        if c.predictor_colour_jitter > 0 and c.predictor_inputs == "profile+rgb":
-            batch_p = jitter_rgb(batch_p, c.predictor_colour_jitter, self.rng)
-        net.train()
-        logits = net(batch_p)[:, 0]
-        loss = weighted_bce(logits, batch_m, self.alpha)
-        if c.predictor_dice:  # the U-Net baseline's loss: BCE with pos_weight 1/alpha, + soft Dice
-            loss = loss / self.alpha + soft_dice_loss(logits, batch_m)
-        if c.predictor_shrink > 0:  # leaving the profiles' mean ranking costs
-            loss = loss + c.predictor_shrink * ranking_departure(net, batch_p, logits)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        net.eval()
+        c = self.config.predictor
+        jitter = c.colour_jitter if c.inputs == "profile+rgb" else 0.0
+        predictor_step(net, opt, *batch, self.rng, alpha=self.alpha, crop=c.crop, colour_jitter=jitter,
+                       dice=c.dice, shrink=c.shrink)
 
     def _heldout_step(self, profiles: torch.Tensor) -> None:
         """Leave-one-out: fold predictor j trains on the buffer entries of every labeled image but
@@ -339,7 +319,7 @@ class TrainingProcess:
         never saw."""
         c = self.config
         for k, net, opt in zip(self.heldout_images, self.fold_predictors, self.fold_opts):
-            self._train_predictor(net, opt, self.buffer.sample(c.predictor_batch, self.rng, exclude=k))
+            self._train_predictor(net, opt, self.buffer.sample(c.predictor.batch, self.rng, exclude=k))
         with torch.no_grad():
             logits = torch.cat([net(profiles[k:k + 1]) for k, net in zip(self.heldout_images, self.fold_predictors)])[:, 0]
         self.last_heldout_l_pred = float(weighted_bce(logits, self._heldout_masks, self.alpha))
@@ -349,19 +329,15 @@ class TrainingProcess:
 
     def _record_best(self, l_pred: float) -> None:
         """Keep what is needed to rebuild the D_u profiles of this moment: the T AE snapshots
-        (the snapshots are immutable copies, so keeping references is enough)."""
+        (immutable copies, so keeping references is enough), and the predictor of that moment,
+        which scores the best profiles at inference (its l_pred chose them, and the held-out
+        threshold belongs to it, not to a predictor trained on for hundreds more updates)."""
         self.best_l_pred = l_pred
-        self.best = {"l_pred": l_pred, "update": self.updates,
-                     "snapshots": list(self.snapshots[-self.config.profile_length:]),
-                     "labeled": self.labeled_profiles.ordered()}
-        # The predictor of that moment scores the best profiles at inference: its l_pred chose
-        # them, and the held-out threshold belongs to it, not to a predictor trained on for
-        # hundreds more updates on other profiles.
-        self.best["predictor"] = snapshot(self.predictor)
-        if self.heldout_prob is not None:
-            self.best["heldout_prob"] = self.heldout_prob.clone()
-        if self.unlabeled_profiles is not None:
-            self.best["unlabeled"] = self.unlabeled_profiles.ordered()
+        self.best = BestMoment(
+            update=self.updates, l_pred=l_pred, snapshots=list(self.snapshots[-self.config.profiles.length:]),
+            labeled=self.labeled_profiles.ordered(), predictor=snapshot(self.predictor),
+            heldout_prob=None if self.heldout_prob is None else self.heldout_prob.clone(),
+            unlabeled=None if self.unlabeled_profiles is None else self.unlabeled_profiles.ordered())
 
     def best_profiles(self) -> dict[str, np.ndarray]:
         """The loss profiles of the moment l_pred was lowest, raw (not normalised), float32
@@ -370,22 +346,22 @@ class TrainingProcess:
         if self.best is None:
             raise RuntimeError("no best profiles yet: the predictor has not trained (run longer "
                                "than profile_length AE updates)")
-        if "unlabeled" in self.best:
-            unl = self.best["unlabeled"]
+        if self.best.unlabeled is not None:
+            unl = self.best.unlabeled
         else:
             ae = self.new_ae()
             maps = []
             with torch.no_grad():
-                for snap in self.best["snapshots"]:
+                for snap in self.best.snapshots:
                     ae.load_state_dict(snap)
                     ae.eval()
                     maps.append(self.loss_maps(ae, range(self.n_labeled, self.n_images)))
             unl = torch.stack(maps, dim=1)
         unl = unl.cpu().numpy()
-        out = {"labeled": self.best["labeled"].cpu().numpy(),
+        out = {"labeled": self.best.labeled.cpu().numpy(),
                "unlabeled": unl[:self.n_scored], "extra": unl[self.n_scored:]}
-        if "heldout_prob" in self.best:
-            out["labeled_heldout_prob"] = self.best["heldout_prob"].cpu().numpy()
+        if self.best.heldout_prob is not None:
+            out["labeled_heldout_prob"] = self.best.heldout_prob.cpu().numpy()
             out["labeled_heldout_index"] = np.asarray(self.heldout_images, np.int64)
         return out
 
@@ -394,12 +370,7 @@ class TrainingProcess:
 
         Like `nn.Module.state_dict`, it holds references to live tensors: save it (torch.save)
         before stepping the env again."""
-        best = None
-        if self.best is not None:
-            best = {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in self.best.items()
-                    if k not in ("snapshots", "predictor")}
-            best["snapshots"] = [{k: t.cpu() for k, t in s.items()} for s in self.best["snapshots"]]
-            best["predictor"] = {k: t.cpu() for k, t in self.best["predictor"].items()}
+        best = None if self.best is None else self.best.state_dict()
         return {
             "ae": self.ae.state_dict(), "ae_opt": self.ae_opt.state_dict(),
             "predictor": self.predictor.state_dict(), "predictor_opt": self.predictor_opt.state_dict(),
@@ -438,12 +409,7 @@ class TrainingProcess:
             self.unlabeled_profiles.load_state_dict(state["unlabeled_profiles"])
         self.buffer.load_state_dict(state["buffer"])
         self.snapshots = [{k: t.to(dev) for k, t in s.items()} for s in state["snapshots"]]
-        best = state["best"]
-        if best is not None:
-            best = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in best.items()}
-            best["snapshots"] = [{k: t.to(dev) for k, t in s.items()} for s in best["snapshots"]]
-            best["predictor"] = {k: t.to(dev) for k, t in best["predictor"].items()}
-        self.best = best
+        self.best = None if state["best"] is None else BestMoment.from_state_dict(state["best"], dev)
         pre = state.get("pretrained")
         self.pretrained = None if pre is None else {k: t.to(dev) for k, t in pre.items()}
         self.best_l_pred = float(state["best_l_pred"])

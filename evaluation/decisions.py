@@ -158,3 +158,17 @@ def run_heldout_maps(profiles: dict, refit: bool, masks_l: np.ndarray, images_l:
     if index is None:
         return None
     return HeldOutMaps(profiles[f"{prefix}_prob"], masks_l[index], images_l[index])
+
+
+def nbs_from_record(prob_u: np.ndarray, record: dict) -> MethodMaps:
+    """The NBS method on the scored images with the decision its run recorded at export
+    (runner.export.decision_record: threshold or None for p > 0.5, CRF on or off, and why), so
+    that evaluate.py applies the decision training chose instead of choosing it again."""
+    t = record.get("threshold")
+    if t is None:
+        m = MethodMaps(NBS_NAME, "method", prob_u, prob_u, note=record.get("note", ""))
+    else:
+        m = MethodMaps(NBS_NAME, "method", prob_u, shift_probability(prob_u, float(t)), threshold=float(t),
+                       note=record.get("note", ""))
+    m.crf, m.crf_choice = bool(record.get("crf", True)), str(record.get("crf_choice", ""))
+    return m

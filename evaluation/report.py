@@ -7,10 +7,11 @@ import numbers
 from pathlib import Path
 from typing import Any
 
-from models.serialization import write_text_atomic
+from common.files import write_text_atomic
 
-__all__ = ["COLUMNS", "CHOSEN_SUFFIX", "CRF_SUFFIX", "HEADLINE_METHOD", "NBS_NAME", "IMAGE_COLUMNS", "METRIC_COLUMNS", "PUBLISHED_COLUMNS",
-           "PROFILES_METHOD", "format_markdown_table", "format_console_table", "write_report"]
+__all__ = ["COLUMNS", "CHOSEN_SUFFIX", "CRF_SUFFIX", "HEADLINE_METHOD", "NBS_NAME", "IMAGE_COLUMNS", "METRIC_COLUMNS",
+           "PUBLISHED_COLUMNS", "PROFILES_METHOD", "format_markdown_table", "format_console_table", "write_report",
+           "run_report_sections"]
 
 #: The pixel metrics of every method row of evaluate.py's table (metrics.json "rows").
 METRIC_COLUMNS = ["precision", "recall", "F1", "F1-max", "pixel AUROC", "AUPRO", "image AUROC"]
@@ -103,3 +104,48 @@ def write_report(path: str | Path, title: str, sections: list[tuple[str, str]]) 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, "\n".join(parts))
+
+
+#: What the numbers of evaluate.py's table mean (report.md's "Definitions").
+DEFINITIONS = (
+    "Pixel metrics pooled over all pixels of the scored D_u images. Precision/recall/F1: binary masks (CRF "
+    "labels; or p > 0.5 (U-Net); or score >= a threshold t chosen with D_l: best F1 on the D_l maps (AE "
+    "baselines, profiles; NBS on its held-out D_l maps), or, for NBS without held-out maps, the score above "
+    "which D_l's defect fraction of the D_u pixels lies). The CRF of a thresholded method gets the unary "
+    "sigmoid((score - t) / std of its scores), which is 0.5 at its threshold (NBS, whose scores are "
+    f"probabilities: sigmoid(logit p - logit t)). '{HEADLINE_METHOD}': the method's shipped decision, chosen "
+    "when training ended (recorded in predictor.pt), one of its two rows: the CRF is dropped when it lowers the "
+    "F1 of held-out D_l maps (the final predictor's leave-one-out fits, or the held-out predictors'), and kept "
+    "when the run has none, except that a final predictor (ours) decides at p > 0.5 without the CRF unless its "
+    "leave-one-out maps show the CRF helps. F1-max, pixel AUROC, AUPRO and image AUROC are of the probability "
+    "(score) maps, so they do not change with the CRF. F1-max: best F1 over all thresholds. AUPRO: per-region "
+    "overlap integrated to FPR 0.3, / 0.3. Image AUROC: max of each map. Published: chu2020 Table 1 pixel F1 "
+    "(after CRF for their method) and noghredeh2025 F1-max, measured at 256 px on the papers' own splits.")
+
+
+def run_report_sections(run: str, setup: dict[str, Any], rows: list[dict], diagnostics: dict[str, float],
+                        thresholds: str, probe: str, warnings: list[str],
+                        overlays: list[str]) -> list[tuple[str, str]]:
+    """The sections of a run's report.md: setup, the method x metric table, the training
+    diagnostics, the definitions and the overlays. `setup`: category, image_size, data_root,
+    seed, labeled, n_unlabeled, per_type, n_extra, best_update, best_l_pred, ae_updates, wall_s,
+    device."""
+    s = setup
+    meta = (f"- run: `{run}`\n- category: **{s['category']}**, image size {s['image_size']}, "
+            f"data root: `{s['data_root'] or 'built-in synthetic dataset'}`\n"
+            f"- seed: {s['seed']}; D_l ({len(s['labeled'])}): {', '.join(s['labeled'])}\n"
+            f"- D_u scored: {s['n_unlabeled']} images {s['per_type']}; extra unlabeled (not scored): {s['n_extra']}\n"
+            f"- best D_u profiles from AE update {s['best_update']} (l_pred {s['best_l_pred']:.3g}); "
+            f"training: {s['ae_updates']} AE updates, {s['wall_s']} s on {s['device']}")
+    not_applicable = [f"{r['method']}: {r['note']}" for r in rows if "F1-max" not in r]
+    notes = (DEFINITIONS + (f" Thresholds t chosen on D_l: {thresholds}." if thresholds else "")
+             + "".join(f"\n- {n}" for n in not_applicable))
+    d = diagnostics
+    diag = (f"Pixel AUROC on D_l at the end of training: current loss maps {d['dl_loss_auroc']:.3f}, "
+            f"mean profile {d['dl_profile_auroc']:.3f}, predictor on held-out D_l {d['dl_heldout_auroc']:.3f} "
+            f"(nan: no held-out predictors); AE loss / image mean-colour loss {d['ae_vs_mean_colour']:.3f} and AE "
+            f"output spread / image spread {d['ae_output_spread']:.3f} (>= 1 with a spread near 0: collapsed AE). "
+            f"Means of the last 10 % of updates.{probe}" + "".join(f"\n\n**Warning:** {w}" for w in warnings)
+            + "\n\n![training diagnostics](training.png)")
+    return [("Setup", meta), ("Results", format_markdown_table(rows, COLUMNS)), ("Training diagnostics", diag),
+            ("Definitions", notes), ("Overlays", "\n".join(f"![{n}](overlays/{n})" for n in overlays) or "none")]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.report import HEADLINE_METHOD, METRIC_COLUMNS, PROFILES_METHOD, format_markdown_table
-from models.serialization import write_atomic
+from common.files import write_atomic
 
 #: Metrics reduced over seeds, as named in evaluate.py's headline row (F1 is of the method's decision,
 #: the CRF kept or dropped on D_l; F1-max and pixel AUROC are of the predictor's probability maps).

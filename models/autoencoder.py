@@ -8,30 +8,40 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from common.settings import ConfigError, check_fields, setting
+from models.ssim import ssim_map
 
 
 @dataclass
 class AEConfig:
     """Shape of the autoencoder (chu2020 defaults)."""
 
-    width: int = 32
+    CONFIG_NAME: ClassVar[str] = "ae"
+    width: int = setting(32, ge=1, le=1024)
     """channels of the first encoder level; doubled per level up to 4x"""
-    bottleneck: int = 64
+    bottleneck: int = setting(64, ge=1, le=4096)
     """channels K of the 1x1xK bottleneck reached on a training patch"""
-    skip_levels: tuple[int, ...] = (1, 2)
+    skip_levels: tuple[int, ...] = setting((1, 2))
     """encoder levels (0 = the first, at half resolution) joined to the decoder by additive
     shortcuts. The last level (the 4x4 map entering the bottleneck) never is: a shortcut there
     would bypass the bottleneck. Level 0 would let the AE copy fine detail, anomalies included."""
     norm: bool = False
     """BatchNorm2d(affine=False) after each conv (noghredeh2025)"""
-    dropout: float = 0.0
+    dropout: float = setting(0.0, ge=0, lt=1)
     """dropout before the bottleneck (noghredeh2025: 0.3)"""
     leaky_relu: bool = False
     """LeakyReLU(0.2) instead of ReLU (noghredeh2025)"""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if any(not isinstance(v, int) or v < 0 for v in self.skip_levels):
+            raise ConfigError(f"ae.skip_levels={list(self.skip_levels)}: expected encoder levels (whole numbers >= 0)")
 
 
 def ae_levels(patch_size: int) -> int:
@@ -164,18 +174,30 @@ def reconstruct_images(ae: ConvAutoencoder, images: torch.Tensor, stride: int | 
     return ae(x)[..., :h, :w]
 
 
-def loss_map(reconstruction: torch.Tensor, images: torch.Tensor, absolute: bool = False) -> torch.Tensor:
-    """Per-pixel loss (B,H,W): squared error averaged over channels (chu2020), or the absolute
-    error (noghredeh2025)."""
+#: Per-pixel errors a loss map can measure (loss_map).
+LOSS_ERRORS = ("squared", "absolute", "ssim")
+#: Window and sigma of the 'ssim' loss map: those of the MVTec AD paper's AE-SSIM.
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
+
+
+def loss_map(reconstruction: torch.Tensor, images: torch.Tensor, error: str = "squared") -> torch.Tensor:
+    """Per-pixel loss (B,H,W) of a reconstruction: 'squared' error averaged over channels
+    (chu2020), 'absolute' error (noghredeh2025), or 'ssim': (1 - SSIM) / 2 of the local structure
+    (Gaussian window as AE-SSIM's), which compares contrast and structure rather than intensity,
+    so a defect on a dark or low-contrast surface is not drowned by the bright parts' larger errors."""
+    if error == "ssim":
+        return (1.0 - ssim_map(reconstruction, images, SSIM_WINDOW, SSIM_SIGMA)) / 2.0
+    if error not in LOSS_ERRORS:
+        raise ValueError(f"error must be one of {LOSS_ERRORS}, got {error!r}")
     err = reconstruction - images
-    return (err.abs() if absolute else err.square()).mean(dim=1)
+    return (err.abs() if error == "absolute" else err.square()).mean(dim=1)
 
 
-def reconstruction_loss_map(ae: ConvAutoencoder, images: torch.Tensor, absolute: bool = False,
+def reconstruction_loss_map(ae: ConvAutoencoder, images: torch.Tensor, error: str = "squared",
                             stride: int | None = None, whole_image: bool = False) -> torch.Tensor:
     """Per-pixel reconstruction loss of whole images, (B,3,H,W) in [0,1] -> (B,H,W)
     (`reconstruct_images`, then `loss_map`)."""
-    return loss_map(reconstruct_images(ae, images, stride, whole_image), images, absolute)
+    return loss_map(reconstruct_images(ae, images, stride, whole_image), images, error)
 
 
 def ae_train_step(ae: ConvAutoencoder, optimizer: torch.optim.Optimizer, patches: torch.Tensor) -> float:

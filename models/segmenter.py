@@ -26,7 +26,7 @@ import torch
 from models.autoencoder import AEConfig, ConvAutoencoder, reconstruction_loss_map
 from models.crf import CRFConfig, dense_crf, shift_probability
 from models.predictor import predictor_from_saved, probability_maps
-from models.serialization import UnsafeFileError, load_weights, save_weights_atomic
+from common.files import UnsafeFileError, load_weights, save_weights_atomic
 
 BUNDLE_FORMAT = "nbs-bundle/1"
 BUNDLE_NAME = "bundle.pt"
@@ -54,6 +54,13 @@ class BundleMeta:
     """CRFConfig fields; None: the decision is the thresholded map, no CRF (chosen on held-out D_l maps)"""
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
     """where it came from: run folder, preset, category, seed, best update (informative only)"""
+    error: str | None = None
+    """the loss maps' per-pixel error (models.autoencoder.loss_map); None in bundles from before it
+    (absolute_error then says 'absolute' or 'squared')"""
+
+    @property
+    def loss_error(self) -> str:
+        return self.error or ("absolute" if self.absolute_error else "squared")
 
 
 def save_bundle(path: str | Path, meta: BundleMeta, ae_snapshots: Sequence[dict[str, torch.Tensor]],
@@ -126,7 +133,7 @@ class Segmenter:
         """Probability maps (n, S, S) of images already at the bundle's size (n, S, S, 3) uint8."""
         x = torch.as_tensor(images, device=self.device).permute(0, 3, 1, 2).float() / 255.0
         m = self.meta
-        profiles = torch.stack([reconstruction_loss_map(ae, x, m.absolute_error, stride=m.loss_map_stride,
+        profiles = torch.stack([reconstruction_loss_map(ae, x, m.loss_error, stride=m.loss_map_stride,
                                                         whole_image=m.loss_map == "whole") for ae in self.aes], dim=1)
         rgb = x if m.predictor.get("inputs", "profile") == "profile+rgb" else None
         return probability_maps(self.predictor, profiles, rgb).float().cpu().numpy()

@@ -29,7 +29,7 @@ from envs.actions import JUMP
 from evaluation.report import HEADLINE_METHOD
 from evaluation.sweep import (SAMPLER_WINDOW, SWEEP_METRICS, cell_row, labelled_method_rows, markdown_methods,
                               markdown_sampler_summary, markdown_summary, summarize, summarize_methods, write_csv)
-from models.serialization import RunFileError, make_writable_folder, read_json, write_text_atomic
+from common.files import RunFileError, make_writable_folder, read_json, write_text_atomic
 from runner.evaluation import build_parser as evaluate_parser
 from runner.evaluation import evaluation_settings, settings_from_args
 from runner.folder import CHECKPOINTS, CONFIG, METRICS, SUMMARY, RunFolder

@@ -23,12 +23,12 @@ from data.loading import load_split
 from data.mvtec import DatasetError
 from evaluation.classification import (decision_metrics, largest_region_areas, tune_threshold,
                                        tune_threshold_min_area)
-from evaluation.decisions import MethodMaps, nbs_method, run_heldout_maps, thresholded
+from evaluation.decisions import MethodMaps, nbs_from_record, nbs_method, run_heldout_maps, thresholded
 from evaluation.metrics import aupro, auroc, binary_scores, f1_max, image_scores_from_maps
 from evaluation.plots import plot_run_diagnostics
 from evaluation.published import published_numbers
-from evaluation.report import (CHOSEN_SUFFIX, COLUMNS, CRF_SUFFIX, HEADLINE_METHOD, IMAGE_COLUMNS, PROFILES_METHOD,
-                               format_markdown_table, write_report)
+from evaluation.report import (CHOSEN_SUFFIX, CRF_SUFFIX, HEADLINE_METHOD, IMAGE_COLUMNS, PROFILES_METHOD,
+                               format_markdown_table, run_report_sections, write_report)
 from evaluation.visualize import save_side_by_side
 from models.crf import CRFConfig, dense_crf
 from models.predictor import predictor_from_saved, probability_maps
@@ -52,9 +52,10 @@ def evaluation_settings(crf: CRFConfig | None, reference: ReferenceConfig | None
 
 
 def predict_probabilities(run: RunFolder, profiles: np.ndarray, device: torch.device, batch: int = 8,
-                          images: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
-    """Anomaly probability maps (n, S, S) of the run's predictor on raw profiles (n, T, S, S), and
-    whether that predictor is a final one (predictor_refit_steps), whose decision is p > 0.5.
+                          images: np.ndarray | None = None) -> tuple[np.ndarray, bool, dict[str, Any] | None]:
+    """Anomaly probability maps (n, S, S) of the run's predictor on raw profiles (n, T, S, S),
+    whether that predictor is a final one (final.steps), and the decision recorded with it at
+    export (None for runs saved before decisions were recorded).
 
     `images` (n, S, S, 3) uint8: the same images, needed when the predictor also reads RGB
     (predictor_inputs 'profile+rgb')."""
@@ -65,7 +66,7 @@ def predict_probabilities(run: RunFolder, profiles: np.ndarray, device: torch.de
             raise ValueError(f"{run / PREDICTOR} reads the images as well as the profiles: pass `images`")
         rgb = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255.0
     prob = probability_maps(predictor_from_saved(saved, device), torch.as_tensor(profiles), rgb, batch)
-    return prob.cpu().numpy(), bool(saved.get("refit", False))
+    return prob.cpu().numpy(), bool(saved.get("refit", False)), saved.get("decision")
 
 
 def score_row(method: str, pred: np.ndarray | None, scores: np.ndarray, gt: np.ndarray) -> dict[str, Any]:
@@ -104,6 +105,64 @@ def method_rows(m: MethodMaps, images: list[np.ndarray], gt: np.ndarray, categor
     return rows, decision
 
 
+def nbs_maps(run: RunFolder, prof: dict[str, Any], split: Any, device: torch.device,
+             crf: CRFConfig | None) -> tuple[MethodMaps, np.ndarray]:
+    """The NBS method on the scored images: its predictor's maps, with the decision recorded at
+    export (predictor.pt "decision"), or, for runs saved before it was recorded, chosen here the
+    same way on their held-out D_l maps. Also returns the probability maps."""
+    images_u = np.stack([s.image for s in split.unlabeled])
+    prob, refit, record = predict_probabilities(run, prof["unlabeled"], device, images=images_u)
+    if record is not None:
+        return nbs_from_record(prob, record), prob
+    gt_l = np.stack([s.mask for s in split.labeled])
+    heldout = run_heldout_maps(prof, refit, gt_l, np.stack([s.image for s in split.labeled]))
+    return nbs_method(prob, refit, heldout, float(gt_l.mean()), crf), prob
+
+
+def load_run_split(run: RunFolder, config: dict[str, Any], prof: dict[str, Any]) -> tuple[DataConfig, Any]:
+    """The run's data and split, reloaded and checked to be what it trained on."""
+    data = DataConfig(**config["data"])
+    try:
+        split = load_split(data)
+    except DatasetError as e:
+        raise SystemExit(f"dataset error while reloading the run's data: {e}") from None
+    run.verify_data(split, data.data_root, "evaluate.py")
+    if [s.name for s in split.unlabeled] != prof["unlabeled_names"]:
+        raise SystemExit(f"the data under {data.data_root or 'the built-in dataset'} no longer gives the "
+                         f"split this run was trained on (image names differ)")
+    if not any(s.mask.any() for s in split.unlabeled):
+        raise SystemExit(f"{run}: no anomalous pixel in the unlabeled split: pixel metrics undefined")
+    return data, split
+
+
+def score_methods(methods: list[MethodMaps], split: Any, crf: CRFConfig | None) -> tuple[list[dict], dict]:
+    """Every method's rows (before and after the CRF, and its chosen decision), the headline row
+    first, and each method's decision masks by label (for the overlays)."""
+    gt, images = np.stack([s.mask for s in split.unlabeled]), [s.image for s in split.unlabeled]
+    rows, masks = [], {}
+    for m in methods:
+        m_rows, m_masks = method_rows(m, images, gt, split.category, crf)
+        rows += m_rows
+        if m_masks is not None:
+            masks[m.label + (CRF_SUFFIX if m.crf else ", no CRF")] = m_masks
+    rows.sort(key=lambda r: 0 if r["method"] == HEADLINE_METHOD else 1)  # the headline row first (sweeps read it)
+    return rows, masks
+
+
+def write_overlays(run: RunFolder, split: Any, masks: dict[str, np.ndarray], prob: np.ndarray, overlays: int) -> list[str]:
+    """overlays/<image>.png for the first `overlays` scored images (-1: all): ground truth and every
+    method's decision side by side, with the NBS probability map."""
+    out_dir = run / "overlays"
+    out_dir.mkdir(exist_ok=True)
+    written = []
+    for k, s in enumerate(split.unlabeled[:overlays] if overlays >= 0 else split.unlabeled):
+        path = out_dir / f"{s.name.replace('/', '_')}.png"
+        save_side_by_side(path, s.image, s.mask, {name: mk[k] for name, mk in masks.items()},
+                          title=s.name, heatmaps={"NBS probability": prob[k]})
+        written.append(path.name)
+    return written
+
+
 def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
                  crf: CRFConfig | None = None, segmentation_run: str | Path | None = None,
                  reference: ReferenceConfig | None = None, reference_cache: str | Path | None = None) -> dict[str, Any]:
@@ -120,101 +179,40 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
     run.create("evaluate.py")
     if env_kind(config["args"].get("env", "batch-sampling")).task == "image-level":
         return evaluate_classifier_run(run, config, device, segmentation_run)
-    data = DataConfig(**config["data"])
     prof = run.read_best_profiles()
-    try:
-        split = load_split(data)
-    except DatasetError as e:
-        raise SystemExit(f"dataset error while reloading the run's data: {e}") from None
-    run.verify_data(split, data.data_root, "evaluate.py")
-    if [s.name for s in split.unlabeled] != prof["unlabeled_names"]:
-        raise SystemExit(f"the data under {data.data_root or 'the built-in dataset'} no longer gives the "
-                         f"split this run was trained on (image names differ)")
+    data, split = load_run_split(run, config, prof)
     dev = resolve_device(device)
-    gt = np.stack([s.mask for s in split.unlabeled])
-    images = [s.image for s in split.unlabeled]
-    if not gt.any():
-        raise SystemExit(f"{run}: no anomalous pixel in the unlabeled split: pixel metrics undefined")
-
-    prob, refit = predict_probabilities(run, prof["unlabeled"], dev, images=np.stack(images))
-    gt_l = np.stack([s.mask for s in split.labeled])
     seed = int(config["args"]["seed"])
     # The method, then the same loss profiles without the predictor (mean reconstruction error
     # over the profile, threshold from D_l), then the papers' baselines trained on this split.
-    heldout = run_heldout_maps(prof, refit, gt_l, np.stack([s.image for s in split.labeled]))
-    nbs = nbs_method(prob, refit, heldout, float(gt_l.mean()), crf)
-    methods = [nbs,
-               thresholded(PROFILES_METHOD, None, prof["labeled"].mean(axis=1), gt_l,
-                           prof["unlabeled"].mean(axis=1), note="the run's own AE, no predictor",
-                           label="profile recon.")]
+    nbs, prob = nbs_maps(run, prof, split, dev, crf)
+    methods = [nbs, thresholded(PROFILES_METHOD, None, prof["labeled"].mean(axis=1),
+                                np.stack([s.mask for s in split.labeled]), prof["unlabeled"].mean(axis=1),
+                                note="the run's own AE, no predictor", label="profile recon.")]
     t_ref = time.time()
     methods += reference_maps(split, reference, seed=seed, device=dev, cache_dir=reference_cache)
     reference_s = round(time.time() - t_ref, 1)
-    rows, masks = [], {}
-    for m in methods:
-        m_rows, m_masks = method_rows(m, images, gt, split.category, crf)
-        rows += m_rows
-        if m_masks is not None:
-            masks[m.label + (CRF_SUFFIX if m.crf else ", no CRF")] = m_masks
-    rows.sort(key=lambda r: 0 if r["method"] == HEADLINE_METHOD else 1)  # the headline row first (sweeps read it)
-    threshold = methods[1].threshold
-
-    out_dir = run / "overlays"
-    out_dir.mkdir(exist_ok=True)
-    written = []
-    for k, s in enumerate(split.unlabeled[:overlays] if overlays >= 0 else split.unlabeled):
-        path = out_dir / f"{s.name.replace('/', '_')}.png"
-        save_side_by_side(path, s.image, s.mask, {name: mk[k] for name, mk in masks.items()},
-                          title=s.name, heatmaps={"NBS probability": prob[k]})
-        written.append(path.name)
-
+    rows, masks = score_methods(methods, split, crf)
+    written = write_overlays(run, split, masks, prob, overlays)
     summary = run.read_summary()
-    diagnostics = training_diagnostics(run, prof["labeled"], gt_l, split.category)
+    diagnostics = training_diagnostics(run, prof["labeled"], np.stack([s.mask for s in split.labeled]), split.category)
     result = {"run": str(run), "category": split.category, "seed": config["args"]["seed"],
-              "split": split.describe(), "rows": rows, "baseline_threshold": threshold,
+              "split": split.describe(), "rows": rows, "baseline_threshold": methods[1].threshold,
               "best_update": prof["best_update"], "best_l_pred": prof["best_l_pred"],
               "training": summary, "overlays": written, "reference_s": reference_s,
               "diagnostics": diagnostics, "evaluation": evaluation_settings(crf, reference)}
     run.write_metrics(result)
     sd = split.describe()
-    meta = (f"- run: `{run}`\n- category: **{split.category}**, image size {data.image_size}, "
-            f"data root: `{data.data_root or 'built-in synthetic dataset'}`\n"
-            f"- seed: {config['args']['seed']}; D_l ({sd['n_labeled']}): {', '.join(sd['labeled'])}\n"
-            f"- D_u scored: {sd['n_unlabeled']} images {sd['unlabeled_per_defect_type']}; "
-            f"extra unlabeled (not scored): {sd['n_extra_unlabeled']}\n"
-            f"- best D_u profiles from AE update {prof['best_update']} (l_pred {prof['best_l_pred']:.3g}); "
-            f"training: {summary.get('ae_updates', '?')} AE updates, {summary.get('wall_s', '?')} s on "
-            f"{summary.get('device', '?')}")
-    not_applicable = [f"{r['method']}: {r['note']}" for r in rows if "F1-max" not in r]
+    setup = {"category": split.category, "image_size": data.image_size, "data_root": data.data_root,
+             "seed": config["args"]["seed"], "labeled": sd["labeled"], "n_unlabeled": sd["n_unlabeled"],
+             "per_type": sd["unlabeled_per_defect_type"], "n_extra": sd["n_extra_unlabeled"],
+             "best_update": prof["best_update"], "best_l_pred": prof["best_l_pred"],
+             "ae_updates": summary.get("ae_updates", "?"), "wall_s": summary.get("wall_s", "?"),
+             "device": summary.get("device", "?")}
     thresholds = ", ".join(f"{m.name} {m.threshold:.4g}" for m in methods if m.threshold is not None)
-    notes = ("Pixel metrics pooled over all pixels of the scored D_u images. Precision/recall/F1: "
-             "binary masks (CRF labels; or p > 0.5 (U-Net); or score >= a threshold t chosen with D_l: best F1 on "
-             "the D_l maps (AE baselines, profiles; NBS on its held-out D_l maps), or, for NBS without "
-             "held-out maps, the score above which D_l's defect fraction of the D_u pixels lies). The CRF of "
-             "a thresholded method gets the unary sigmoid((score - t) / std of its scores), which is 0.5 at "
-             "its threshold (NBS, whose scores are probabilities: sigmoid(logit p - logit t)). "
-             f"'{HEADLINE_METHOD}': the method's shipped decision, one of its two rows: the CRF is dropped "
-             "when it lowers the F1 of held-out D_l maps (the final predictor's leave-one-out fits, or the "
-             "held-out predictors'), and kept when the run has none, except that a final predictor (ours) "
-             "decides at p > 0.5 without the CRF unless its leave-one-out maps show the CRF helps. F1-max, pixel AUROC, AUPRO and image AUROC "
-             "are of the probability (score) maps, so they do not change with the CRF. F1-max: best "
-             "F1 over all thresholds. AUPRO: per-region overlap integrated to FPR 0.3, / 0.3. Image "
-             "AUROC: max of each map. Published: chu2020 Table 1 pixel F1 (after CRF for their "
-             "method) and noghredeh2025 F1-max, measured at 256 px on the papers' own splits."
-             + (f" Thresholds t chosen on D_l: {thresholds}." if thresholds else "")
-             + "".join(f"\n- {n}" for n in not_applicable))
-    warnings = "".join(f"\n\n**Warning:** {w}" for w in summary.get("warnings", []))
-    diag_text = (f"Pixel AUROC on D_l at the end of training: current loss maps {diagnostics['dl_loss_auroc']:.3f}, "
-                 f"mean profile {diagnostics['dl_profile_auroc']:.3f}, predictor on held-out D_l "
-                 f"{diagnostics['dl_heldout_auroc']:.3f} (nan: no held-out predictors); AE loss / image "
-                 f"mean-colour loss {diagnostics['ae_vs_mean_colour']:.3f} and AE output spread / image spread "
-                 f"{diagnostics['ae_output_spread']:.3f} (>= 1 with a spread near 0: collapsed AE). Means of the "
-                 f"last 10 % of updates.{probe_text(config.get('ae_probe'))}{warnings}"
-                 "\n\n![training diagnostics](training.png)")
-    write_report(run / "report.md", f"Evaluation: {split.category}", [
-        ("Setup", meta), ("Results", format_markdown_table(rows, COLUMNS)),
-        ("Training diagnostics", diag_text), ("Definitions", notes),
-        ("Overlays", "\n".join(f"![{n}](overlays/{n})" for n in written) or "none")])
+    write_report(run / "report.md", f"Evaluation: {split.category}", run_report_sections(
+        str(run), setup, rows, diagnostics, thresholds, probe_text(config.get("ae_probe")),
+        summary.get("warnings", []), written))
     return result
 
 
@@ -250,7 +248,8 @@ def segmentation_image_scores(seg_run: Path, unlabeled: list[Any], device: torch
     if prof["unlabeled_names"] != [s.name for s in unlabeled]:
         raise SystemExit(f"--segmentation-run {seg_run}: its unlabeled images differ from the classifier "
                          f"run's (train both with the same --category, --seed, --n-labeled, --image-size)")
-    prob, _ = predict_probabilities(RunFolder(seg_run), prof["unlabeled"], device, images=np.stack([s.image for s in unlabeled]))
+    prob, _, _ = predict_probabilities(RunFolder(seg_run), prof["unlabeled"], device,
+                                       images=np.stack([s.image for s in unlabeled]))
     return prob.max(axis=(1, 2))
 
 
@@ -263,7 +262,7 @@ def evaluate_classifier_run(run: RunFolder, config: dict[str, Any], device: str 
     dev = resolve_device(device)
     if not run.has_checkpoint():
         raise SystemExit(f"{run / CHECKPOINTS[0]} not found: {run.no_checkpoint_advice()}")
-    env = make_env(kind, data, dataclasses.replace(kind.config_from_dict(config["env"]), device=str(dev)))
+    env = make_env(kind, data, kind.with_device(kind.from_saved(config, str(run / CONFIG)), str(dev)))
     run.verify_data(env.split, data.data_root, "evaluate.py")
     ckpt = run.load_checkpoint(env.device, "evaluate.py")
     env.load_state_dict(ckpt["env"])

@@ -23,44 +23,57 @@ from common.seeding import seed_everything
 from data.config import DataConfig
 from data.loading import load_split, load_split_and_summary
 from data.mvtec import DatasetError
-from envs.ae_probe import choose_ae
-from envs.ae_probe import describe as describe_probe
+from common.settings import ConfigError, leaf_keys, parse_value, to_dict, with_overrides
 from envs.batch_sampling_env import BatchSamplingEnv
-from envs.config import env_config_from_dict, make_env_config
 from envs.residual_classifier_env import (ClassifierConfig, ResidualClassifierEnv, classifier_config_from_dict,
                                           load_classifier_data)
+from runner.ae_probe import choose_ae
+from runner.ae_probe import describe as describe_probe
+from runner.presets import MethodConfig, canonical_key, method_config, method_config_from_saved, parse_set
 from runner.spec import Args
 
 
 @dataclass(frozen=True)
 class EnvKind:
-    """What the run layer needs to know about one env (see the module docstring)."""
+    """What the run layer needs to know about one env (see the module docstring). A kind's
+    `config` is what --preset / --set make and config.json records (a MethodConfig for the batch
+    sampler: env, final predictor, probe; a ClassifierConfig for the classifier)."""
 
     name: str
     default_updates: int
     task: str  # "segmentation" (pixel masks: evaluate.py's method x metric table) or "image-level"
     default_config: Callable[[Args], Any]
-    config_from_dict: Callable[[dict[str, Any]], Any]
+    from_saved: Callable[[dict[str, Any], str], Any]
+    """the config of a run's config.json (its sections, e.g. "env", "final", "probe"); the str names the file"""
+    to_saved: Callable[[Any, Any], dict[str, Any]]
+    """inverse of from_saved: the config.json sections of a config, with the env's own config as
+    the env resolved it (patch size, stride, ...) when an env is given"""
+    with_sets: Callable[[Any, list[str]], Any]
+    """the config with --set KEY=VALUE items applied (ConfigError on a bad key or value)"""
+    env_config: Callable[[Any], Any]
+    """the part of the config the env itself takes"""
+    with_device: Callable[[Any, str], Any]
+    """the config with the env's device setting ('auto', 'cpu', 'cuda:0') replaced"""
     build: Callable[[DataConfig, Any], gym.Env]
     describe: Callable[[Any], str]
     summary: Callable[[Any], dict[str, Any]]
     prepare: Callable[[DataConfig, Any, int, torch.device], tuple[Any, list[dict[str, Any]]]] = \
         lambda data, config, seed, device: (config, [])
     """before a fresh run: the config to train with and a record of how it was chosen (the
-    batch-sampling env probes its candidate AEs on D_l: envs.ae_probe)"""
+    batch-sampling env probes its candidate AEs on D_l: runner.ae_probe)"""
 
 
-def _build_batch_sampling(data: DataConfig, config: Any) -> BatchSamplingEnv:
+def _build_batch_sampling(data: DataConfig, config: MethodConfig) -> BatchSamplingEnv:
     split, found = load_split_and_summary(data)
     print(f"data: {found}")
-    return BatchSamplingEnv(split=split, data=data, config=config)
+    return BatchSamplingEnv(split=split, data=data, config=config.env)
 
 
 def _describe_batch_sampling(env: BatchSamplingEnv) -> str:
     p = env.process
     text = (f"device: {env.device}  |D_l|={p.n_labeled}  |D_u|={p.n_images - p.n_labeled} "
-            f"image {env.image_size}px  patch {env.config.patch_size}px  alpha={p.alpha:.4f}")
-    if env.config.heldout_predictors:
+            f"image {env.image_size}px  patch {env.config.sampler.patch_size}px  alpha={p.alpha:.4f}")
+    if env.config.predictor.heldout:
         text += (f"\nheld-out predictors for D_l images {p.heldout_images}" if p.heldout_images else
                  "\nheld-out predictors: none (D_l needs two defect images for one to be judged on unseen "
                  "defects); the best moment is chosen on l_pred")
@@ -70,22 +83,47 @@ def _describe_batch_sampling(env: BatchSamplingEnv) -> str:
 def _summary_batch_sampling(env: BatchSamplingEnv) -> dict[str, Any]:
     p = env.process
     return {"ae_updates": p.updates, "reinits": p.reinits, "best_l_pred": p.best_l_pred,
-            "best_update": None if p.best is None else p.best["update"]}
+            "best_update": None if p.best is None else p.best.update}
 
 
-def _prepare_batch_sampling(data: DataConfig, config: Any, seed: int,
-                            device: torch.device) -> tuple[Any, list[dict[str, Any]]]:
-    if not config.ae_candidates:
+def _prepare_batch_sampling(data: DataConfig, config: MethodConfig, seed: int,
+                            device: torch.device) -> tuple[MethodConfig, list[dict[str, Any]]]:
+    if not config.probe.candidates:
         return config, []
-    config, results = choose_ae(load_split(data), config, seed, device)
+    env, results = choose_ae(load_split(data), config.env, config.probe, seed, device)
     rows = describe_probe(results)
-    print(f"AE probe ({config.ae_probe_updates} updates of random patches per candidate; "
+    print(f"AE probe ({config.probe.updates} updates of random patches per candidate; "
           "mean D_l profile's pixel AUROC over the second half):")
     for row in rows:
         print(f"  {'chosen' if row['chosen'] else '      '}  AUROC {row['dl_profile_auroc']:.3f}  "
               f"(loss maps {row['dl_loss_auroc']:.3f}, AE / mean-colour loss {row['ae_vs_mean_colour']:.2f}, "
               f"{row['seconds']:.0f} s)  {row['label']}")
-    return config, rows
+    return dataclasses.replace(config, env=env), rows
+
+
+def apply_sets(config: Any, items: list[str], parse: Callable[[Any, list[str]], dict[str, Any]],
+               key: Callable[[str], str] = lambda k: k) -> Any:
+    """`config` with --set items applied together; the ConfigError names the item whose setting
+    (`key` of its KEY, the setting's dotted name) the error is about, or all of them."""
+    try:
+        return with_overrides(config, parse(config, items))
+    except ConfigError as e:
+        for item in items:
+            name = key(item.partition("=")[0].strip())
+            if name and (f"{name}=" in str(e) or str(e).startswith(f"--set {item}")):
+                raise ConfigError(str(e) if str(e).startswith("--set ") else f"--set {item}: {e}") from None
+        raise ConfigError(f"--set {' '.join(items)}: {e}") from None
+
+
+def _classifier_keys(config: ClassifierConfig, items: list[str]) -> dict[str, Any]:
+    known = leaf_keys(config)
+    overrides = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in known:
+            raise ConfigError(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(sorted(known))}")
+        overrides[key] = parse_value(text, known[key])
+    return overrides
 
 
 def _build_classifier(data: DataConfig, config: Any) -> ResidualClassifierEnv:
@@ -101,14 +139,24 @@ def _describe_classifier(env: ResidualClassifierEnv) -> str:
 
 
 ENV_KINDS: dict[str, EnvKind] = {
-    # 600 AE updates: ~3.5 minutes on 2 CPU cores with the default config.
-    "batch-sampling": EnvKind("batch-sampling", 600, "segmentation", lambda args: make_env_config(args.preset),
-                              env_config_from_dict, _build_batch_sampling, _describe_batch_sampling,
-                              _summary_batch_sampling, _prepare_batch_sampling),
+    "batch-sampling": EnvKind(
+        "batch-sampling", 600, "segmentation", lambda args: method_config(args.preset),
+        lambda saved, where: method_config_from_saved(saved, where),
+        lambda config, env: {"env": to_dict(config.env if env is None else env.config), "final": to_dict(config.final),
+                             "probe": to_dict(config.probe)},
+        lambda config, items: apply_sets(config, items, parse_set, lambda k: canonical_key(k).removeprefix("env.")),
+        lambda config: config.env,
+        lambda config, device: dataclasses.replace(config, env=dataclasses.replace(config.env, device=device)),
+        _build_batch_sampling, _describe_batch_sampling,
+        _summary_batch_sampling, _prepare_batch_sampling),
     # 3000 decisions: the classifier's AE trains once, at the start.
-    "residual-classifier": EnvKind("residual-classifier", 3000, "image-level", lambda args: ClassifierConfig(),
-                                   classifier_config_from_dict, _build_classifier, _describe_classifier,
-                                   lambda env: {}),
+    "residual-classifier": EnvKind(
+        "residual-classifier", 3000, "image-level", lambda args: ClassifierConfig(),
+        lambda saved, where: classifier_config_from_dict(saved["env"], where),
+        lambda config, env: {"env": to_dict(config if env is None else env.config)},
+        lambda config, items: apply_sets(config, items, _classifier_keys), lambda config: config,
+        lambda config, device: dataclasses.replace(config, device=device),
+        _build_classifier, _describe_classifier, lambda env: {}),
 }
 
 
@@ -133,7 +181,7 @@ def prepare_config(kind: EnvKind, data: DataConfig, config: Any, seed: int) -> t
     """kind.prepare with bad data or settings turned into a message; the global RNGs are re-seeded
     afterwards, so that a run whose probe keeps the preset's AE trains exactly as without one."""
     try:
-        out = kind.prepare(data, config, seed, resolve_device(config.device))
+        out = kind.prepare(data, config, seed, resolve_device(kind.env_config(config).device))
     except DatasetError as e:
         raise SystemExit(f"dataset error: {e}") from None
     except ValueError as e:
@@ -165,11 +213,14 @@ def make_agent(args: Args, env: gym.Env, device: torch.device) -> Any:
 def build_run(args: Args) -> tuple[gym.Env, Any]:
     """The env and agent of a fresh run with these arguments, built exactly as train.py builds them
     (for tools that drive a run's env and agent themselves, e.g. scripts/profile_update.py)."""
-    from runner.spec import apply_overrides, data_config
+    from runner.spec import data_config
 
     kind = env_kind(args.env)
-    config = apply_overrides(kind.default_config(args), args.set or [], kind.config_from_dict)
-    env = make_env(kind, data_config(args), dataclasses.replace(config, device=args.device))
+    try:
+        config = kind.with_sets(kind.default_config(args), args.set or [])
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
+    env = make_env(kind, data_config(args), kind.with_device(config, args.device))
     try:
         return env, make_agent(args, env, resolve_device(args.device))
     except ValueError as e:

@@ -29,7 +29,7 @@ import torch
 from data.split import Split, describe_changes, split_changes
 from envs.actions import N_ACTIONS
 from models.segmenter import BUNDLE_NAME
-from models.serialization import (RunFileError, UnsafeFileError, load_weights, make_writable_folder, read_json,
+from common.files import (RunFileError, UnsafeFileError, load_weights, make_writable_folder, read_json,
                                   save_weights_atomic, write_atomic, write_json_atomic)
 from runner.spec import train_command
 
@@ -43,7 +43,7 @@ CHECKPOINTS = ("checkpoint.pt", "checkpoint.prev.pt")
 PROFILES, PREDICTOR, BUNDLE, LOCK_FILE = "best_profiles.npz", "predictor.pt", BUNDLE_NAME, ".train.lock"
 #: Optional arrays of best_profiles.npz (None when absent): the held-out predictors' D_l maps and
 #: which D_l images they are of (heldout_predictors); the same for the final predictor's
-#: leave-one-out fits (predictor_refit_heldout).
+#: leave-one-out fits (final.heldout).
 HELDOUT_KEYS = ("labeled_heldout_prob", "labeled_heldout_index", "labeled_refit_heldout_prob",
                 "labeled_refit_heldout_index")
 
@@ -126,11 +126,11 @@ class RunFolder:
                 f"evaluate; {again}, or remove the folder")
 
     # ------------------------------------------------------------------ config and split
-    def write_config(self, args: dict[str, Any], env: dict[str, Any], data: dict[str, Any],
-                     ae_probe: list[dict[str, Any]] | None = None) -> None:
-        """config.json; `ae_probe`: how the AE in `env` was chosen (envs.ae_probe), when it was."""
-        extra = {"ae_probe": ae_probe} if ae_probe else {}
-        write_json_atomic(self.path / CONFIG, {"args": args, "env": env, "data": data, **extra})
+    def write_config(self, config: dict[str, Any]) -> None:
+        """config.json: "args" (train.py's), the env kind's config sections ("env", and for the
+        batch sampler "final" and "probe"), "data", and "ae_probe" (how the AE in "env" was chosen,
+        runner.ae_probe) when it was."""
+        write_json_atomic(self.path / CONFIG, config)
 
     def read_config(self, flag: str) -> dict[str, Any]:
         """config.json ("args", "env", "data"), or SystemExit naming the flag and the file."""

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import math
 import shlex
 from dataclasses import dataclass, field
-from collections.abc import Callable
 from typing import Any
 
 from data.config import DataConfig
-from envs.config import config_to_dict
+from runner.presets import DEFAULT_PRESET, canonical_key
 
 #: train.py's one-line description (its --help).
 DESCRIPTION = "Train the neural batch sampler (and with it the AE and the predictor) on one category."
@@ -44,7 +41,7 @@ class Args:
                                        "(unseen images for scripts/inductive.py and predict.py)")
     env: str = arg("batch-sampling", "batch-sampling (the neural batch sampler: segmentation) or "
                                      "residual-classifier (image-level decisions from AE residual maps)")
-    preset: str = arg("chu2020", "env preset (batch-sampling)")
+    preset: str = arg(DEFAULT_PRESET, "preset (batch-sampling): chu2020, noghredeh2025 or ours (runner/presets.py)")
     seed: int = arg(0, "seed of the split, the env and the agent")
     updates: int | None = arg(None, "agent episodes (batch-sampling: one AE update each); default 600 "
                                     "(residual-classifier: 3000), or with --resume the run's own")
@@ -64,7 +61,8 @@ class Args:
     checkpoint_every: int = arg(50, "episodes between checkpoints")
     no_tensorboard: bool = arg(False, "do not log to <run>/tensorboard even if tensorboard is installed")
     resume: str | None = arg(None, "run folder to continue from its last checkpoint")
-    set: list[str] = arg(None, "EnvConfig overrides KEY=VALUE (e.g. profile_length=10, ae.width=16)")
+    set: list[str] = arg(None, "setting overrides GROUP.NAME=VALUE (e.g. profiles.length=10, ae.width=16, "
+                               "final.steps=300; runner/presets.py)")
 
 
 #: Arguments added after runs were saved without them, with the value those runs trained with
@@ -107,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, set[str]]:
         # Only runtime settings (and the final predictor's fields) may change on resume; the rest
         # comes from the run's config.json.
         flags = lambda names: ", ".join("--" + k.replace("_", "-") for k in sorted(names))  # noqa: E731
-        parser.error(f"with --resume only {flags(RESUME_OVERRIDES)} and --set {EXPORT_PREFIX}*=... can be "
+        parser.error(f"with --resume only {flags(RESUME_OVERRIDES)} and --set final.*=... can be "
                      f"given; the run's config.json fixes the rest (got {flags(fixed)}"
                      + (f": {', '.join(i for i in args.set if not is_export_setting(i))}" if "set" in fixed else "") + ")")
     return args, given
@@ -116,87 +114,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, set[str]]:
 #: Arguments that may differ when a run is resumed (none of them changes what is computed).
 RESUME_OVERRIDES = {"updates", "device", "threads", "checkpoint_every", "no_tensorboard"}
 
-#: EnvConfig fields that only shape the final predictor fit after training (envs/refit.py): `--resume
-#: RUN --set predictor_refit_...=V` on a finished run re-fits it with V, the training untouched.
-EXPORT_PREFIX = "predictor_refit_"
-
-
 def is_export_setting(item: str) -> bool:
-    """Whether a --set KEY=VALUE only changes the final predictor (see EXPORT_PREFIX)."""
-    return item.partition("=")[0].startswith(EXPORT_PREFIX)
-
-
-def apply_overrides(config: Any, overrides: list[str], from_dict: Callable[[dict[str, Any]], Any]) -> Any:
-    """Set config fields (EnvConfig or ClassifierConfig) from KEY=VALUE strings, converting VALUE
-    to the field's type; `from_dict` rebuilds the config from its dict (the env kind's)."""
-    d = config_to_dict(config)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        target, parts = d, key.split(".")
-        for p in parts[:-1]:
-            if not isinstance(target.get(p), dict):
-                raise SystemExit(f"--set {key}: {p!r} is not a config section")
-            target = target[p]
-        if parts[-1] not in target:
-            raise SystemExit(f"--set {key}: unknown field; fields: {sorted(target)}")
-        old = target[parts[-1]]
-        try:
-            new = json.loads(value) if not isinstance(old, str) else value
-        except json.JSONDecodeError:
-            new = value
-        owner = config
-        for part in parts[:-1]:
-            owner = getattr(owner, part)
-        expected = {f.name: str(f.type) for f in dataclasses.fields(owner)}[parts[-1]]
-        problem = value_problem(new, expected)
-        if problem:
-            raise SystemExit(f"--set {key}={value}: {problem} (the field is {expected})")
-        target[parts[-1]] = new
-    try:
-        return from_dict(d)
-    except TypeError as e:
-        raise SystemExit(f"--set: {e}") from None
-
-
-def value_problem(value: Any, expected: str) -> str | None:
-    """Why `value` (parsed from --set) does not fit a config field annotated `expected`, or None.
-
-    Catches what dataclasses do not check: --set profile_length=abc, =2.5 or =true, NaN rates."""
-    options = [t.strip() for t in expected.split("|")]
-    if value is None:
-        return None if "None" in options else "a value is required"
-    problems = []
-    for t in (o for o in options if o != "None"):
-        if t == "bool":
-            if isinstance(value, bool):
-                return None
-            problems.append("expected true or false")
-        elif t == "int":
-            if isinstance(value, int) and not isinstance(value, bool):
-                return None
-            problems.append("expected a whole number")
-        elif t == "float":
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return None if math.isfinite(value) else "expected a finite number"
-            problems.append("expected a number")
-        elif t == "str":
-            if isinstance(value, str):
-                return None
-            problems.append("expected text")
-        elif t.startswith("tuple[dict"):
-            if isinstance(value, (list, tuple)) and all(isinstance(v, dict) for v in value):
-                return None
-            problems.append('expected a list of {"field": value} objects, e.g. [{"norm": false}]')
-        elif t.startswith("tuple"):
-            if isinstance(value, (list, tuple)) and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
-                return None
-            problems.append("expected a list of numbers, e.g. [1, 2]")
-        else:  # a nested config section or an unknown annotation: let the dataclass decide
-            return None
-    return problems[0] if problems else None
+    """Whether a --set KEY=VALUE only changes the final predictor (`final.*`, or the old
+    `predictor_refit_*` names): `--resume RUN --set final.pool=prob` on a finished run re-fits the
+    final predictor with it, the training untouched."""
+    return canonical_key(item.partition("=")[0].strip()).startswith("final.")
 
 
 def data_config(args: Args) -> DataConfig:

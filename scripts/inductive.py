@@ -23,7 +23,7 @@ from data.config import DataConfig  # noqa: E402
 from data.loading import load_split  # noqa: E402
 from evaluation.metrics import auroc, binary_scores, f1_max  # noqa: E402
 from models.segmenter import Segmenter  # noqa: E402
-from models.serialization import RunFileError, read_json  # noqa: E402
+from common.files import RunFileError, read_json  # noqa: E402
 
 METRICS = ("F1", "F1-max", "pixel AUROC", "image AUROC")
 

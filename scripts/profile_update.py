@@ -6,7 +6,7 @@
         --image-size 256 --device cuda
 
 For each agent it trains `--updates` AE updates after `--warmup` unmeasured ones, as train.py does
-(a log row per update, a checkpoint every --checkpoint-every), with envs.profiling timers on: the
+(a log row per update, a checkpoint every --checkpoint-every), with common.profiling timers on: the
 env's AE step, D_l loss maps, predictor step, diagnostics, AE re-inits and observations, the rest
 of env.step (rewards, bookkeeping), env.reset, REINFORCE's policy forward and update, logging and
 checkpointing; "agent (rest)" is what remains of the wall time (for SB3: its rollout buffer,
@@ -31,8 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from envs import profiling  # noqa: E402
-from models.serialization import save_weights_atomic  # noqa: E402
+from common import profiling  # noqa: E402
+from common.files import save_weights_atomic  # noqa: E402
 from runner.factory import build_run  # noqa: E402
 from runner.spec import parse_args  # noqa: E402
 

@@ -15,7 +15,9 @@ import scipy.io
 
 from data.mvtec import Sample
 from data.split import Split
+from common.settings import with_overrides
 from envs import BatchSamplingEnv, EnvConfig
+from envs.config import FLAT_NAMES, make_env_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,14 +51,21 @@ def toy_split(size: int = 32, n_labeled: int = 3, n_unlabeled: int = 4, seed: in
 
 
 #: A BatchSamplingEnv config small enough for a CPU test to run dozens of AE updates in seconds.
-TINY = EnvConfig(patch_size=8, patches_per_update=4, reinit_every=10, warmup_updates=4,
-                 profile_length=4, buffer_size=16, predictor_batch=4, predictor_crop=None,
-                 device="cpu")
+TINY = make_env_config("chu2020", **{
+    "sampler.patch_size": 8, "sampler.patches_per_update": 4, "ae_training.reinit_every": 10,
+    "ae_training.warmup_updates": 4, "profiles.length": 4, "predictor.buffer_size": 16, "predictor.batch": 4,
+    "predictor.crop": None, "device": "cpu"})
+
+
+def tiny_config(base: EnvConfig = TINY, **overrides) -> EnvConfig:
+    """`base` (TINY) with settings overridden: dotted keys (**{"predictor.width": 8}) or the old
+    flat names (patches_per_update=8)."""
+    return with_overrides(base, overrides, FLAT_NAMES)
 
 
 def tiny_env(**overrides) -> BatchSamplingEnv:
-    """BatchSamplingEnv on toy_split(32) with TINY (fields overridden by `overrides`)."""
-    return BatchSamplingEnv(split=toy_split(32), config=dataclasses.replace(TINY, **overrides))
+    """BatchSamplingEnv on toy_split(32) with TINY (settings overridden as in tiny_config)."""
+    return BatchSamplingEnv(split=toy_split(32), config=tiny_config(**overrides))
 
 
 def run_episodes(env: BatchSamplingEnv, n: int, actions_seed: int = 0) -> list[float]:
@@ -76,9 +85,9 @@ def run_episodes(env: BatchSamplingEnv, n: int, actions_seed: int = 0) -> list[f
 # ---------------------------------------------------------------- the entry-point scripts
 #: train.py arguments for a run that takes seconds on a CPU.
 TINY_ARGS = ["--category", "brick", "--image-size", "32", "--n-labeled", "3", "--device", "cpu",
-             "--threads", "1", "--set", "patches_per_update=4", "--set", "profile_length=4",
-             "--set", "warmup_updates=4", "--set", "reinit_every=20", "--set", "buffer_size=16",
-             "--set", "predictor_batch=4", "--set", "ae_probe_updates=4"]
+             "--threads", "1", "--set", "sampler.patches_per_update=4", "--set", "profiles.length=4",
+             "--set", "ae_training.warmup_updates=4", "--set", "ae_training.reinit_every=20",
+             "--set", "predictor.buffer_size=16", "--set", "predictor.batch=4", "--set", "probe.updates=4"]
 
 
 def run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""The AE probe (envs.ae_probe): which AE a run trains with, chosen on D_l before training."""
+"""The AE probe (runner.ae_probe): which AE a run trains with, chosen on D_l before training."""
 from __future__ import annotations
 
 import csv
@@ -10,19 +10,19 @@ import pytest
 import torch
 
 import train
-from envs.ae_probe import ProbeResult, candidate_aes, choose_ae, describe, select
-from envs.config import EnvConfig, make_env_config
 from models.autoencoder import AEConfig
+from runner.ae_probe import AEProbeConfig, ProbeResult, candidate_aes, choose_ae, describe, select
+from runner.presets import PRESETS
 from tests.helpers import TINY, TINY_ARGS, toy_split
 
 
 def test_candidates_are_the_preset_ae_then_its_variants():
-    c = make_env_config("ours", ae_candidates=({"norm": False}, {"skip_levels": [1]}))
-    aes = candidate_aes(c)
+    c = PRESETS["ours"].env
+    aes = candidate_aes(c, AEProbeConfig(candidates=({"norm": False}, {"skip_levels": [1]})))
     assert aes[0] == c.ae and aes[0].norm
     assert aes[1] == dataclasses.replace(c.ae, norm=False)
     assert aes[2] == dataclasses.replace(c.ae, skip_levels=(1,))
-    assert all(make_env_config(p).ae_candidates == () for p in ("chu2020", "noghredeh2025", "ours"))  # opt-in
+    assert all(p.probe.candidates == () for p in PRESETS.values())  # opt-in
 
 
 def test_select_keeps_the_preset_ae_unless_another_is_clearly_better():
@@ -39,23 +39,25 @@ def test_select_keeps_the_preset_ae_unless_another_is_clearly_better():
 
 def test_choose_ae_probes_each_candidate_on_dl_and_returns_the_chosen_config():
     split = toy_split(32)
-    config = dataclasses.replace(TINY, ae_candidates=({"norm": True}, {"width": 8}), ae_probe_updates=6)
-    chosen, results = choose_ae(split, config, seed=0, device=torch.device("cpu"))
+    probe = AEProbeConfig(candidates=({"norm": True}, {"width": 8}), updates=6)
+    chosen, results = choose_ae(split, TINY, probe, seed=0, device=torch.device("cpu"))
     assert [r.ae for r in results] == [TINY.ae, dataclasses.replace(TINY.ae, norm=True),
                                        dataclasses.replace(TINY.ae, width=8)]
     assert sum(r.chosen for r in results) == 1
     assert all(0.0 <= r.dl_profile_auroc <= 1.0 and r.ae_vs_mean_colour > 0 for r in results)
-    assert chosen.ae == next(r.ae for r in results if r.chosen) and chosen.ae_candidates == ()
-    again = choose_ae(split, config, seed=0, device=torch.device("cpu"))[1]  # seeded: the same numbers
+    assert chosen.ae == next(r.ae for r in results if r.chosen)
+    again = choose_ae(split, TINY, probe, seed=0, device=torch.device("cpu"))[1]  # seeded: the same numbers
     assert [r.dl_profile_auroc for r in again] == [r.dl_profile_auroc for r in results]
-    assert choose_ae(split, TINY, 0, torch.device("cpu")) == (TINY, [])  # nothing to choose: no probe
+    assert choose_ae(split, TINY, AEProbeConfig(), 0, torch.device("cpu")) == (TINY, [])  # nothing to choose: no probe
 
 
 def test_bad_candidates_are_refused_by_name():
     with pytest.raises(ValueError, match=r"\['nrm'\] are not AE fields"):
-        EnvConfig(ae_candidates=({"nrm": False},)).resolved(32)
-    with pytest.raises(SystemExit, match="ae_candidates"):
-        train.main(["--preset", "ours", *TINY_ARGS, "--set", "ae_candidates=[1]", "--updates", "1"])
+        AEProbeConfig(candidates=({"nrm": False},))
+    with pytest.raises(ValueError, match="ae.width=0"):
+        AEProbeConfig(candidates=({"width": 0},))
+    with pytest.raises(SystemExit, match="probe.candidates"):
+        train.main(["--preset", "ours", *TINY_ARGS, "--set", "probe.candidates=[1]", "--updates", "1"])
 
 
 def _log(run) -> list[dict[str, str]]:
@@ -67,14 +69,14 @@ def test_a_run_whose_probe_keeps_the_preset_ae_trains_as_one_without_a_probe(tin
     """The probe draws its own random numbers and the run is re-seeded after it, so keeping the
     preset's AE changes nothing; config.json records the probe and the AE it chose."""
     common = ["--data-root", str(tiny_root), "--preset", "ours", *TINY_ARGS, "--updates", "3",
-              "--set", "pretrain_steps=4", "--set", "predictor_refit_steps=0"]
-    probed = train.main([*common, "--set", 'ae_candidates=[{"norm": false}]', "--set", "ae_probe_margin=0.99",
+              "--set", "ae_training.pretrain_steps=4", "--set", "final.steps=0"]
+    probed = train.main([*common, "--set", 'probe.candidates=[{"norm": false}]', "--set", "probe.margin=0.99",
                          "--run-dir", str(tmp_path / "probed")])
     plain = train.main([*common, "--run-dir", str(tmp_path / "plain")])
     assert _log(probed) == _log(plain)
     config = json.loads((probed / "config.json").read_text())
     assert [row["chosen"] for row in config["ae_probe"]] == [True, False]
-    assert config["env"]["ae"]["norm"] is True and config["env"]["ae_candidates"] == []
+    assert config["env"]["ae"]["norm"] is True and config["probe"]["candidates"] == [{"norm": False}]
     assert "ae_probe" not in json.loads((plain / "config.json").read_text())
 
 

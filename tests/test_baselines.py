@@ -9,12 +9,12 @@ import pytest
 from agents.baselines import BASELINES, HeuristicSampler, RandomWalkSampler, UniformSampler
 from envs import BatchSamplingEnv
 from envs.batch_sampling_env import JUMP
-from tests.helpers import TINY, toy_split
+from tests.helpers import TINY, toy_split, tiny_config
 
 
 def env_for(region: str = "random", **overrides) -> BatchSamplingEnv:
     env = BatchSamplingEnv(split=toy_split(32, n_labeled=4, n_unlabeled=2, defect_region=region),
-                           config=dataclasses.replace(TINY, patches_per_update=8, **overrides))
+                           config=tiny_config(patches_per_update=8, **overrides))
     env.reset(seed=0)
     return env
 

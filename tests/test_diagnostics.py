@@ -12,7 +12,7 @@ from envs import BatchSamplingEnv
 from envs.diagnostics import rank_auroc
 from evaluation.metrics import auroc
 from models.autoencoder import AEConfig, ConvAutoencoder, reconstruction_loss_map, tiled_reconstruction
-from tests.helpers import TINY, run_episodes, toy_split
+from tests.helpers import TINY, run_episodes, tiny_config, toy_split
 from runner.training import TrainingWatch
 
 
@@ -29,9 +29,16 @@ def test_tiled_loss_map_equals_the_ae_on_each_training_patch(config):
                 patch = images[..., y:y + 16, x:x + 16]
                 expected = (ae(patch) - patch).square().mean(dim=1)
                 torch.testing.assert_close(maps[:, y:y + 16, x:x + 16], expected, rtol=1e-5, atol=1e-7)
-        absolute = reconstruction_loss_map(ae, images, absolute=True)
+        absolute = reconstruction_loss_map(ae, images, "absolute")
         torch.testing.assert_close(absolute[:, :16, :16], (ae(images[..., :16, :16]) - images[..., :16, :16]).abs().mean(1),
                                    rtol=1e-5, atol=1e-7)
+        # 'ssim': (1 - SSIM) / 2 of the tiled reconstruction against the image, in [0, 1]
+        from models.autoencoder import reconstruct_images
+        from models.ssim import ssim_map
+        ssim = reconstruction_loss_map(ae, images, "ssim")
+        torch.testing.assert_close(ssim, (1 - ssim_map(reconstruct_images(ae, images), images)) / 2)
+        assert 0.0 <= float(ssim.min()) and float(ssim.max()) <= 1.0
+        assert float(reconstruction_loss_map(ae, images[:, :, :16, :16].repeat(1, 1, 3, 4), "ssim").min()) >= 0
 
 
 def test_whole_image_pass_is_not_the_patch_pass():
@@ -66,7 +73,7 @@ def test_env_loss_maps_are_tiled_by_default_and_whole_on_request():
     env.reset(seed=0)
     with torch.no_grad():
         tiled = env.process.loss_maps(env.process.ae, range(1))
-        env.process.config = dataclasses.replace(env.process.config, loss_map="whole")
+        env.process.config = tiny_config(env.process.config, **{"profiles.mode": "whole"})
         whole = env.process.loss_maps(env.process.ae, range(1))
         x = env.process._images[:1, :, 8:16, 16:24]
         expected = (env.process.ae(x) - x).square().mean(1)

@@ -15,7 +15,7 @@ from envs import BatchSamplingEnv
 from envs.buffers import ProfileRing, ReplayBuffer, dihedral
 from envs.rewards import alpha_from_masks, balance_cover_reward, beta_schedule, clone_reward, cover_reward
 from models.predictor import predictor_input, profile_scale
-from tests.helpers import TINY, run_episodes, tiny_env, toy_split
+from tests.helpers import TINY, run_episodes, tiny_env, toy_split, tiny_config
 
 
 # ---------------------------------------------------------------- reward terms and schedules
@@ -53,19 +53,19 @@ def test_balance_cover_counts_since_the_reinit_and_resumes_exactly():
     counts / (2 x mean), and a checkpoint carries the counts."""
     env = tiny_env(cover_reward="balance")
     env.reset(seed=2)
-    p, area = env.process, TINY.patch_size ** 2
-    assert p.visit_total == pytest.approx(TINY.warmup_updates * TINY.patches_per_update * area)
+    p, area = env.process, TINY.sampler.patch_size ** 2
+    assert p.visit_total == pytest.approx(TINY.ae_training.warmup_updates * TINY.sampler.patches_per_update * area)
     assert p.visits.sum() == pytest.approx(p.visit_total)
     env._img, env._cy, env._cx = 0, 16, 16
     counts = p.visits[0].copy()
     mean = p.visit_total / (env.n_images * 32 * 32)
     _, _, _, _, info = env.step(0)  # north by the stride: centre (12, 16)
     window = counts[8:16, 12:20]
-    assert info["r_cover"] == pytest.approx(balance_cover_reward(window, mean, TINY.cover_bonus), abs=1e-6)
+    assert info["r_cover"] == pytest.approx(balance_cover_reward(window, mean, TINY.rewards.cover_bonus), abs=1e-6)
     obs, _, _, _, info2 = env.step(4)  # back south to (16, 16): half of it counted once more
     mean2 = (p.visit_total + 2 * area) / (env.n_images * 32 * 32)
     counts[8:16, 12:20] += 1.0
-    assert info2["r_cover"] == pytest.approx(balance_cover_reward(counts[12:20, 12:20], mean2, TINY.cover_bonus),
+    assert info2["r_cover"] == pytest.approx(balance_cover_reward(counts[12:20, 12:20], mean2, TINY.rewards.cover_bonus),
                                              abs=1e-6)
     counts[12:20, 12:20] += 1.0
     np.testing.assert_allclose(obs["history"][0], np.clip(counts / (2 * mean2), 0, 1), rtol=1e-6)
@@ -73,11 +73,11 @@ def test_balance_cover_counts_since_the_reinit_and_resumes_exactly():
     done = False
     while not done:
         obs, _, done, _, _ = env.step(0)
-    assert p.visit_total == pytest.approx((TINY.warmup_updates + 1) * TINY.patches_per_update * area)
+    assert p.visit_total == pytest.approx((TINY.ae_training.warmup_updates + 1) * TINY.sampler.patches_per_update * area)
     mean = p.visit_total / (env.n_images * 32 * 32)  # the episode's patches are counted once, not twice
     np.testing.assert_allclose(obs["history"][0], np.clip(p.visits[0] / (2 * mean), 0, 1), rtol=1e-6)
-    run_episodes(env, TINY.reinit_every - TINY.warmup_updates - 1)  # up to the next re-init and its warm-up
-    assert p.reinits == 2 and p.visit_total == pytest.approx(TINY.warmup_updates * TINY.patches_per_update * area)
+    run_episodes(env, TINY.ae_training.reinit_every - TINY.ae_training.warmup_updates - 1)  # up to the next re-init and its warm-up
+    assert p.reinits == 2 and p.visit_total == pytest.approx(TINY.ae_training.warmup_updates * TINY.sampler.patches_per_update * area)
 
     blob = io.BytesIO()
     torch.save(env.state_dict(), blob)
@@ -107,7 +107,7 @@ def aim(env: BatchSamplingEnv, image: int, mask: np.ndarray, dirty: bool) -> tup
     """Put the current patch on `image` where one of the moves 0-7 leads to a patch whose window
     in `mask` (that image's ground truth, taken from the split, not from the env) holds an
     anomalous pixel (`dirty`) or none; return that move and the centre it leads to."""
-    h, s = TINY.patch_size // 2, env.image_size
+    h, s = TINY.sampler.patch_size // 2, env.image_size
     for cy in range(h, s - h + 1):
         for cx in range(h, s - h + 1):
             env._img, env._cy, env._cx = image, cy, cx
@@ -139,7 +139,7 @@ def test_step_rewards_follow_the_mask(case, expected_clone):
     _, r, _, _, info = env.step(action)
     assert info["image"] == image and info["centre"] == centre
     cy, cx = centre
-    h = TINY.patch_size // 2
+    h = TINY.sampler.patch_size // 2
     assert mask[cy - h:cy + h, cx - h:cx + h].any() == dirty  # the case really happened
     assert info["r_clone"] == expected_clone
     assert info["r_cover"] == pytest.approx(0.1)  # first visit: nothing covered yet
@@ -206,7 +206,7 @@ def test_bad_config_is_reported():
 def test_make_with_no_arguments_uses_the_built_in_data(tmp_path, monkeypatch):
     """gym.make(ENV_ID) alone works on a fresh machine: the built-in dataset is generated."""
     monkeypatch.setenv("NBS_DATA_DIR", str(tmp_path / "builtin"))
-    env = gym.make(envs.ENV_ID, config=dataclasses.replace(TINY, warmup_updates=4))
+    env = gym.make(envs.ENV_ID, config=tiny_config(warmup_updates=4))
     obs, _ = env.reset(seed=0)
     assert obs["rgb"].shape == (3, 128, 128) and env.observation_space.contains(obs)
     assert (tmp_path / "builtin" / "brick" / "test").is_dir()
@@ -217,10 +217,10 @@ def test_make_with_no_arguments_uses_the_built_in_data(tmp_path, monkeypatch):
 def test_episode_trains_the_ae_and_fills_profiles():
     env = tiny_env()
     env.reset(seed=0)
-    assert env.process.updates == TINY.warmup_updates and env.process.labeled_profiles.full
+    assert env.process.updates == TINY.ae_training.warmup_updates and env.process.labeled_profiles.full
     before = {k: v.clone() for k, v in env.process.ae.state_dict().items()}
     run_episodes(env, 1)
-    assert env.process.updates == TINY.warmup_updates + 1
+    assert env.process.updates == TINY.ae_training.warmup_updates + 1
     assert any(not torch.equal(before[k], v) for k, v in env.process.ae.state_dict().items())
     assert np.isfinite(env.process.last_l_pred)
 
@@ -229,24 +229,24 @@ def test_ae_is_reinitialised_every_k_updates():
     env = tiny_env()
     env.reset(seed=0)
     assert env.process.reinits == 1
-    run_episodes(env, TINY.reinit_every - TINY.warmup_updates - 1)
+    run_episodes(env, TINY.ae_training.reinit_every - TINY.ae_training.warmup_updates - 1)
     assert env.process.reinits == 1
     old = env.process.ae
     run_episodes(env, 1)  # update K: re-init, then M warm-up updates inside the env
     assert env.process.reinits == 2 and env.process.ae is not old
-    assert env.process.updates == TINY.reinit_every + TINY.warmup_updates
-    assert len(env.process.snapshots) == TINY.profile_length and env.process.labeled_profiles.full
+    assert env.process.updates == TINY.ae_training.reinit_every + TINY.ae_training.warmup_updates
+    assert len(env.process.snapshots) == TINY.profiles.length and env.process.labeled_profiles.full
 
 
 def test_buffer_is_bounded():
     env = tiny_env()
     env.reset(seed=0)
     run_episodes(env, 8)
-    buf, t = env.process.buffer, TINY.profile_length
-    assert buf.size == TINY.buffer_size
+    buf, t = env.process.buffer, TINY.profiles.length
+    assert buf.size == TINY.predictor.buffer_size
     # the raw maps kept: from the oldest live entry's first one to the newest, nothing older
     assert sorted(buf.maps) == list(range(int(buf.end.min()) - t + 1, buf.appended + 1))
-    assert len(buf.maps) <= TINY.buffer_size  # a fraction of what whole profiles would take
+    assert len(buf.maps) <= TINY.predictor.buffer_size  # a fraction of what whole profiles would take
 
 
 def _materialised(pushes: list[tuple[torch.Tensor, torch.Tensor]], capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -326,7 +326,7 @@ def test_seeded_reset_restarts_training():
     env.reset(seed=1)
     first = run_episodes(env, 3)
     env.reset(seed=1)
-    assert env.process.updates == TINY.warmup_updates
+    assert env.process.updates == TINY.ae_training.warmup_updates
     assert run_episodes(env, 3) == first
 
 
@@ -338,7 +338,7 @@ def test_snapshot_profiles_equal_eager_profiles():
     run_episodes(lazy, 9)
     run_episodes(eager, 9)
     pl, pe = lazy.best_profiles(), eager.best_profiles()
-    assert lazy.process.best["update"] == eager.process.best["update"]
+    assert lazy.process.best.update == eager.process.best.update
     np.testing.assert_allclose(pl["unlabeled"], pe["unlabeled"], rtol=0, atol=1e-7)
     np.testing.assert_array_equal(pl["labeled"], pe["labeled"])
 
@@ -371,10 +371,10 @@ def test_improvement_reward_credits_the_ae_update_alone():
     predictor = copy.deepcopy(gain.process.predictor)  # as it is before the next update
     l_before = gain.process.last_l_pred
     rng = np.random.default_rng(5)
-    actions = [int(rng.integers(0, 9)) for _ in range(TINY.patches_per_update)]
+    actions = [int(rng.integers(0, 9)) for _ in range(TINY.sampler.patches_per_update)]
     for env in (level, gain):
         env.reset()
-    beta = beta_schedule(gain.process.updates, TINY.beta_horizon, TINY.beta_min)  # of this update
+    beta = beta_schedule(gain.process.updates, TINY.rewards.beta_horizon, TINY.rewards.beta_min)  # of this update
     steps = {id(env): [env.step(a) for a in actions] for env in (level, gain)}
     lv, gn = steps[id(level)], steps[id(gain)]
     assert [s[1] for s in lv[:-1]] == [s[1] for s in gn[:-1]]  # per-step terms untouched
@@ -383,8 +383,8 @@ def test_improvement_reward_credits_the_ae_update_alone():
     with torch.no_grad():
         profiles = predictor_input(p.labeled_profiles.ordered(), None)
         l_after = float(weighted_bce(predictor(profiles)[:, 0], p._label_masks, p.alpha))
-    expected = TINY.patches_per_update * float(np.clip((l_before - l_after) / l_before, -1, 1))
+    expected = TINY.sampler.patches_per_update * float(np.clip((l_before - l_after) / l_before, -1, 1))
     assert gn[-1][4]["r_pred"] == pytest.approx(expected, rel=1e-5) and expected != 0.0
     assert gn[-1][1] - lv[-1][1] == pytest.approx((1 - beta) * (expected + lv[-1][4]["l_pred"]), rel=1e-4, abs=1e-7)
-    with pytest.raises(ValueError, match="pred_reward"):
+    with pytest.raises(ValueError, match="rewards.pred"):
         tiny_env(pred_reward="delta")

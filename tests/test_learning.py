@@ -14,9 +14,9 @@ import pytest
 from agents.reinforce import REINFORCE, ReinforceConfig
 from agents.sb3 import SB3Agent
 from envs import BatchSamplingEnv
-from tests.helpers import TINY, toy_split
+from tests.helpers import TINY, toy_split, tiny_config
 
-TOY = dataclasses.replace(TINY, patches_per_update=16, beta_min=1.0, cover_bonus=0.0, reinit_every=1000)
+TOY = tiny_config(patches_per_update=16, beta_min=1.0, cover_bonus=0.0, reinit_every=1000)
 EAST = 2
 
 

@@ -15,12 +15,12 @@ import train
 from data.synthetic import generate_synthetic_mvtec
 from envs.batch_sampling_env import load_split
 from envs.config import DataConfig
-from runner.evaluation import predict_probabilities
+from runner.evaluation import nbs_maps, predict_probabilities
 from runner.folder import RunFolder
 from evaluation.decisions import nbs_method, run_heldout_maps
 from models.crf import CRFConfig, dense_crf
 from models.segmenter import Segmenter
-from models.serialization import UnsafeFileError
+from common.files import UnsafeFileError
 
 TINY = ["--category", "brick", "--image-size", "32", "--n-labeled", "3", "--device", "cpu", "--threads", "1",
         "--updates", "10", "--no-tensorboard", "--set", "patches_per_update=4", "--set", "profile_length=4",
@@ -56,9 +56,15 @@ def test_bundle_gives_the_masks_of_the_run(runs, preset):
     images = np.stack([s.image for s in split.unlabeled])
     masks_l = np.stack([s.mask for s in split.labeled])
     prof = RunFolder(run).read_best_profiles()
-    prob, refit = predict_probabilities(RunFolder(run), prof["unlabeled"], torch.device("cpu"), images=images)
+    prob, refit, record = predict_probabilities(RunFolder(run), prof["unlabeled"], torch.device("cpu"), images=images)
     images_l = np.stack([s.image for s in split.labeled])
-    nbs = nbs_method(prob, refit, run_heldout_maps(prof, refit, masks_l, images_l), float(masks_l.mean()))
+    nbs, prob_eval = nbs_maps(RunFolder(run), prof, split, torch.device("cpu"), None)  # what evaluate.py scores
+    np.testing.assert_array_equal(prob_eval, prob)
+    assert record == {"threshold": nbs.threshold, "crf": nbs.crf, "note": nbs.note, "crf_choice": nbs.crf_choice}
+    # the decision recorded at export is the one the rule gives on the run's maps (up to the float16
+    # rounding of the stored profiles, which can move a threshold in its 4th digit)
+    again = nbs_method(prob, refit, run_heldout_maps(prof, refit, masks_l, images_l), float(masks_l.mean()))
+    assert again.crf == nbs.crf and (again.threshold is None) == (nbs.threshold is None)
     assert nbs.crf_choice.startswith("CRF on" if nbs.crf else "CRF off")
     if preset == "ours":  # no leave-one-out maps: p > 0.5, no CRF
         assert not nbs.crf and nbs.threshold is None and prof.get("labeled_refit_heldout_index") is None

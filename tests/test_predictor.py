@@ -10,9 +10,9 @@ import torch
 from envs import BatchSamplingEnv
 from envs.buffers import ReplayBuffer
 from envs.diagnostics import rank_auroc
-from envs.refit import jitter_rgb
+from models.fit import jitter_rgb
 from models.predictor import build_predictor, predictor_input
-from tests.helpers import TINY, run_episodes, tiny_env, toy_split
+from tests.helpers import TINY, run_episodes, tiny_env, toy_split, tiny_config
 
 
 @pytest.mark.parametrize("arch", ["dilated", "unet"])
@@ -37,16 +37,28 @@ def test_skip_path_starts_as_the_mean_profile_ranking(arch, inputs):
         assert not torch.allclose(plain(x)[:, 0], torch.log(mean_relative), atol=1e-2)
 
 
+def final_setup(steps: int = 40, members: int = 3, image_members: int = 0, pool: str = "prob",
+                profile_member: bool = False, heldout: bool = False, width: int = 8, inputs: str = "profile+rgb",
+                skip: bool = True, arch: str = "unet") -> tuple:
+    """(PredictorShape, FinalPredictorConfig) of a small final predictor for the toy profiles."""
+    from models.final_predictor import FinalPredictorConfig, PredictorShape
+
+    return (PredictorShape(4, width, inputs, skip, arch, 0.0),
+            FinalPredictorConfig(steps=steps, members=members, image_members=image_members, pool=pool,
+                                 profile_member=profile_member, heldout=heldout))
+
+
 def test_shrink_keeps_the_predictor_near_the_profiles_mean_ranking():
     """predictor_shrink penalises the logit the convolutions add to the skip path: trained alike,
     the predictor with it departs less from the profiles' mean ranking than the one without; the
     penalty needs the skip path and cannot be negative; an older run's config (no such field)
     gets 0, what it trained with."""
-    from envs.config import EnvConfig, config_to_dict, env_config_from_dict
+    from common.settings import ConfigError
+    from envs.config import PredictorConfig, config_to_dict, env_config_from_dict
     from models.predictor import skip_logits
 
     def departure(shrink: float) -> float:
-        env = BatchSamplingEnv(split=toy_split(32), config=dataclasses.replace(TINY, predictor_shrink=shrink))
+        env = BatchSamplingEnv(split=toy_split(32), config=tiny_config(predictor_shrink=shrink))
         env.reset(seed=0)
         run_episodes(env, 12)
         net = env.process.predictor
@@ -57,12 +69,12 @@ def test_shrink_keeps_the_predictor_near_the_profiles_mean_ranking():
     assert departure(1000.0) < 0.5 * departure(0.0)
     plain = build_predictor(4, 8, "profile", skip=False)
     torch.testing.assert_close(skip_logits(plain, torch.rand(2, 4, 8, 8)), torch.zeros(2, 1, 8, 8))
-    for bad in (dict(predictor_shrink=-1.0), dict(predictor_shrink=0.1, predictor_skip=False)):
-        with pytest.raises(ValueError, match="predictor_shrink"):
-            EnvConfig(**bad).resolved(32)
-    old = config_to_dict(EnvConfig(predictor_shrink=0.5))
-    del old["predictor_shrink"]
-    assert env_config_from_dict(old).predictor_shrink == 0.0
+    for bad in (dict(shrink=-1.0), dict(shrink=0.1, skip=False)):
+        with pytest.raises(ConfigError, match="predictor.shrink"):
+            PredictorConfig(**bad)
+    old = config_to_dict(tiny_config(predictor_shrink=0.5))
+    del old["predictor"]["shrink"]
+    assert env_config_from_dict(old).predictor.shrink == 0.01  # a grouped config without it: today's default
 
 
 def test_prior_bias_starts_at_the_loss_minimum_and_keeps_the_ranking():
@@ -71,7 +83,7 @@ def test_prior_bias_starts_at_the_loss_minimum_and_keeps_the_ranking():
     ranking its own training pixels as their mean profile does, while one started at 0 lowers
     its output through features that grow with the loss and loses the ranking; the env starts
     its predictor there only when predictor_prior_bias is on."""
-    from envs.config import EnvConfig, config_to_dict, env_config_from_dict
+    from envs.config import env_config_from_dict
     from envs.rewards import alpha_from_masks
     from models.predictor import prior_logit, set_prior_bias, skip_logits, weighted_bce
 
@@ -113,15 +125,13 @@ def test_prior_bias_starts_at_the_loss_minimum_and_keeps_the_ranking():
         env = tiny_env(alpha=0.7, predictor_prior_bias=on)
         env.reset(seed=0)
         process = env.process
-        x = predictor_input(torch.rand(2, TINY.profile_length, 32, 32))
+        x = predictor_input(torch.rand(2, TINY.profiles.length, 32, 32))
         with torch.no_grad():
             offset = process.predictor(x) - skip_logits(process.predictor, x)
         expected = prior_logit(process.masks, 0.7) if on else 0.0  # ~-4 on toy_split's masks
         assert expected < -1 or not on
         torch.testing.assert_close(offset, torch.full_like(offset, expected), rtol=0, atol=0.02)  # reset's warm-up steps
-    old = config_to_dict(EnvConfig())
-    del old["predictor_prior_bias"]
-    assert env_config_from_dict(old).predictor_prior_bias is False
+    assert env_config_from_dict({"patch_size": 8}).predictor.prior_bias is False  # a flat config from before it
 
 
 def test_buffer_sampling_can_leave_one_labeled_image_out():
@@ -151,7 +161,7 @@ def _split_with_defect_images(n_defect: int):
 
 
 def test_heldout_folds_only_where_they_can_learn_and_be_judged():
-    cfg = dataclasses.replace(TINY, heldout_predictors=True)
+    cfg = tiny_config(heldout_predictors=True)
     one = BatchSamplingEnv(split=_split_with_defect_images(1), config=cfg)
     assert one.process.heldout_images == []  # a single defect image: nothing to judge a fold on
     two = BatchSamplingEnv(split=_split_with_defect_images(2), config=cfg)
@@ -159,7 +169,7 @@ def test_heldout_folds_only_where_they_can_learn_and_be_judged():
     two.reset(seed=0)
     run_episodes(two, 10)
     assert len(two.process.fold_predictors) == 4 and two.process.heldout_prob.shape == (4, 32, 32)
-    assert np.isfinite(two.process.best["l_pred"]) and two.process.best["l_pred"] == two.process.best_l_pred
+    assert np.isfinite(two.process.best.l_pred) and two.process.best.l_pred == two.process.best_l_pred
     profiles = two.best_profiles()
     assert profiles["labeled_heldout_prob"].shape == (4, 32, 32)
     assert list(profiles["labeled_heldout_index"]) == [0, 1, 2, 3]
@@ -173,14 +183,14 @@ def test_best_moment_keeps_its_predictor():
     env = BatchSamplingEnv(split=toy_split(32), config=TINY)
     env.reset(seed=0)
     run_episodes(env, 12)
-    kept = env.process.best["predictor"]
+    kept = env.process.best.predictor
     assert set(kept) == set(env.process.predictor.state_dict())
-    if env.process.best["update"] != env.process.updates:  # trained on since: the kept weights are not the live ones
+    if env.process.best.update != env.process.updates:  # trained on since: the kept weights are not the live ones
         assert any(not torch.equal(kept[k], v) for k, v in env.process.predictor.state_dict().items())
 
 
 def test_alpha_floor_caps_the_weight_of_anomalous_pixels():
-    env = BatchSamplingEnv(split=toy_split(32), config=dataclasses.replace(TINY, alpha_floor=0.2))
+    env = BatchSamplingEnv(split=toy_split(32), config=tiny_config(alpha_floor=0.2))
     assert env.process.alpha == 0.2
     assert BatchSamplingEnv(split=toy_split(32), config=TINY).process.alpha < 0.2
 
@@ -233,9 +243,9 @@ def _refit_toy(seed: int = 0, n: int = 4, size: int = 32):
 
 @pytest.mark.parametrize("inputs", ["profile", "profile+rgb"])
 def test_final_predictor_learns_the_profiles_and_is_seeded(inputs):
-    """The final predictor (predictor_refit_steps) segments what its profiles show, decides at
+    """The final predictor (final.steps) segments what its profiles show, decides at
     p > 0.5 as the U-Net does, and the same seed gives the same weights."""
-    from envs.refit import refit_predictor
+    from models.final_predictor import refit_predictor
 
     profiles, images, masks = _refit_toy()
     kwargs = dict(steps=40, width=8, inputs=inputs, skip=True, arch="unet", seed=3)
@@ -271,10 +281,10 @@ def test_ensemble_averages_member_probabilities_and_round_trips():
 
 
 def test_profile_dropout_teaches_the_final_predictor_to_read_the_image():
-    """With predictor_refit_profile_dropout the final predictor also segments from the RGB alone
+    """With final.profile_dropout the final predictor also segments from the RGB alone
     (profiles zeroed), which is what keeps uninformative profiles from costing it what a U-Net
     finds in the image; at 0 it is the same net as before the option existed (no extra draws)."""
-    from envs.refit import refit_predictor
+    from models.final_predictor import refit_predictor
 
     rng = np.random.default_rng(0)
     profiles, _, masks = _refit_toy()
@@ -289,53 +299,49 @@ def test_profile_dropout_teaches_the_final_predictor_to_read_the_image():
     off, _ = refit_predictor(profiles, images, masks, profile_dropout=0.0, **kwargs)
     for (k, a), b in zip(plain.state_dict().items(), off.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k)
-    with pytest.raises(ValueError, match="profile_dropout"):
-        from envs.config import EnvConfig
-        EnvConfig(predictor_refit_profile_dropout=1.0).resolved(32)
+    with pytest.raises(ValueError, match="final.profile_dropout"):
+        from models.final_predictor import FinalPredictorConfig
+        FinalPredictorConfig(profile_dropout=1.0)
 
 
 def test_heldout_final_maps_never_see_the_image_they_predict():
     """Leave-one-out fits of the final predictor: image k's map comes from a fit on the other
     images (changing image k's mask changes no other fold's input, and not its own map), folds
     without defects to learn from are skipped, and the maps still find the toy defects."""
-    from envs.config import EnvConfig
-    from envs.refit import heldout_final_maps
+    from models.final_predictor import heldout_final_maps
 
     profiles, images, masks = _refit_toy(n=4)
-    config = EnvConfig(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_width=8,
-                       predictor_refit_steps=40, predictor_refit_heldout=True)
-    maps, index = heldout_final_maps(profiles, images, masks, config, seed=0)
+    shape, final = final_setup(skip=True, heldout=True)
+    maps, index = heldout_final_maps(profiles, images, masks, shape, final, seed=0)
     assert list(index) == [0, 1, 2, 3] and maps.shape == masks.shape
     assert rank_auroc(torch.as_tensor(maps), torch.as_tensor(masks)) > 0.9
     changed = masks.copy()
     changed[2] = np.roll(changed[2], 5, axis=0)
-    again, _ = heldout_final_maps(profiles, images, changed, config, seed=0)
+    again, _ = heldout_final_maps(profiles, images, changed, shape, final, seed=0)
     np.testing.assert_array_equal(again[2], maps[2])
     assert not np.array_equal(again[0], maps[0])  # the other folds trained on image 2's mask
     one = masks.copy()
     one[1:] = False  # a single defect image: its fold has nothing to learn from, the others nothing to judge
-    none, index = heldout_final_maps(profiles, images, one, config, seed=0)
+    none, index = heldout_final_maps(profiles, images, one, shape, final, seed=0)
     assert list(index) == [] and none.shape == (0, *masks.shape[1:])
     two = masks.copy()
     two[2:] = False  # two defect images: every fold can learn, and the two defect folds can judge
-    _, index = heldout_final_maps(profiles, images, two, config, seed=0)
+    _, index = heldout_final_maps(profiles, images, two, shape, final, seed=0)
     assert list(index) == [0, 1, 2, 3]
 
 
 def test_image_members_read_only_the_image_and_round_trip():
-    """predictor_refit_image_members: the final predictor averages profile members with members
+    """final.image_members: the final predictor averages profile members with members
     that see only the RGB (changing the profiles moves no image member), and predictor_from_saved
     rebuilds the mixed ensemble exactly; a saved mix that cannot be rebuilt is refused."""
-    from envs.config import EnvConfig
-    from envs.refit import final_predictor
+    from models.final_predictor import final_predictor
     from models.predictor import ImageOnly, PredictorEnsemble, predictor_from_saved
+    from runner.presets import method_config
 
     rng = np.random.default_rng(0)
     profiles, _, masks = _refit_toy()
     images = np.where(masks[..., None], 230, rng.integers(0, 120, size=masks.shape + (3,))).astype(np.uint8)
-    config = EnvConfig(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_width=8, predictor_skip=True,
-                       predictor_refit_steps=40, predictor_refit_members=1, predictor_refit_image_members=2)
-    net = final_predictor(profiles, images, masks, config, seed=0)
+    net = final_predictor(profiles, images, masks, *final_setup(members=1, image_members=2), seed=0)
     assert isinstance(net, PredictorEnsemble) and len(net.members) == 3
     assert [isinstance(m, ImageOnly) for m in net.members] == [False, True, True]
     rgb = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255
@@ -350,33 +356,30 @@ def test_image_members_read_only_the_image_and_round_trip():
         torch.testing.assert_close(predictor_from_saved(saved)(x), net(x))
     with pytest.raises(ValueError, match="image_members"):
         predictor_from_saved({**saved, "image_members": 3})
-    with pytest.raises(ValueError, match="predictor_refit_image_members"):
-        EnvConfig(predictor_refit_image_members=1).resolved(32)
+    with pytest.raises(ValueError, match="final.image_members"):
+        method_config("chu2020", {"final.image_members": 1})
 
 
 def test_heldout_final_maps_with_image_members_follow_the_final_recipe():
     """With image members, each fold averages one profile fit and one image-only fit (and, in
     ours' pool, the profiles' member), none of which saw the image it predicts: its own mask
     changes nothing in its map."""
-    from envs.config import EnvConfig
-    from envs.refit import heldout_final_maps
+    from models.final_predictor import heldout_final_maps
 
     profiles, images, masks = _refit_toy(n=3, size=24)
-    kwargs = dict(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_width=8,
-                  predictor_refit_steps=15, predictor_refit_heldout=True)
-    mixed, index = heldout_final_maps(profiles, images, masks, EnvConfig(predictor_refit_image_members=1, **kwargs), 0)
-    plain, _ = heldout_final_maps(profiles, images, masks, EnvConfig(**kwargs), 0)
+    kwargs = dict(steps=15, heldout=True)
+    mixed, index = heldout_final_maps(profiles, images, masks, *final_setup(image_members=1, **kwargs), 0)
+    plain, _ = heldout_final_maps(profiles, images, masks, *final_setup(**kwargs), 0)
     assert list(index) == [0, 1, 2] and mixed.shape == masks.shape and not np.allclose(mixed, plain)
     changed = masks.copy()
     changed[1] = np.roll(changed[1], 4, axis=1)
-    again, _ = heldout_final_maps(profiles, images, changed, EnvConfig(predictor_refit_image_members=1, **kwargs), 0)
+    again, _ = heldout_final_maps(profiles, images, changed, *final_setup(image_members=1, **kwargs), 0)
     np.testing.assert_array_equal(again[1], mixed[1])
     # ours' pool: + the profiles' member (fit on the fold too), logits pooled
-    pooled = EnvConfig(predictor_refit_image_members=1, predictor_refit_profile_member=True,
-                       predictor_refit_pool="logit", **kwargs)
-    with_member, _ = heldout_final_maps(profiles, images, masks, pooled, 0)
+    pooled = final_setup(image_members=1, profile_member=True, pool="logit", **kwargs)
+    with_member, _ = heldout_final_maps(profiles, images, masks, *pooled, 0)
     assert not np.allclose(with_member, mixed)
-    again, _ = heldout_final_maps(profiles, images, changed, pooled, 0)
+    again, _ = heldout_final_maps(profiles, images, changed, *pooled, 0)
     np.testing.assert_array_equal(again[1], with_member[1])
 
 
@@ -384,7 +387,7 @@ def test_logit_pool_is_the_members_mean_logit_and_round_trips():
     """PredictorEnsemble(pool='logit') outputs the mean of its members' logits, ranks the pixels
     every member calls normal by all members at once (where the probability mean follows the most
     confident one), and predictor_from_saved rebuilds it; an unknown pool is refused."""
-    from envs.config import EnvConfig
+    from models.final_predictor import FinalPredictorConfig
     from models.predictor import PredictorEnsemble, predictor_from_saved
 
     torch.manual_seed(0)
@@ -418,16 +421,15 @@ def test_logit_pool_is_the_members_mean_logit_and_round_trips():
     assert by_logit[0] < by_logit[1] and by_prob[0] > by_prob[1]
     with pytest.raises(ValueError, match="pool"):
         PredictorEnsemble(members, pool="max")
-    with pytest.raises(ValueError, match="predictor_refit_pool"):
-        EnvConfig(predictor_refit_pool="mean").resolved(32)
+    with pytest.raises(ValueError, match="final.pool"):
+        FinalPredictorConfig(pool="mean")
 
 
 def test_profile_member_is_a_logistic_fit_of_the_mean_relative_loss():
     """fit_profile_member recovers a known logistic law of log r (r: a pixel's mean relative
     loss), ranks pixels exactly as r does, reads no RGB, and without defect
     pixels it is the (clipped) prior. In a final predictor it is the last member and round-trips."""
-    from envs.config import EnvConfig
-    from envs.refit import final_predictor, fit_profile_member
+    from models.final_predictor import final_predictor, fit_profile_member
     from models.predictor import PredictorEnsemble, ProfileMeanMember, predictor_from_saved, probability_maps
 
     rng = np.random.default_rng(0)
@@ -449,10 +451,8 @@ def test_profile_member_is_a_logistic_fit_of_the_mean_relative_loss():
     assert float(empty.a) == 0.0 and float(empty.b) == pytest.approx(np.log(1e-4 / (1 - 1e-4)))
 
     toy, images, toy_masks = _refit_toy()
-    config = EnvConfig(predictor_arch="unet", predictor_inputs="profile+rgb", predictor_width=8, predictor_skip=True,
-                       predictor_refit_steps=10, predictor_refit_members=1, predictor_refit_image_members=1,
-                       predictor_refit_pool="logit", predictor_refit_profile_member=True)
-    net = final_predictor(toy, images, toy_masks, config, seed=0)
+    net = final_predictor(toy, images, toy_masks, *final_setup(steps=10, members=1, image_members=1, pool="logit",
+                                                               profile_member=True), seed=0)
     assert isinstance(net, PredictorEnsemble) and net.pool == "logit"
     assert isinstance(net.members[-1], ProfileMeanMember) and len(net.members) == 3
     saved = {"state_dict": net.state_dict(), "profile_length": 4, "width": 8, "inputs": "profile+rgb",

@@ -1,5 +1,5 @@
 """The noghredeh2025 preset: its state maps, rewards, schedules, pretraining and freezes; presets as
-plain, overridable EnvConfig objects."""
+plain, overridable config objects in groups, with range-checked settings and the old flat names."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,9 @@ from gymnasium.utils.env_checker import check_env
 
 from data.split import Split
 from envs import BatchSamplingEnv
-from envs.config import PRESETS, EnvConfig, make_env_config
+from common.settings import ConfigError
+from envs.config import ENV_PRESETS, EnvConfig, SamplerConfig, env_config_from_dict, make_env_config
+from runner.presets import PRESETS, MethodConfig, method_config, method_config_from_saved
 from envs.rewards import alpha_schedule, frequency_cover_reward
 from envs.state_maps import fuse_maps, local_variance, minmax, sobel_magnitude
 from models.policy import observation_channels
@@ -34,33 +36,75 @@ def episode(env: BatchSamplingEnv, action: int = 2) -> dict:
 
 
 # ---------------------------------------------------------------- presets are plain configs
-def test_presets_are_envconfigs_and_copies():
-    assert isinstance(PRESETS["noghredeh2025"], EnvConfig) and PRESETS["chu2020"] == EnvConfig()
-    c = make_env_config("noghredeh2025", beta_min=0.3)
-    assert c.beta_min == 0.3 and PRESETS["noghredeh2025"].beta_min == 0.15
-    c.ae.dropout = 0.9  # a copy: the preset itself is untouched
-    assert PRESETS["noghredeh2025"].ae.dropout == 0.3
-    p = PRESETS["noghredeh2025"]
-    assert (p.state, p.clone_reward, p.cover_reward, p.alpha_decay) == ("noghredeh2025", "sobel", "frequency", True)
-    assert p.ae.skip_levels == () and p.ae.norm and p.ae.leaky_relu and p.absolute_error
-    assert (p.predictor_freeze_updates, p.rl_feedback_after, p.crop_size, p.stride) == (50, 100, 128, 24)
-    o = make_env_config("ours").resolved(128)  # its AE: no shortcuts, BatchNorm, half-image patches, pretrained
-    assert (o.ae.skip_levels, o.ae.norm, o.patch_size, o.pretrain_steps) == ((), True, 64, 500)
-    with pytest.raises(ValueError, match="unknown preset"):
-        make_env_config("nope")
-    with pytest.raises(ValueError, match="clone_reward"):
-        EnvConfig(clone_reward="x").resolved(32)
+def test_presets_are_grouped_configs_and_copies():
+    assert isinstance(PRESETS["noghredeh2025"], MethodConfig) and PRESETS["chu2020"].env == EnvConfig()
+    assert ENV_PRESETS["ours"] is PRESETS["ours"].env  # the env part of a preset is the env's own preset
+    c = method_config("noghredeh2025", {"rewards.beta_min": 0.3})
+    assert c.env.rewards.beta_min == 0.3 and PRESETS["noghredeh2025"].env.rewards.beta_min == 0.15
+    c.env.ae.dropout = 0.9  # a copy: the preset itself is untouched
+    assert PRESETS["noghredeh2025"].env.ae.dropout == 0.3
+    p = PRESETS["noghredeh2025"].env
+    assert (p.sampler.state, p.rewards.clone, p.rewards.cover, p.predictor.alpha_decay) == (
+        "noghredeh2025", "sobel", "frequency", True)
+    assert p.ae.skip_levels == () and p.ae.norm and p.ae.leaky_relu and p.profiles.error == "absolute"
+    assert (p.predictor.freeze_updates, p.rewards.rl_feedback_after, p.sampler.crop_size, p.sampler.stride) == (
+        50, 100, 128, 24)
+    o = PRESETS["ours"]  # its AE: no shortcuts, BatchNorm, half-image patches, pretrained; a final predictor
+    r = o.env.resolved(128)
+    assert (r.ae.skip_levels, r.ae.norm, r.sampler.patch_size, r.ae_training.pretrain_steps) == ((), True, 64, 500)
+    assert (o.final.steps, o.final.pool, o.final.profile_member) == (600, "logit", True)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        method_config("nope")
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: SamplerConfig(stride=0), "sampler.stride=0: must be >= 1"),
+    (lambda: SamplerConfig(stride=-4), "sampler.stride=-4"),
+    (lambda: make_env_config(clone_reward="x"), "rewards.clone='x': must be one of 'mask', 'sobel'"),
+    (lambda: make_env_config(**{"ae_training.warmup_updates": -1}), "warmup_updates=-1: must be >= 0"),
+    (lambda: make_env_config(**{"ae_training.lr": -1}), "ae_training.lr=-1.0: must be > 0"),
+    (lambda: make_env_config(**{"ae.width": 0}), "ae.width=0: must be >= 1"),
+    (lambda: make_env_config(**{"ae.dropout": 2}), "ae.dropout=2.0: must be < 1"),
+    (lambda: make_env_config(**{"predictor.width": 0}), "predictor.width=0"),
+    (lambda: make_env_config(**{"profiles.length": "x"}), "profiles.length='x': expected a whole number"),
+    (lambda: make_env_config(**{"sampler.nope": 1}), "sampler.nope: unknown setting"),
+    (lambda: method_config("ours", {"final.image_members": 2, "predictor.inputs": "profile"}), "final.image_members"),
+    (lambda: EnvConfig().resolved(100000), "image_size=100000"),
+])
+def test_every_setting_is_checked_when_the_config_is_built(make, message):
+    """A bad value stops at construction with the setting's dotted name, the value and the range."""
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make()
+
+
+def test_old_flat_configs_and_names_still_load():
+    """A config.json saved before the groups (flat "env", the final predictor's and the probe's
+    fields in it) gives the same settings; runs from before predictor.shrink / prior_bias existed
+    get the values they trained with; --set takes the old flat names too."""
+    flat = {"patch_size": 16, "profile_length": 7, "predictor_inputs": "profile+rgb", "ae": {"norm": True},
+            "predictor_refit_steps": 50, "predictor_refit_image_members": 1, "ae_probe_updates": 9, "cover_reward": "bonus"}
+    m = method_config_from_saved({"env": flat})
+    assert (m.env.sampler.patch_size, m.env.profiles.length, m.env.ae.norm) == (16, 7, True)
+    assert (m.final.steps, m.final.image_members, m.probe.updates) == (50, 1, 9)
+    assert (m.env.predictor.shrink, m.env.predictor.prior_bias) == (0.0, False)  # SAVED_BEFORE_FIELD
+    grouped = {"env": dataclasses.asdict(m.env), "final": dataclasses.asdict(m.final), "probe": dataclasses.asdict(m.probe)}
+    assert method_config_from_saved(grouped) == m  # the new form round-trips
+    assert env_config_from_dict(dataclasses.asdict(m.env)) == m.env
+    assert method_config("chu2020", {"profile_length": 5, "predictor_refit_steps": 3}).final.steps == 3
+    with pytest.raises(ConfigError, match="config.json: unknown setting"):
+        method_config_from_saved({"env": {"sampler": {"patch_size": 8, "bogus": 1}}})
 
 
 def test_default_patch_size_is_a_fraction_of_the_image():
     """patch_divisor scales the default patch with the image, so a preset fits 32 px tests and 256 px
     runs alike; an explicit patch_size wins, and a divisor below 1 is refused by name."""
-    assert [EnvConfig().resolved(s).patch_size for s in (32, 128, 256, 200)] == [8, 32, 64, 32]
-    assert [EnvConfig(patch_divisor=2).resolved(s).patch_size for s in (32, 128, 256)] == [16, 64, 128]
-    assert EnvConfig(patch_divisor=2, patch_size=16).resolved(128).patch_size == 16
-    assert EnvConfig(patch_divisor=1).resolved(100).patch_size == 64
+    size = lambda **s: lambda side: EnvConfig(sampler=SamplerConfig(**s)).resolved(side).sampler.patch_size  # noqa: E731
+    assert [size()(s) for s in (32, 128, 256, 200)] == [8, 32, 64, 32]
+    assert [size(patch_divisor=2)(s) for s in (32, 128, 256)] == [16, 64, 128]
+    assert size(patch_divisor=2, patch_size=16)(128) == 16
+    assert size(patch_divisor=1)(100) == 64
     with pytest.raises(ValueError, match="patch_divisor"):
-        EnvConfig(patch_divisor=0).resolved(128)
+        SamplerConfig(patch_divisor=0)
 
 
 # ---------------------------------------------------------------- state maps and reward terms
@@ -114,7 +158,7 @@ def test_history_is_visit_frequency_and_cover_penalises_revisits():
     obs, _, _, _, info = env.step(there)
     assert (env._img, env._cy, env._cx) == first
     assert info["r_cover"] == pytest.approx(-1.0)  # every pixel of the patch was visited once before
-    assert obs["history"].max() == pytest.approx(2 / env.config.patches_per_update)  # two visits
+    assert obs["history"].max() == pytest.approx(2 / env.config.sampler.patches_per_update)  # two visits
 
 
 def test_sobel_clone_reward_is_patch_mean():
@@ -130,13 +174,13 @@ def test_predictor_frozen_then_trained_and_no_rl_feedback_early():
     env = nog_env()
     env.reset(seed=0)
     w0 = [p.detach().clone() for p in env.process.predictor.parameters()]
-    while env.process.updates < env.config.predictor_freeze_updates:
+    while env.process.updates < env.config.predictor.freeze_updates:
         info = episode(env)
         assert info["r_pred"] == 0.0
         env.reset()
     assert all(torch.equal(a, b) for a, b in zip(w0, env.process.predictor.parameters()))
     assert env.process.best is None
-    while env.process.updates <= env.config.rl_feedback_after:
+    while env.process.updates <= env.config.rewards.rl_feedback_after:
         info = episode(env)
         env.reset()
     assert not all(torch.equal(a, b) for a, b in zip(w0, env.process.predictor.parameters()))
@@ -178,8 +222,8 @@ def test_previous_loss_is_the_loss_before_the_last_update():
     from models.autoencoder import reconstruction_loss_map
     with torch.no_grad():
         prev_ae.eval()
-        m = reconstruction_loss_map(prev_ae, env.process._images[env._img:env._img + 1], True)[0]
-        m = torch.clamp(m / (m.mean() + 1e-12), 0, env.config.loss_obs_clip).numpy()
+        m = reconstruction_loss_map(prev_ae, env.process._images[env._img:env._img + 1], "absolute")[0]
+        m = torch.clamp(m / (m.mean() + 1e-12), 0, env.config.sampler.loss_obs_clip).numpy()
     assert np.allclose(prev, m, atol=1e-6)
 
 

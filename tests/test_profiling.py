@@ -1,11 +1,11 @@
-"""envs.profiling and scripts/profile_update.py: the parts of an update are timed, and only when asked."""
+"""common.profiling and scripts/profile_update.py: the parts of an update are timed, and only when asked."""
 from __future__ import annotations
 
 import importlib.util
 import time
 from pathlib import Path
 
-from envs import profiling
+from common import profiling
 
 
 def test_sections_add_up_only_while_profiling():

@@ -11,7 +11,8 @@ import torch
 from skimage.metrics import structural_similarity
 
 from baselines.recon_ae import ReconAEConfig, anomaly_maps, reconstruct, train_recon_ae
-from baselines.unet import UNetConfig, augment, default_crop, predict_unet, train_unet
+from baselines.unet import UNetConfig, predict_unet, train_unet
+from models.fit import default_crop, jitter_rgb, random_views
 from evaluation.metrics import auroc, binary_scores
 from models.ssim import ssim_map
 from models.unet import UNet
@@ -101,29 +102,28 @@ def test_unet_predicts_any_image_size_and_forward_checks_it():
         net(torch.zeros(1, 3, 45, 48))
 
 
-def test_augment_moves_the_mask_with_the_image():
+def test_random_views_move_the_mask_with_the_image():
     """Flips, rotations and crops are applied identically: a channel equal to the mask stays so."""
     rng = np.random.default_rng(0)
-    mask = np.zeros((24, 24), np.float32)
-    mask[2:9, 3:6] = 1.0
-    image = np.stack([mask, rng.random((24, 24)), rng.random((24, 24))], -1).astype(np.float32)
-    config = UNetConfig(colour_jitter=0.0)
+    mask = torch.zeros(2, 24, 24)
+    mask[0, 2:9, 3:6] = 1.0
+    mask[1, 10:20, 1:4] = 1.0
+    image = torch.cat([mask[:, None], torch.rand(2, 2, 24, 24)], dim=1)
     seen = set()
-    for _ in range(40):
-        img, m = augment(image, mask, 16, config, rng)
-        assert img.shape == (16, 16, 3) and m.shape == (16, 16)
-        np.testing.assert_array_equal(img[..., 0], m)
-        seen.add(m.tobytes())
+    for _ in range(10):
+        x, m = random_views(image, mask, 4, 16, rng)
+        assert x.shape == (4, 3, 16, 16) and m.shape == (4, 1, 16, 16)
+        torch.testing.assert_close(x[:, :1], m)
+        seen.update(v.numpy().tobytes() for v in m)
     assert len(seen) > 10  # it does augment
 
 
-def test_colour_jitter_keeps_images_in_range_and_masks_intact():
+def test_colour_jitter_keeps_images_in_range_and_other_channels_intact():
     rng = np.random.default_rng(0)
-    image, mask = rng.random((16, 16, 3)).astype(np.float32), rng.random((16, 16)) > 0.5
-    config = UNetConfig(flips=False, rot90=False, colour_jitter=0.5)
-    img, m = augment(image, mask.astype(np.float32), 16, config, rng)
-    assert 0.0 <= img.min() and img.max() <= 1.0 and not np.allclose(img, image)
-    np.testing.assert_array_equal(m, mask)
+    batch = torch.rand(3, 5, 16, 16)  # 2 profile channels, then RGB
+    out = jitter_rgb(batch, 0.5, rng)
+    assert 0.0 <= out.min() and out.max() <= 1.0 and not torch.allclose(out[:, 2:], batch[:, 2:])
+    torch.testing.assert_close(out[:, :2], batch[:, :2])
 
 
 def test_default_crop():
@@ -148,7 +148,7 @@ def test_recon_ae_finds_colour_blobs_after_training_on_normal_images(loss):
     assert auroc(maps, test_masks) > 0.95  # measured 0.996-1.0 over seeds 0-4
     # controls a broken model would look like: maps of other images, and an untrained AE
     assert auroc(np.roll(maps, 1, axis=0), test_masks) < 0.8
-    untrained, _ = train_recon_ae(normal, ReconAEConfig(**{**config.__dict__, "steps": 0}), seed=0)
+    untrained, _ = train_recon_ae(normal, ReconAEConfig(**{**config.__dict__, "steps": 1, "lr": 1e-12}), seed=0)
     assert auroc(anomaly_maps(untrained, test_images, kind=loss), test_masks) < 0.8
 
 
@@ -163,7 +163,7 @@ def test_recon_ae_is_reproducible_from_its_seed():
 
 def test_patchwise_reconstruction_covers_the_image_and_equals_the_ae_on_one_patch():
     normal, _ = striped_toy(2, 37, seed=0)
-    ae, _ = train_recon_ae(normal, ReconAEConfig(patch_size=16, steps=0, width=8, bottleneck=8))
+    ae, _ = train_recon_ae(normal, ReconAEConfig(patch_size=16, steps=1, width=8, bottleneck=8))
     x = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(reconstruct(ae, x), ae(x))
@@ -216,7 +216,7 @@ FAST_AE = ReconAEConfig(patch_size=16, steps=1, batch=2, width=8, bottleneck=8)
     (lambda: predict_unet(UNet(4, 2), GOOD_IMAGES[0]), "`images`"),
     (lambda: train_recon_ae(GOOD_IMAGES.astype(np.float32), FAST_AE), "`normal_images`"),
     (lambda: train_recon_ae(GOOD_IMAGES, ReconAEConfig(**{**FAST_AE.__dict__, "loss": "l1"})),
-     "`config.loss`"),
+     "recon.loss='l1': must be one of 'l2', 'ssim'"),
     (lambda: train_recon_ae(GOOD_IMAGES, ReconAEConfig(**{**FAST_AE.__dict__, "patch_size": 64})),
      "`config.patch_size`"),
     (lambda: anomaly_maps(train_recon_ae(GOOD_IMAGES, FAST_AE)[0], GOOD_IMAGES, kind="mse"),

@@ -15,6 +15,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs  # noqa: F401  (registers the envs)
+from envs.config import make_env_config
 from envs import ClassifierConfig, DataConfig, EnvConfig
 
 NAMESPACE = "NeuralBatchSampling"
@@ -24,7 +25,7 @@ ENV_IDS = sorted(env_id for env_id, spec in gym.envs.registry.items() if spec.na
 FAST_KWARGS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "NeuralBatchSampling/BatchSampling-v0": lambda root: dict(
         data=DataConfig(data_root=str(root), category="brick", image_size=32, n_labeled=3),
-        config=EnvConfig(patch_size=8, patches_per_update=4, profile_length=2, warmup_updates=2,
+        config=make_env_config(patch_size=8, patches_per_update=4, profile_length=2, warmup_updates=2,
                          reinit_every=10, buffer_size=8, predictor_batch=4, predictor_crop=None,
                          device="cpu")),
     "NeuralBatchSampling/ResidualClassifier-v0": lambda root: dict(

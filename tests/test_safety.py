@@ -11,7 +11,7 @@ import torch
 from agents.reinforce import REINFORCE
 from baselines.reference import load_method_maps, save_method_maps
 from evaluation.decisions import MethodMaps
-from models.serialization import UnsafeFileError, load_weights
+from common.files import UnsafeFileError, load_weights
 from runner.folder import RunFolder
 from tests.helpers import tiny_env
 
@@ -94,7 +94,7 @@ def test_sb3_agent_state_is_tensors_and_round_trips(tmp_path):
 
 
 def test_a_full_disk_gives_one_clear_error_and_leaves_no_partial_file(tmp_path, monkeypatch):
-    from models.serialization import RunFileError, write_json_atomic
+    from common.files import RunFileError, write_json_atomic
 
     target = tmp_path / "metrics.json"
     target.write_text('{"old": 1}')

@@ -10,11 +10,11 @@ import torch
 
 from agents.sb3 import SamplerExtractor, SB3Agent, algorithm_class
 from envs import BatchSamplingEnv
-from tests.helpers import TINY, toy_split
+from tests.helpers import TINY, toy_split, tiny_config
 
 
 def tiny_env() -> BatchSamplingEnv:
-    return BatchSamplingEnv(split=toy_split(32), config=dataclasses.replace(TINY, reinit_every=50))
+    return BatchSamplingEnv(split=toy_split(32), config=tiny_config(reinit_every=50))
 
 
 #: Small per-algorithm settings: a few steps per rollout / a tiny replay buffer.
@@ -37,7 +37,7 @@ def test_algorithm_trains_and_reports_episodes(algo):
     agent.learn(5, lambda s: seen.append(s) or True)
     assert agent.episodes == 5 and [s["episode"] for s in seen] == [1, 2, 3, 4, 5]
     assert all(np.isfinite(s["return"]) and "l_pred" in s and 0 <= s["jump_rate"] <= 1 for s in seen)
-    assert env.process.updates == TINY.warmup_updates + 5
+    assert env.process.updates == TINY.ae_training.warmup_updates + 5
     # log.csv's agent columns: the last update's loss, and (policy-gradient algorithms) its entropy,
     # which for 9 actions lies in (0, ln 9]. 5 episodes of 4 steps are past the first update.
     assert np.isfinite(seen[-1]["policy_loss"])

@@ -47,9 +47,9 @@ def test_train_then_evaluate(tiny_root, tmp_path):
     assert len(list((run_dir / "overlays").glob("*.png"))) == 2
     report = (run_dir / "report.md").read_text()
     assert "seed: 0" in report and "Results" in report
-    # scripts/shrink_proxy.py trains fresh predictors on the run's D_l profiles; with a penalty this
+    # experiments/shrink_proxy.py trains fresh predictors on the run's D_l profiles; with a penalty this
     # large the convolutions add nothing, so the predictor ranks D_u as the profiles' mean does
-    out = run("scripts/shrink_proxy.py", str(run_dir), "--shrink", "0", "1000", "--steps", "5", "--threads", "1").stdout
+    out = run("experiments/shrink_proxy.py", str(run_dir), "--shrink", "0", "1000", "--steps", "5", "--threads", "1").stdout
     rows = [line for line in out.splitlines() if line.startswith("run ")]
     assert len(rows) == 2, out
     mean, huge = float(rows[1].split("profiles' mean ")[1].split()[0]), float(rows[1].split("step 5: ")[1])
@@ -242,7 +242,7 @@ def test_ours_exports_a_final_predictor_that_decides_at_one_half(tiny_root, tmp_
     out = run("train.py", "--data-root", str(tiny_root), "--updates", "8", "--run-dir", str(run_dir),
               "--preset", "ours", *TINY_ARGS, "--set", "predictor_refit_steps=20").stdout
     assert "fitting the final predictor" in out
-    from models.serialization import load_weights
+    from common.files import load_weights
 
     saved = load_weights(run_dir / "predictor.pt")
     assert saved["refit"] is True and saved["norm"] == "batch"
@@ -255,9 +255,9 @@ def test_ours_exports_a_final_predictor_that_decides_at_one_half(tiny_root, tmp_
     nbs = next(r for r in metrics["rows"] if r["method"].startswith("NBS,") and r["method"].endswith("(no CRF)"))
     assert nbs["method"] == "NBS, p > 0.5 (no CRF)" and nbs["threshold"] is None
     assert nbs["note"] == "final predictor fit on the best D_l profiles"
-    # scripts/refit_variants.py re-pools the saved members: the saved pool (logit + the profiles'
+    # experiments/refit_variants.py re-pools the saved members: the saved pool (logit + the profiles'
     # mean member) scores what evaluate.py scored, and the probability pool ranks otherwise
-    out = run("scripts/refit_variants.py", str(run_dir), "--variant", "saved-logit+profile", "--variant",
+    out = run("experiments/refit_variants.py", str(run_dir), "--variant", "saved-logit+profile", "--variant",
               "saved-prob").stdout
     lines = {name: line for line in out.splitlines() for name in ("saved-logit+profile", "saved-prob")
              if line.startswith(f"{run_dir} {name}:")}
@@ -273,10 +273,10 @@ def test_ours_exports_a_final_predictor_that_decides_at_one_half(tiny_root, tmp_
     for k, v in saved["state_dict"].items():
         torch.testing.assert_close(again["state_dict"][k], v, rtol=0, atol=0)
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["env"]["predictor_refit_pool"] == "prob"
+    assert config["final"]["pool"] == "prob"
     assert config["args"]["set"][-2:] == ["predictor_refit_steps=20", "predictor_refit_pool=prob"]
     refused = run("train.py", "--resume", str(run_dir), "--set", "ae_lr=0.1", check=False)
     assert refused.returncode != 0 and "ae_lr=0.1" in refused.stderr
-    bad = run("train.py", "--resume", str(run_dir), "--set", "predictor_refit_pool=median", check=False)
-    assert bad.returncode != 0 and "predictor_refit_pool" in bad.stderr
+    bad = run("train.py", "--resume", str(run_dir), "--set", "final.pool=median", check=False)
+    assert bad.returncode != 0 and "final.pool=median" in bad.stderr
     assert json.loads((run_dir / "config.json").read_text()) == config  # nothing written

@@ -26,7 +26,7 @@ import train
 from data import DatasetError, load_crackforest, load_folder_dataset, load_mvtec_category
 from data import synthetic
 from data.synthetic import MARKER, OWNER_MARKER, generate_synthetic_mvtec
-from models.serialization import load_weights, save_weights_atomic
+from common.files import load_weights, save_weights_atomic
 from runner import ablation
 from runner.folder import CHECKPOINTS, LOCK_FILE
 from tests.helpers import _fake_crackforest, _fake_folder, _hand_tree, _mask, _write, _write_mat
@@ -216,12 +216,12 @@ def test_unwritable_output_folders_are_named(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match=re.escape(f"--out {a_file / 'sweep'}: cannot write there")):
         ablate.main(["--out", str(a_file / "sweep"), "--agents", "heuristic", "--seeds", "0"])
 
-    import models.serialization
+    import common.files
 
     def read_only(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(models.serialization.tempfile, "TemporaryFile", read_only)  # root ignores chmod
+    monkeypatch.setattr(common.files.tempfile, "TemporaryFile", read_only)  # root ignores chmod
     with pytest.raises(SystemExit, match=re.escape(f"--run-dir {tmp_path / 'r'}: cannot write there (Permission denied)")):
         train.main(["--run-dir", str(tmp_path / "r"), "--updates", "0", *TINY])
     with pytest.raises(SystemExit, match=re.escape(f"--out {tmp_path / 's'}: cannot write there (Permission denied)")):

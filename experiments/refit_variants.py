@@ -1,11 +1,11 @@
-"""Fit variants of the final predictor (envs/refit.py) on finished runs' best profiles and score them.
+"""Fit variants of the final predictor (models/final_predictor.py) on finished runs' best profiles and score them.
 
-    python scripts/refit_variants.py runs/a runs/b runs/c --variant ours --variant rgb-only ...
-    python scripts/refit_variants.py runs/a runs/b runs/c --variant saved-prob --variant saved-logit --variant saved-logit+profile
+    python experiments/refit_variants.py runs/a runs/b runs/c --variant ours --variant rgb-only ...
+    python experiments/refit_variants.py runs/a runs/b runs/c --variant saved-prob --variant saved-logit --variant saved-logit+profile
 
 The `saved-*` variants fit no net: they pool the run's own saved final predictor members another
 way (models.predictor.PredictorEnsemble: 'prob' the mean probability, 'logit' the mean logit;
-'+profile' adds the profiles' mean member, envs.refit.fit_profile_member, which has no randomness),
+'+profile' adds the profiles' mean member, models.final_predictor.fit_profile_member, which has no randomness),
 so they isolate the pool from the fits' seeds; `saved-profile-member` is that member alone. The
 member is fit on the saved profiles (float16 in best_profiles.npz), so its two numbers can differ
 from those of the run's own in the fifth digit.
@@ -30,13 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.config import DataConfig  # noqa: E402
 from data.loading import load_split  # noqa: E402
-from envs.config import env_config_from_dict  # noqa: E402
-from envs.refit import fit_profile_member, refit_predictor  # noqa: E402
+from models.final_predictor import fit_profile_member, refit_predictor  # noqa: E402
 from evaluation.decisions import MethodMaps  # noqa: E402
 from models.predictor import (PredictorEnsemble, ProfileMeanMember, predictor_from_saved,  # noqa: E402
                               probability_maps)
 from runner.evaluation import method_rows  # noqa: E402
 from runner.folder import PREDICTOR, RunFolder  # noqa: E402
+from runner.presets import MethodConfig, method_config_from_saved  # noqa: E402
 
 #: name -> (what the predictor reads, refit keyword overrides)
 VARIANTS = {
@@ -69,14 +69,14 @@ class ZeroProfiles(torch.nn.Module):
         return self.net(torch.cat([torch.zeros_like(x[:, :self.t]), x[:, self.t:]], dim=1))
 
 
-def fit(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray, config, reads: str, overrides: dict,
-        seed: int, members: int) -> torch.nn.Module:
-    """The run's final predictor with one variant (members seeded as envs.refit.final_predictor)."""
+def fit(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray, config: MethodConfig, reads: str,
+        overrides: dict, seed: int, members: int) -> torch.nn.Module:
+    """The run's final predictor with one variant (members seeded as models.final_predictor.final_predictor)."""
     if reads == "rgb":  # the same net and recipe, with the profile channels all zero
         profiles, reads = np.zeros_like(profiles), "profile+rgb"
-    kwargs = dict(steps=config.predictor_refit_steps, width=config.predictor_width, inputs=reads,
-                  skip=config.predictor_skip, arch=config.predictor_arch,
-                  colour_jitter=config.predictor_colour_jitter)
+    p = config.env.predictor
+    kwargs = dict(steps=config.final.steps, width=p.width, inputs=reads, skip=p.skip, arch=p.arch,
+                  colour_jitter=p.colour_jitter)
     kwargs.update(overrides)
     nets = [refit_predictor(profiles, images, masks, seed=seed + 1000 * k, **kwargs)[0] for k in range(members)]
     return nets[0] if members == 1 else PredictorEnsemble(nets)
@@ -106,7 +106,7 @@ def main() -> None:
     for path in a.runs:
         run = RunFolder(path)
         config = run.read_config("refit_variants.py")
-        env_config = env_config_from_dict(config["env"])
+        method = method_config_from_saved(config, str(run / "config.json"))
         split = load_split(DataConfig(**config["data"]))
         run.verify_data(split, config["data"]["data_root"], "refit_variants.py")
         prof = run.read_best_profiles()
@@ -116,22 +116,22 @@ def main() -> None:
         gt = np.stack([s.mask for s in split.unlabeled])
         rgb_u = torch.as_tensor(np.stack(images_u)).permute(0, 3, 1, 2).float() / 255.0
         seed = int(config["args"]["seed"])
-        members = a.members or env_config.predictor_refit_members
+        members = a.members or method.final.members
         fitted: dict[str, torch.nn.Module] = {}
         for name in a.variant or list(VARIANTS):
             reads, overrides = VARIANTS[name]
             t0 = time.time()
             if reads == "fused":
-                parts = {v: fitted.get(v) or fit(prof["labeled"], images_l, masks_l, env_config, *VARIANTS[v],
+                parts = {v: fitted.get(v) or fit(prof["labeled"], images_l, masks_l, method, *VARIANTS[v],
                                                  seed, members) for v in ("ours", "rgb-only")}
                 as_list = {v: list(n.members) if isinstance(n, PredictorEnsemble) else [n] for v, n in parts.items()}
-                net = PredictorEnsemble(as_list["ours"] + [ZeroProfiles(n, env_config.profile_length)
+                net = PredictorEnsemble(as_list["ours"] + [ZeroProfiles(n, method.env.profiles.length)
                                                           for n in as_list["rgb-only"]])
                 reads = "profile+rgb"
             elif reads == "saved":
                 net, reads = repooled(run, prof["labeled"], masks_l, **overrides), "profile+rgb"
             else:
-                net = fit(prof["labeled"], images_l, masks_l, env_config, reads, overrides, seed, members)
+                net = fit(prof["labeled"], images_l, masks_l, method, reads, overrides, seed, members)
             fitted[name] = net
             profiles_u = np.zeros_like(prof["unlabeled"]) if reads == "rgb" else prof["unlabeled"]
             prob = probability_maps(net, torch.as_tensor(profiles_u), None if reads == "profile" else rgb_u).numpy()
