@@ -57,8 +57,8 @@ def balance_cover_reward(patch_visits: np.ndarray, mean_visits: float, bonus: fl
 
     Why: chu2020's bonus and noghredeh2025's frequency term count pixels new *this episode*, so a
     jump (a random image, almost surely unvisited among ~80) always pays the most and a move of
-    half a patch always overlaps the patch before it: REINFORCE learns to jump only (README, "Why
-    the sampler collapses to jumping"). Counted since the re-init instead, a jump lands on a
+    half a patch always overlaps the patch before it: REINFORCE learns to jump only
+    (docs/results/why-the-sampler-collapses.md). Counted since the re-init instead, a jump lands on a
     pixel of average count (reward ~0) and a move pays where the AE has seen less than average,
     e.g. the image borders that uniformly drawn patch centres cover least."""
     if patch_visits.size == 0:

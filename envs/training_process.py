@@ -18,13 +18,12 @@ from common.profiling import section
 from common.seeding import torch_rng_from
 from data.split import Split
 from envs.best_moment import BestMoment
-from envs.buffers import ProfileRing, ReplayBuffer, snapshot
+from envs.buffers import ProfileRing, snapshot
 from envs.config import EnvConfig
 from envs.diagnostics import rank_auroc
+from envs.predictor_training import PredictorTraining
 from envs.rewards import alpha_from_masks, alpha_schedule
 from models.autoencoder import ConvAutoencoder, ae_train_step, loss_map, reconstruct_images, reconstruction_loss_map
-from models.fit import loo_folds, predictor_step
-from models.predictor import build_predictor, predictor_input, prior_logit, profile_scale, set_prior_bias, weighted_bce
 
 
 class TrainingProcess:
@@ -61,10 +60,8 @@ class TrainingProcess:
                                                 c.profiles.error).mean())
         self._image_spread = rgb_l.std(dim=(2, 3)).clamp_min(1e-6)
         self._has_both_classes = bool(self.masks.any()) and not bool(self.masks.all())
-        # Leave-one-out folds that can learn anything (models.fit.loo_folds); with a single
-        # defect image in D_l there are none, and selection is on l_pred.
-        self.heldout_images = loo_folds(self.masks) if c.predictor.heldout else []
-        self._heldout_masks = self._label_masks[self.heldout_images]
+        self.predictors = PredictorTraining(c, self.masks, self._label_masks, self._images[:self.n_labeled],
+                                            lambda: self.alpha, device)
         self.started = False
         self.updates = 0
 
@@ -87,21 +84,10 @@ class TrainingProcess:
         pretraining and warm-up (load_state_dict overwrites everything next)."""
         self.rng = rng
         c, s, dev = self.config, self.image_size, self.device
-        with self._torch_rng():
-            self.predictor = self._new_predictor()
-        self.predictor_opt = torch.optim.Adam(self.predictor.parameters(), lr=c.predictor.lr)
-        self.fold_predictors: list[torch.nn.Module] = []
-        if c.predictor.heldout:
-            with self._torch_rng():
-                self.fold_predictors = [self._new_predictor() for _ in self.heldout_images]
-        self.fold_opts = [torch.optim.Adam(f.parameters(), lr=c.predictor.lr) for f in self.fold_predictors]
-        self.heldout_prob: torch.Tensor | None = None
-        self.last_heldout_l_pred = math.nan
+        self.predictors.start(rng, self._torch_rng)
         self.labeled_profiles = ProfileRing(self.n_labeled, c.profiles.length, s, s, dev)
         self.unlabeled_profiles = (ProfileRing(self.n_images - self.n_labeled, c.profiles.length, s, s, dev)
                                    if c.profiles.unlabeled == "eager" else None)
-        self.buffer = ReplayBuffer(c.predictor.buffer_size, c.profiles.length, self._label_masks,
-                                   self._images[:self.n_labeled] if c.predictor.inputs == "profile+rgb" else None)
         self.snapshots: list[dict[str, torch.Tensor]] = []
         self.best: BestMoment | None = None
         self.best_l_pred = math.inf
@@ -124,14 +110,13 @@ class TrainingProcess:
         self._reinit_ae(warmup)
         self.started = True
 
-    def _new_predictor(self) -> torch.nn.Module:
-        c = self.config
-        net = build_predictor(c.profiles.length, c.predictor.width, c.predictor.inputs,
-                              c.predictor.skip, c.predictor.arch)
-        level = prior_logit(self.masks, self.alpha) if c.predictor.prior_bias else None
-        if level is not None:
-            set_prior_bias(net, level)
-        return net.to(self.device)
+    # The in-training predictor's parts, as the env, the runner and the tests read them.
+    predictor = property(lambda self: self.predictors.predictor)
+    fold_predictors = property(lambda self: self.predictors.fold_predictors)
+    heldout_images = property(lambda self: self.predictors.heldout_images)
+    heldout_prob = property(lambda self: self.predictors.heldout_prob)
+    last_heldout_l_pred = property(lambda self: self.predictors.last_heldout_l_pred)
+    buffer = property(lambda self: self.predictors.buffer)
 
     def new_ae(self) -> ConvAutoencoder:
         return ConvAutoencoder(self.config.sampler.patch_size, self.config.ae).to(self.device)
@@ -205,7 +190,7 @@ class TrainingProcess:
                 recon = reconstruct_images(self.ae, self._images[:self.n_labeled], c.profiles.stride, c.profiles.mode == "whole")
                 self._labeled_loss = loss_map(recon, self._images[:self.n_labeled], c.profiles.error)
                 self.labeled_profiles.append(self._labeled_loss)
-                self.buffer.append(self._labeled_loss)
+                self.predictors.buffer.append(self._labeled_loss)
             if self.unlabeled_profiles is not None:
                 with section("D_u loss maps (eager)"):
                     self.unlabeled_profiles.append(self.loss_maps(self.ae, range(self.n_labeled, self.n_images)))
@@ -215,11 +200,16 @@ class TrainingProcess:
         if len(self.snapshots) > self.config.profiles.length + 1:  # +1: the previous AE (noghredeh2025 state)
             self.snapshots.pop(0)
         trains = self.updates > self.config.predictor.freeze_updates
-        self.last_heldout_l_pred = math.nan  # set by this update's predictor step, if any
+        self.predictors.last_heldout_l_pred = math.nan  # set by this update's predictor step, if any
         l_before = self.last_l_pred  # the current predictor's loss on the profiles before this update
-        self._l_unchanged_predictor = None  # set by _predictor_step when asked for
+        self._l_unchanged_predictor = None  # the same predictor's loss after this AE update, when asked for
         with section("predictor step"):
-            l_pred = self._predictor_step(trains) if self.labeled_profiles.full else math.nan
+            l_pred = math.nan
+            if self.labeled_profiles.full:
+                l_pred, self._l_unchanged_predictor = self.predictors.step(
+                    self.labeled_profiles, trains, unchanged=self.config.rewards.pred == "improvement")
+                if not math.isnan(self.predictors.heldout_auroc):
+                    self.diagnostics["dl_heldout_auroc"] = self.predictors.heldout_auroc
         self.last_l_pred = l_pred
         # What this AE update alone did to the labeled profiles, seen by the same predictor (nan
         # when either loss is missing): the credit signal of pred_reward="improvement".
@@ -228,7 +218,7 @@ class TrainingProcess:
             self.pred_improvement = (l_before - self._l_unchanged_predictor) / l_before
         # The best moment: lowest l_pred, or lowest held-out l_pred with heldout_predictors. A
         # frozen (untrained) predictor's loss says nothing about the profiles: no best before.
-        select = self.last_heldout_l_pred if self.fold_predictors else l_pred
+        select = self.predictors.last_heldout_l_pred if self.fold_predictors else l_pred
         if trains and not math.isnan(select) and select < self.best_l_pred:
             self._record_best(select)
         if not warmup and self.updates % self.config.ae_training.reinit_every == 0:
@@ -280,53 +270,6 @@ class TrainingProcess:
             m = torch.clamp(m / (m.mean() + 1e-12), 0.0, self.config.sampler.loss_obs_clip)
         return m.cpu().numpy().astype(np.float32)
 
-    def _predictor_step(self, train: bool = True) -> float:
-        """Push augmented labeled profiles, one predictor step on a buffer batch (unless frozen),
-        then l_pred of the current (unaugmented) labeled profiles: the reward follows what this AE
-        update did."""
-        c = self.config
-        rgb = self._images[:self.n_labeled] if c.predictor.inputs == "profile+rgb" else None
-        ordered = self.labeled_profiles.ordered()
-        profiles = predictor_input(ordered, rgb)
-        ks = self.rng.integers(0, 8, size=self.n_labeled)
-        self.buffer.push(profile_scale(ordered)[:, 0, 0, 0], ks)  # augmented copies of `profiles`
-        if not train or c.rewards.pred == "improvement":  # the predictor as it was before this update
-            with torch.no_grad():
-                logits = self.predictor(profiles)[:, 0]
-                self._l_unchanged_predictor = float(weighted_bce(logits, self._label_masks, self.alpha))
-            if not train:
-                return self._l_unchanged_predictor
-        self._train_predictor(self.predictor, self.predictor_opt, self.buffer.sample(c.predictor.batch, self.rng))
-        if self.fold_predictors:
-            self._heldout_step(profiles)
-        with torch.no_grad():
-            return float(weighted_bce(self.predictor(profiles)[:, 0], self._label_masks, self.alpha))
-
-    def _train_predictor(self, net: torch.nn.Module, opt: torch.optim.Optimizer,
-                         batch: tuple[torch.Tensor, torch.Tensor] | None) -> None:
-        """One step of the env's predictor recipe (models.fit.predictor_step) on a buffer batch."""
-        if batch is None:
-            return
-        c = self.config.predictor
-        jitter = c.colour_jitter if c.inputs == "profile+rgb" else 0.0
-        predictor_step(net, opt, *batch, self.rng, alpha=self.alpha, crop=c.crop, colour_jitter=jitter,
-                       dice=c.dice, shrink=c.shrink)
-
-    def _heldout_step(self, profiles: torch.Tensor) -> None:
-        """Leave-one-out: fold predictor j trains on the buffer entries of every labeled image but
-        heldout_images[j] and predicts that image. Their maps (`heldout_prob`, in heldout_images
-        order) and loss (`last_heldout_l_pred`) are what the predictor does on labeled images it
-        never saw."""
-        c = self.config
-        for k, net, opt in zip(self.heldout_images, self.fold_predictors, self.fold_opts):
-            self._train_predictor(net, opt, self.buffer.sample(c.predictor.batch, self.rng, exclude=k))
-        with torch.no_grad():
-            logits = torch.cat([net(profiles[k:k + 1]) for k, net in zip(self.heldout_images, self.fold_predictors)])[:, 0]
-        self.last_heldout_l_pred = float(weighted_bce(logits, self._heldout_masks, self.alpha))
-        self.heldout_prob = torch.sigmoid(logits)
-        if self._heldout_masks.any() and not self._heldout_masks.all():
-            self.diagnostics["dl_heldout_auroc"] = rank_auroc(self.heldout_prob, self._heldout_masks)
-
     def _record_best(self, l_pred: float) -> None:
         """Keep what is needed to rebuild the D_u profiles of this moment: the T AE snapshots
         (immutable copies, so keeping references is enough), and the predictor of that moment,
@@ -372,15 +315,9 @@ class TrainingProcess:
         before stepping the env again."""
         best = None if self.best is None else self.best.state_dict()
         return {
-            "ae": self.ae.state_dict(), "ae_opt": self.ae_opt.state_dict(),
-            "predictor": self.predictor.state_dict(), "predictor_opt": self.predictor_opt.state_dict(),
-            "fold_predictors": [f.state_dict() for f in self.fold_predictors],
-            "fold_opts": [o.state_dict() for o in self.fold_opts],
-            "heldout_prob": None if self.heldout_prob is None else self.heldout_prob.cpu(),
-            "last_heldout_l_pred": self.last_heldout_l_pred,
+            "ae": self.ae.state_dict(), "ae_opt": self.ae_opt.state_dict(), **self.predictors.state_dict(),
             "labeled_profiles": self.labeled_profiles.state_dict(),
             "unlabeled_profiles": None if self.unlabeled_profiles is None else self.unlabeled_profiles.state_dict(),
-            "buffer": self.buffer.state_dict(),
             "snapshots": [{k: t.cpu() for k, t in s.items()} for s in self.snapshots],
             "best": best, "best_l_pred": self.best_l_pred, "updates": self.updates,
             "pretrained": None if self.pretrained is None else {k: t.cpu() for k, t in self.pretrained.items()},
@@ -396,18 +333,10 @@ class TrainingProcess:
         dev = self.device
         self.ae.load_state_dict(state["ae"])
         self.ae_opt.load_state_dict(state["ae_opt"])
-        self.predictor.load_state_dict(state["predictor"])
-        self.predictor_opt.load_state_dict(state["predictor_opt"])
-        for net, opt, s_net, s_opt in zip(self.fold_predictors, self.fold_opts, state["fold_predictors"],
-                                          state["fold_opts"]):
-            net.load_state_dict(s_net)
-            opt.load_state_dict(s_opt)
-        self.heldout_prob = None if state["heldout_prob"] is None else state["heldout_prob"].to(dev)
-        self.last_heldout_l_pred = float(state["last_heldout_l_pred"])
+        self.predictors.load_state_dict(state)
         self.labeled_profiles.load_state_dict(state["labeled_profiles"])
         if self.unlabeled_profiles is not None and state["unlabeled_profiles"] is not None:
             self.unlabeled_profiles.load_state_dict(state["unlabeled_profiles"])
-        self.buffer.load_state_dict(state["buffer"])
         self.snapshots = [{k: t.to(dev) for k, t in s.items()} for s in state["snapshots"]]
         self.best = None if state["best"] is None else BestMoment.from_state_dict(state["best"], dev)
         pre = state.get("pretrained")

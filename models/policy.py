@@ -29,9 +29,9 @@ class SamplerFeatures(nn.Module):
 
     `input_size` > 0: the stacked maps are average-pooled to at most that side before the convs.
     The agent's choice, not the env's: the observation space stays the full maps. Why: at 128 px
-    REINFORCE's 32 forward passes and its update took ~270 ms of a ~610 ms update on 2 CPU cores
-    (scripts/profile_update.py, built-in brick); pooled to 64 px they take ~130 ms, with the same
-    quality on brick (3 seeds, README "Agents"). The sampler's decision (one of 8 directions, or
+    REINFORCE's policy forward passes and update were a large share of an update's time on 2 CPU
+    cores (scripts/profile_update.py, docs/performance.md); pooled to 64 px they cost about half,
+    with the same quality on brick (3 seeds, docs/results/policy-input-pooling.md). The sampler's decision (one of 8 directions, or
     jump) needs where the loss is high, not pixel detail.
     """
 

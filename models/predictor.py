@@ -86,7 +86,7 @@ def set_prior_bias(net: nn.Module, logit: float) -> None:
     features that grow with the loss (most high-loss pixels are normal) and ranks pixels upside
     down: on the built-in brick, a predictor trained on the D_l profiles of three noghredeh2025
     runs ranked its own D_l pixels at AUROC 0.007-0.10 after 20 steps, at 0.83-0.99 when started
-    at this level (README, "The papers' predictor and its profiles' mean")."""
+    at this level (docs/results/papers-predictor-vs-profiles-mean.md)."""
     head = net.net.head if isinstance(net, UNetPredictor) else net.head
     with torch.no_grad():
         head.bias.fill_(logit)

@@ -8,20 +8,17 @@ are built from the evaluated folders alone.
 from __future__ import annotations
 
 import argparse
-import atexit
-import ctypes
 import itertools
 import os
 import queue
 import signal
-import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import Any, Callable
 
 from agents.baselines import BASELINES
 from common.device import resolve_device
@@ -30,6 +27,7 @@ from evaluation.report import HEADLINE_METHOD
 from evaluation.sweep import (SAMPLER_WINDOW, SWEEP_METRICS, cell_row, labelled_method_rows, markdown_methods,
                               markdown_sampler_summary, markdown_summary, summarize, summarize_methods, write_csv)
 from common.files import RunFileError, make_writable_folder, read_json, write_text_atomic
+from runner.children import run_child, stop_children
 from runner.evaluation import build_parser as evaluate_parser
 from runner.evaluation import evaluation_settings, settings_from_args
 from runner.folder import CHECKPOINTS, CONFIG, METRICS, SUMMARY, RunFolder
@@ -125,59 +123,6 @@ def check_reusable(cell: Cell, plan: Plan, out: Path) -> str | None:
     diffs = [f"{k}: {saved.get(k)!r} there, {getattr(wanted, k)!r} now" for k in FIXED_SETTINGS
              if saved.get(k) != getattr(wanted, k)]
     return "; ".join(diffs) or None
-
-
-_children: set[subprocess.Popen] = set()
-_children_lock = threading.Lock()
-_stopping = threading.Event()
-PR_SET_PDEATHSIG = 1
-# Looked up here, not in the child: between fork and exec a child of a threaded process must not
-# load libraries (another thread may have held the loader's lock at the fork).
-_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
-    """Linux: have the kernel send SIGTERM to this child when the thread that started it ends
-    (its process dies, even by SIGKILL), so that a killed sweep leaves no train.py running on in
-    its folder."""
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def stop_children() -> None:
-    """Terminate the train.py / evaluate.py processes this sweep started, and start no more
-    (atexit, SIGTERM)."""
-    _stopping.set()
-    with _children_lock:
-        running = [p for p in _children if p.poll() is None]
-    for proc in running:
-        proc.terminate()
-    for proc in running:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def run_child(cmd: list[str], log: IO[str], env: dict[str, str]) -> int:
-    """subprocess.call(cmd) whose child never outlives this process: on Linux the kernel stops it
-    when we die (PR_SET_PDEATHSIG), and it is terminated when we exit or get SIGTERM."""
-    with _children_lock:
-        if _stopping.is_set():
-            return -signal.SIGTERM
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=_die_with_parent if _prctl is not None else None)
-        _children.add(proc)
-    try:
-        return proc.wait()
-    finally:
-        with _children_lock:
-            _children.discard(proc)
-        if proc.poll() is None:  # we are leaving early (an exception): take the child along
-            proc.terminate()
-            proc.wait()
-
-
-atexit.register(stop_children)
 
 
 def run_cell(cell: Cell, plan: Plan, device: str) -> dict[str, Any]:

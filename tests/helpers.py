@@ -4,7 +4,6 @@ each other."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path

@@ -1,7 +1,6 @@
 """The non-learning samplers do what their names say, and the env's action masks are right."""
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ import pytest
 from agents.baselines import BASELINES, HeuristicSampler, RandomWalkSampler, UniformSampler
 from envs import BatchSamplingEnv
 from envs.batch_sampling_env import JUMP
-from tests.helpers import TINY, toy_split, tiny_config
+from tests.helpers import toy_split, tiny_config
 
 
 def env_for(region: str = "random", **overrides) -> BatchSamplingEnv:

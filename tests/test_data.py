@@ -188,7 +188,7 @@ def test_mask_is_exactly_the_altered_pixels() -> None:
     # Same generator state up to the defect: the clean render equals the "good" path's clean image.
     rng = synthetic._rng(0, "x")
     clean, region = CATEGORIES["gravel"][0](rng, 64)
-    altered, mask = synthetic._apply_defect(clean, region, "stain", rng)
+    altered, mask = synthetic.apply_defect(clean, region, "stain", rng)
     np.testing.assert_array_equal(np.any(altered != clean, axis=2), mask)
 
 

@@ -1,7 +1,6 @@
 """Loss maps from the AE applied the way it was trained, and the per-update training diagnostics."""
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np

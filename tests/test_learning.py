@@ -6,7 +6,6 @@ patch touching a defect) and "always move east" is optimal. A random sampler ear
 agent must close most of that gap by training against the env, unchanged."""
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from agents.reinforce import REINFORCE, ReinforceConfig
 from agents.sb3 import SB3Agent
 from envs import BatchSamplingEnv
-from tests.helpers import TINY, toy_split, tiny_config
+from tests.helpers import toy_split, tiny_config
 
 TOY = tiny_config(patches_per_update=16, beta_min=1.0, cover_bonus=0.0, reinit_every=1000)
 EAST = 2

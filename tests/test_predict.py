@@ -16,6 +16,7 @@ from data.synthetic import generate_synthetic_mvtec
 from envs.batch_sampling_env import load_split
 from envs.config import DataConfig
 from runner.evaluation import nbs_maps, predict_probabilities
+from runner.prediction import find_images
 from runner.folder import RunFolder
 from evaluation.decisions import nbs_method, run_heldout_maps
 from models.crf import CRFConfig, dense_crf
@@ -188,9 +189,9 @@ def test_output_names_never_collide(tmp_path):
     for rel in ("a.png", "a.jpg", "b.png", "sub/a.png"):
         (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "in" / rel).write_bytes(b"")
-    names = [n for n, _ in predict.find_images([str(tmp_path / "in")])]
+    names = [n for n, _ in find_images([str(tmp_path / "in")])]
     assert sorted(names) == ["a_jpg", "a_png", "b", "sub__a"]
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "b.png").write_bytes(b"")
     with pytest.raises(SystemExit, match=r"same outputs \(.*in/b.png, .*other/b.png\)"):
-        predict.find_images([str(tmp_path / "in" / "b.png"), str(tmp_path / "other" / "b.png")])
+        find_images([str(tmp_path / "in" / "b.png"), str(tmp_path / "other" / "b.png")])

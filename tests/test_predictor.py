@@ -1,7 +1,6 @@
 """The predictor: skip path, U-Net variant, inputs with RGB, held-out folds, colour jitter."""
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest

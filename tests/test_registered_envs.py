@@ -16,7 +16,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs  # noqa: F401  (registers the envs)
 from envs.config import make_env_config
-from envs import ClassifierConfig, DataConfig, EnvConfig
+from envs import ClassifierConfig, DataConfig
 
 NAMESPACE = "NeuralBatchSampling"
 ENV_IDS = sorted(env_id for env_id, spec in gym.envs.registry.items() if spec.namespace == NAMESPACE)

@@ -1,7 +1,6 @@
 """SB3 algorithms train against BatchSamplingEnv unchanged, with the spec's network."""
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 
 import numpy as np

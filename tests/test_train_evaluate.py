@@ -123,10 +123,9 @@ def test_ctrl_c_checkpoints_and_resume_finishes(tiny_root, tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-W", "ignore", str(ROOT / "train.py"), "--data-root", str(tiny_root),
                              "--updates", "500", "--run-dir", str(run_dir), *TINY_ARGS],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (run_dir / "log.csv").exists():
+    deadline = time.time() + 120  # a bound on a hang, not a timing: the signal follows the first log row
+    while time.time() < deadline and not ((run_dir / "log.csv").exists() and log_rows(run_dir)):
         time.sleep(0.2)
-    time.sleep(2.0)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == (0 if sig == signal.SIGINT else 128 + signal.SIGTERM), err

@@ -176,8 +176,8 @@ def _process_state(pid: int) -> str:
 def test_a_sweeps_child_dies_with_it(tmp_path):
     pid_file = tmp_path / "child.pid"
     child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
-    parent = (f"import os, sys\nfrom runner import ablation\nwith open({str(tmp_path / 'log')!r}, 'w') as log:\n"
-              f"    ablation.run_child([sys.executable, '-c', {child!r}], log, dict(os.environ))\n")
+    parent = (f"import os, sys\nfrom runner import children\nwith open({str(tmp_path / 'log')!r}, 'w') as log:\n"
+              f"    children.run_child([sys.executable, '-c', {child!r}], log, dict(os.environ))\n")
     proc = subprocess.Popen([sys.executable, "-c", parent], cwd=ROOT)
     deadline = time.time() + 60
     while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
