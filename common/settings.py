@@ -64,6 +64,10 @@ def _type_problem(value: Any, annotation: str, owner: type) -> tuple[str | None,
             if isinstance(value, (list, tuple)) and all(isinstance(v, dict) for v in value):
                 return None, tuple(dict(v) for v in value)
             problems.append('expected a list of {"field": value} objects, e.g. [{"norm": false}]')
+        elif t.startswith("tuple[str"):
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                return None, tuple(value)
+            problems.append('expected a list of names, e.g. ["ssim"]')
         elif t.startswith("tuple"):
             if isinstance(value, (list, tuple)) and all(
                     isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):

@@ -276,10 +276,11 @@ class BatchSamplingEnv(gym.Env):
                 "image": self._img, "centre": (self._cy, self._cx)}
 
     # ------------------------------------------------------------------ results and checkpoints
-    def best_profiles(self) -> dict[str, np.ndarray]:
+    def best_profiles(self, error: str | None = None) -> dict[str, np.ndarray]:
         """The loss profiles of the best moment (TrainingProcess.best_profiles): raw float32
-        (n, T, S, S) "labeled", "unlabeled" (the scored D_u) and "extra" (train/good in D_u)."""
-        return self.process.best_profiles()
+        (n, T, S, S) "labeled", "unlabeled" (the scored D_u) and "extra" (train/good in D_u); with
+        `error`, of that loss-map error (recomputed from the best moment's AE snapshots)."""
+        return self.process.best_profiles(error)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume training exactly (take it between episodes); like

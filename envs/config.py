@@ -122,6 +122,12 @@ class ProfileConfig:
     unlabeled: str = setting("snapshots", choices=("snapshots", "eager"))
     """'snapshots': keep the last T AE weights and compute D_u profiles only when needed;
     'eager': evaluate D_u after every update (same profiles, much slower; for benchmarks)"""
+    select_on: str = setting("l_pred", choices=("l_pred", "dl_auroc"))
+    """which moment's profiles the run exports (its best moment). 'l_pred' (the papers'): the
+    lowest loss of the in-training predictor on D_l (of its leave-one-out folds with
+    predictor.heldout). 'dl_auroc' (ours): the highest pixel AUROC of the mean D_l profile against
+    the D_l masks, which no predictor is fit to: a predictor that memorises D_l lowers l_pred while
+    the profiles get no better (docs/results/per-run-choices.md)"""
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -291,16 +297,16 @@ ENV_PRESETS: dict[str, EnvConfig] = {
         predictor=PredictorConfig(alpha_decay=True, alpha_start=1.0, alpha_min=0.15, freeze_updates=50),
         rewards=RewardConfig(clone="sobel", cover="frequency", beta_min=0.15, rl_feedback_after=100)),
     # Ours, beyond the papers: chu2020 with noghredeh2025's kind of AE (no shortcuts, BatchNorm
-    # without affine, pretrained on normal images) on half-image patches, and a predictor that
-    # reads the image's RGB beside the profile: a U-Net trained with the U-Net baseline's recipe,
-    # with leave-one-out predictors that choose the best moment. Its final predictor:
-    # runner.presets.
+    # without affine, pretrained on normal images) on half-image patches, whose best moment is the
+    # one whose mean D_l profile ranks the labeled pixels best (no predictor is fit to it). Its
+    # in-training predictor is chu2020's (it only scores the sampler's batches); its final
+    # predictor, chosen per run on D_l: runner.presets.
     "ours": EnvConfig(
         sampler=SamplerConfig(patch_divisor=2),
         ae=AEConfig(skip_levels=(), norm=True),
         ae_training=AETrainingConfig(pretrain_steps=500),
-        predictor=PredictorConfig(arch="unet", inputs="profile+rgb", dice=True, shrink=0.0, prior_bias=False,
-                                  colour_jitter=0.2, alpha_floor=0.02, heldout=True)),
+        profiles=ProfileConfig(select_on="dl_auroc"),
+        predictor=PredictorConfig(alpha_floor=0.02)),
 }
 
 #: The flat field names of run folders saved before the groups (config.json's "env"), and of

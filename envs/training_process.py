@@ -91,6 +91,7 @@ class TrainingProcess:
         self.snapshots: list[dict[str, torch.Tensor]] = []
         self.best: BestMoment | None = None
         self.best_l_pred = math.inf
+        self.best_score = math.inf
         self.updates = 0
         self.reinits = 0
         self.last_ae_loss = math.nan
@@ -216,11 +217,7 @@ class TrainingProcess:
         self.pred_improvement = math.nan
         if self._l_unchanged_predictor is not None and l_before > 0:  # nan > 0 is False
             self.pred_improvement = (l_before - self._l_unchanged_predictor) / l_before
-        # The best moment: lowest l_pred, or lowest held-out l_pred with heldout_predictors. A
-        # frozen (untrained) predictor's loss says nothing about the profiles: no best before.
-        select = self.predictors.last_heldout_l_pred if self.fold_predictors else l_pred
-        if trains and not math.isnan(select) and select < self.best_l_pred:
-            self._record_best(select)
+        self._select_best(trains, l_pred)
         if not warmup and self.updates % self.config.ae_training.reinit_every == 0:
             with section("AE re-init"):
                 self._reinit_ae()
@@ -244,12 +241,13 @@ class TrainingProcess:
             d["dl_loss_auroc"] = d["dl_profile_auroc"] = math.nan
         self.diagnostics = d
 
-    def loss_maps(self, ae: ConvAutoencoder, indices: range, batch: int = 16) -> torch.Tensor:
+    def loss_maps(self, ae: ConvAutoencoder, indices: range, batch: int = 16, error: str | None = None) -> torch.Tensor:
+        """Loss maps (n, S, S) of images `indices` under `ae`, with the config's error (or `error`)."""
         c = self.config
         out = []
         idx = list(indices)
         for k in range(0, len(idx), batch):
-            out.append(reconstruction_loss_map(ae, self._images[idx[k:k + batch]], c.profiles.error,
+            out.append(reconstruction_loss_map(ae, self._images[idx[k:k + batch]], error or c.profiles.error,
                                                stride=c.profiles.stride, whole_image=c.profiles.mode == "whole"))
         if not out:
             return torch.zeros(0, self.image_size, self.image_size, device=self.device)
@@ -270,43 +268,66 @@ class TrainingProcess:
             m = torch.clamp(m / (m.mean() + 1e-12), 0.0, self.config.sampler.loss_obs_clip)
         return m.cpu().numpy().astype(np.float32)
 
-    def _record_best(self, l_pred: float) -> None:
+    def _select_best(self, trains: bool, l_pred: float) -> None:
+        """Record this update as the best moment if its selection score (profiles.select_on) is the
+        lowest so far: l_pred, or the held-out l_pred with predictor.heldout (a frozen, untrained
+        predictor's loss says nothing about the profiles: no best before it trains); or, with
+        'dl_auroc', minus the mean D_l profile's pixel AUROC once the profiles are full (the
+        papers' selection when D_l lacks a defect or a normal pixel to rank)."""
+        if self.config.profiles.select_on == "dl_auroc" and self._has_both_classes:
+            auroc = self.diagnostics.get("dl_profile_auroc", math.nan)
+            score = -auroc if self.labeled_profiles.full else math.nan
+        else:
+            score = self.predictors.last_heldout_l_pred if self.fold_predictors else l_pred
+            score = score if trains else math.nan
+        if not math.isnan(score) and score < self.best_score:
+            self._record_best(score, l_pred)
+
+    def _record_best(self, score: float, l_pred: float) -> None:
         """Keep what is needed to rebuild the D_u profiles of this moment: the T AE snapshots
         (immutable copies, so keeping references is enough), and the predictor of that moment,
         which scores the best profiles at inference (its l_pred chose them, and the held-out
         threshold belongs to it, not to a predictor trained on for hundreds more updates)."""
-        self.best_l_pred = l_pred
+        self.best_score = score
+        self.best_l_pred = score if self.config.profiles.select_on == "l_pred" else l_pred
         self.best = BestMoment(
-            update=self.updates, l_pred=l_pred, snapshots=list(self.snapshots[-self.config.profiles.length:]),
+            update=self.updates, l_pred=l_pred, score=score,
+            snapshots=list(self.snapshots[-self.config.profiles.length:]),
             labeled=self.labeled_profiles.ordered(), predictor=snapshot(self.predictor),
             heldout_prob=None if self.heldout_prob is None else self.heldout_prob.clone(),
             unlabeled=None if self.unlabeled_profiles is None else self.unlabeled_profiles.ordered())
 
-    def best_profiles(self) -> dict[str, np.ndarray]:
-        """The loss profiles of the moment l_pred was lowest, raw (not normalised), float32
-        (n, T, S, S): "labeled" (D_l), "unlabeled" (the scored D_u), "extra" (train/good in D_u).
-        In 'snapshots' mode the D_u profiles are computed here from the AE weights kept then."""
+    def best_profiles(self, error: str | None = None) -> dict[str, np.ndarray]:
+        """The loss profiles of the best moment, raw (not normalised), float32 (n, T, S, S):
+        "labeled" (D_l), "unlabeled" (the scored D_u), "extra" (train/good in D_u). In 'snapshots'
+        mode the D_u profiles are computed here from the AE weights kept then; with `error` other
+        than the config's, all of them are (models.autoencoder.loss_map), the AE snapshots being
+        those of the best moment."""
         if self.best is None:
             raise RuntimeError("no best profiles yet: the predictor has not trained (run longer "
                                "than profile_length AE updates)")
-        if self.best.unlabeled is not None:
+        other = error is not None and error != self.config.profiles.error
+        if self.best.unlabeled is not None and not other:
             unl = self.best.unlabeled
         else:
-            ae = self.new_ae()
-            maps = []
-            with torch.no_grad():
-                for snap in self.best.snapshots:
-                    ae.load_state_dict(snap)
-                    ae.eval()
-                    maps.append(self.loss_maps(ae, range(self.n_labeled, self.n_images)))
-            unl = torch.stack(maps, dim=1)
+            unl = self._snapshot_profiles(range(self.n_labeled, self.n_images), error)
         unl = unl.cpu().numpy()
-        out = {"labeled": self.best.labeled.cpu().numpy(),
-               "unlabeled": unl[:self.n_scored], "extra": unl[self.n_scored:]}
-        if self.best.heldout_prob is not None:
+        labeled = self._snapshot_profiles(range(self.n_labeled), error) if other else self.best.labeled
+        out = {"labeled": labeled.cpu().numpy(), "unlabeled": unl[:self.n_scored], "extra": unl[self.n_scored:]}
+        if self.best.heldout_prob is not None and not other:
             out["labeled_heldout_prob"] = self.best.heldout_prob.cpu().numpy()
             out["labeled_heldout_index"] = np.asarray(self.heldout_images, np.int64)
         return out
+
+    def _snapshot_profiles(self, indices: range, error: str | None) -> torch.Tensor:
+        ae = self.new_ae()
+        maps = []
+        with torch.no_grad():
+            for snap in self.best.snapshots:
+                ae.load_state_dict(snap)
+                ae.eval()
+                maps.append(self.loss_maps(ae, indices, error=error))
+        return torch.stack(maps, dim=1)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume training exactly (take it between episodes).
@@ -319,7 +340,7 @@ class TrainingProcess:
             "labeled_profiles": self.labeled_profiles.state_dict(),
             "unlabeled_profiles": None if self.unlabeled_profiles is None else self.unlabeled_profiles.state_dict(),
             "snapshots": [{k: t.cpu() for k, t in s.items()} for s in self.snapshots],
-            "best": best, "best_l_pred": self.best_l_pred, "updates": self.updates,
+            "best": best, "best_l_pred": self.best_l_pred, "best_score": self.best_score, "updates": self.updates,
             "pretrained": None if self.pretrained is None else {k: t.cpu() for k, t in self.pretrained.items()},
             "reinits": self.reinits, "last_ae_loss": self.last_ae_loss, "last_l_pred": self.last_l_pred,
             "np_random": self.rng.bit_generator.state,
@@ -342,6 +363,7 @@ class TrainingProcess:
         pre = state.get("pretrained")
         self.pretrained = None if pre is None else {k: t.to(dev) for k, t in pre.items()}
         self.best_l_pred = float(state["best_l_pred"])
+        self.best_score = float(state.get("best_score", self.best_l_pred))  # older checkpoints selected on l_pred
         self.updates, self.reinits = int(state["updates"]), int(state["reinits"])
         self.last_ae_loss, self.last_l_pred = float(state["last_ae_loss"]), float(state["last_l_pred"])
         self.rng.bit_generator.state = state["np_random"]

@@ -34,6 +34,9 @@ class MethodMaps:
     """whether the method's decision ends with the dense CRF"""
     crf_choice: str = ""
     """how `crf` was chosen on labeled images (empty: not chosen, the CRF is simply applied)"""
+    image_score: str = "max"
+    """how an image's score is read off its map (evaluation.choice.image_scores): the max, or
+    what the run chose on D_l"""
 
     def __post_init__(self) -> None:
         self.label = self.label or self.name
@@ -171,4 +174,5 @@ def nbs_from_record(prob_u: np.ndarray, record: dict) -> MethodMaps:
         m = MethodMaps(NBS_NAME, "method", prob_u, shift_probability(prob_u, float(t)), threshold=float(t),
                        note=record.get("note", ""))
     m.crf, m.crf_choice = bool(record.get("crf", True)), str(record.get("crf_choice", ""))
+    m.image_score = str(record.get("image_score", "max"))
     return m

@@ -124,8 +124,8 @@ DEFINITIONS = (
 
 
 def run_report_sections(run: str, setup: dict[str, Any], rows: list[dict], diagnostics: dict[str, float],
-                        thresholds: str, probe: str, warnings: list[str],
-                        overlays: list[str]) -> list[tuple[str, str]]:
+                        thresholds: str, probe: str, warnings: list[str], overlays: list[str],
+                        choices: list[str] | None = None) -> list[tuple[str, str]]:
     """The sections of a run's report.md: setup, the method x metric table, the training
     diagnostics, the definitions and the overlays. `setup`: category, image_size, data_root,
     seed, labeled, n_unlabeled, per_type, n_extra, best_update, best_l_pred, ae_updates, wall_s,
@@ -147,5 +147,6 @@ def run_report_sections(run: str, setup: dict[str, Any], rows: list[dict], diagn
             f"output spread / image spread {d['ae_output_spread']:.3f} (>= 1 with a spread near 0: collapsed AE). "
             f"Means of the last 10 % of updates.{probe}" + "".join(f"\n\n**Warning:** {w}" for w in warnings)
             + "\n\n![training diagnostics](training.png)")
-    return [("Setup", meta), ("Results", format_markdown_table(rows, COLUMNS)), ("Training diagnostics", diag),
+    chosen = [("What this run chose on D_l", "\n".join(f"- {c}" for c in choices))] if choices else []
+    return [("Setup", meta), ("Results", format_markdown_table(rows, COLUMNS)), *chosen, ("Training diagnostics", diag),
             ("Definitions", notes), ("Overlays", "\n".join(f"![{n}](overlays/{n})" for n in overlays) or "none")]

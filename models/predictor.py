@@ -169,22 +169,57 @@ class PredictorEnsemble(nn.Module):
 class ProfileMeanMember(nn.Module):
     """A member that reads only the mean over the profile of a pixel's relative loss r (the first
     `profile_length` input channels, mean-normalised by predictor_input): logit = a log r + b.
+    With `raw`, it reads the raw mean loss instead, log r + log(the profile's mean loss) (the
+    `level` that probability_maps passes to nets that ask for it): the profiles' plain mean,
+    as evaluate.py's "Recon. error of the loss profiles" row ranks pixels across images.
 
-    a and b are fit on the labeled profiles by logistic regression (envs.refit.fit_profile_member):
-    two numbers, well determined even by one defect image, so the plain reconstruction-error
-    signal the profiles carry reaches the pooled output, where nets fit on 5 labeled images can
-    drop it (on the built-in brick the final predictor ranked pixels below its profiles' mean on
-    two of three seeds)."""
+    a and b are fit on the labeled profiles by logistic regression
+    (models.final_predictor.fit_profile_member): two numbers, well determined even by one defect
+    image, so the plain reconstruction-error signal of the profiles reaches the pooled output,
+    where nets fit on 5 labeled images can drop it."""
 
-    def __init__(self, profile_length: int, a: float = 0.0, b: float = 0.0) -> None:
+    def __init__(self, profile_length: int, a: float = 0.0, b: float = 0.0, raw: bool = False) -> None:
         super().__init__()
         self.profile_length = profile_length
+        self.raw = raw
         self.register_buffer("a", torch.tensor(float(a)))
         self.register_buffer("b", torch.tensor(float(b)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = x[:, :self.profile_length].mean(dim=1, keepdim=True)
-        return self.a * torch.log(r.clamp_min(1e-8)) + self.b
+    @property
+    def reads_level(self) -> bool:
+        return self.raw
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor | None = None) -> torch.Tensor:
+        r = torch.log(x[:, :self.profile_length].mean(dim=1, keepdim=True).clamp_min(1e-8))
+        if self.raw:
+            if level is None:
+                raise ValueError("a raw profile member needs the profiles' level (log of their mean loss)")
+            r = r + level
+        return self.a * r + self.b
+
+
+class FinalPool(nn.Module):
+    """The final predictor a run chose on D_l (evaluation.choice): a weighted sum of the mean logit
+    of each kind of member: nets that read the profiles (and the image), nets that read the image
+    only (ImageOnly), and the profiles' member. Kinds with weight 0 hold no nets."""
+
+    def __init__(self, profile_nets: list[nn.Module], image_nets: list[nn.Module], member: ProfileMeanMember,
+                 weights: tuple[float, float, float]) -> None:
+        super().__init__()
+        self.profile_nets, self.image_nets = nn.ModuleList(profile_nets), nn.ModuleList(image_nets)
+        self.member = member
+        self.register_buffer("weights", torch.tensor([float(w) for w in weights]))
+
+    @property
+    def reads_level(self) -> bool:
+        return self.member.reads_level
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.weights[2] * self.member(x, level)
+        for w, nets in zip(self.weights[:2], (self.profile_nets, self.image_nets)):
+            if len(nets):
+                out = out + w * torch.stack([n(x) for n in nets]).mean(dim=0)
+        return out
 
 
 class ImageOnly(nn.Module):
@@ -250,8 +285,9 @@ def build_predictor(profile_length: int, width: int, inputs: str = "profile", sk
 def predictor_from_saved(saved: dict, device: str | torch.device = "cpu") -> nn.Module:
     """The predictor stored in a predictor.pt or a bundle (its state dict plus the fields
     build_predictor needs; `ensemble` members, if any, pooled by `pool` (default 'prob'), the last
-    `image_members` of the nets image-only, followed by a ProfileMeanMember when `profile_member`),
-    in eval mode on `device`."""
+    `image_members` of the nets image-only, followed by a ProfileMeanMember when `profile_member`;
+    or, with pool 'final', a FinalPool of `profile_nets` and `image_nets` nets and a member that
+    reads the raw mean when `member_raw`, weighted by `weights`), in eval mode on `device`."""
     def member(image_only: bool = False) -> nn.Module:
         if image_only:
             return ImageOnly(build_predictor(saved["profile_length"], saved["width"], "rgb", False,
@@ -259,6 +295,13 @@ def predictor_from_saved(saved: dict, device: str | torch.device = "cpu") -> nn.
         return build_predictor(saved["profile_length"], saved["width"], saved.get("inputs", "profile"),
                                saved.get("skip", False), saved.get("arch", "dilated"), saved.get("norm", "group"))
 
+    if saved.get("pool") == "final":  # a FinalPool (a run that chose its final map on D_l)
+        net = FinalPool([member() for _ in range(int(saved["profile_nets"]))],
+                        [member(image_only=True) for _ in range(int(saved["image_nets"]))],
+                        ProfileMeanMember(saved["profile_length"], raw=bool(saved["member_raw"])),
+                        tuple(saved["weights"]))
+        net.load_state_dict(saved["state_dict"])
+        return net.to(device).eval()
     k, m = int(saved.get("ensemble", 1)), int(saved.get("image_members", 0))
     if not 0 <= m < k or (m and saved.get("inputs") != "profile+rgb"):
         raise ValueError(f"image_members={m} needs a 'profile+rgb' ensemble of more than {m} members "
@@ -279,8 +322,10 @@ def probability_maps(net: nn.Module, profiles: torch.Tensor, rgb: torch.Tensor |
     device = next(itertools.chain(net.parameters(), net.buffers())).device  # a ProfileMeanMember has buffers only
     out = []
     for k in range(0, len(profiles), batch):
-        x = predictor_input(profiles[k:k + batch].to(device), None if rgb is None else rgb[k:k + batch].to(device))
-        out.append(torch.sigmoid(net(x))[:, 0])
+        p = profiles[k:k + batch].to(device)
+        x = predictor_input(p, None if rgb is None else rgb[k:k + batch].to(device))
+        logits = net(x, torch.log(profile_scale(p))) if getattr(net, "reads_level", False) else net(x)
+        out.append(torch.sigmoid(logits)[:, 0])
     return torch.cat(out) if out else torch.zeros(0, *profiles.shape[2:], device=device)
 
 

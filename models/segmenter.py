@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import torch
 
+from evaluation.choice import image_scores
 from models.autoencoder import AEConfig, ConvAutoencoder, reconstruction_loss_map
 from models.crf import CRFConfig, dense_crf, shift_probability
 from models.predictor import predictor_from_saved, probability_maps
@@ -57,6 +58,8 @@ class BundleMeta:
     error: str | None = None
     """the loss maps' per-pixel error (models.autoencoder.loss_map); None in bundles from before it
     (absolute_error then says 'absolute' or 'squared')"""
+    image_score: str = "max"
+    """how an image's score is read off its probability map (evaluation.choice.image_scores)"""
 
     @property
     def loss_error(self) -> str:
@@ -83,7 +86,8 @@ class Prediction:
     masks: list[np.ndarray]
     """bool (H, W) defect masks (threshold, then the dense CRF)"""
     scores: np.ndarray
-    """image-level anomaly score: the maximum of the probability map (the MVTec AD convention)"""
+    """image-level anomaly score: by default the maximum of the probability map (the MVTec AD
+    convention); a run that chose another image score on D_l (BundleMeta.image_score) uses that"""
     decisions: np.ndarray
     """bool: the image is called defective when its mask has any defect pixel"""
 
@@ -159,7 +163,7 @@ class Segmenter:
                 h, w = img.shape[:2]
                 out.probabilities.append(cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR))
                 out.masks.append(cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0)
-                out.scores[start + k] = p.max()
+                out.scores[start + k] = image_scores(p[None], self.meta.image_score, self.meta.threshold)[0]
                 out.decisions[start + k] = bool(mask.any())
         return out
 

@@ -24,7 +24,8 @@ from data.mvtec import DatasetError
 from evaluation.classification import (decision_metrics, largest_region_areas, tune_threshold,
                                        tune_threshold_min_area)
 from evaluation.decisions import MethodMaps, nbs_from_record, nbs_method, run_heldout_maps, thresholded
-from evaluation.metrics import aupro, auroc, binary_scores, f1_max, image_scores_from_maps
+from evaluation.choice import image_scores
+from evaluation.metrics import aupro, auroc, binary_scores, f1_max
 from evaluation.plots import plot_run_diagnostics
 from evaluation.published import published_numbers
 from evaluation.report import (CHOSEN_SUFFIX, CRF_SUFFIX, HEADLINE_METHOD, IMAGE_COLUMNS, PROFILES_METHOD,
@@ -69,8 +70,10 @@ def predict_probabilities(run: RunFolder, profiles: np.ndarray, device: torch.de
     return prob.cpu().numpy(), bool(saved.get("refit", False)), saved.get("decision")
 
 
-def score_row(method: str, pred: np.ndarray | None, scores: np.ndarray, gt: np.ndarray) -> dict[str, Any]:
-    """One table row: binary metrics of `pred` (if any), threshold-free metrics of `scores`."""
+def score_row(method: str, pred: np.ndarray | None, scores: np.ndarray, gt: np.ndarray,
+              image_score: str = "max", threshold: float = 0.5) -> dict[str, Any]:
+    """One table row: binary metrics of `pred` (if any), threshold-free metrics of `scores`; the
+    image AUROC of the image scores `image_score` reads off the maps (evaluation.choice)."""
     row: dict[str, Any] = {"method": method}
     if pred is not None:
         b = binary_scores(pred, gt)
@@ -79,7 +82,8 @@ def score_row(method: str, pred: np.ndarray | None, scores: np.ndarray, gt: np.n
     row["pixel AUROC"] = auroc(scores, gt)
     row["AUPRO"] = aupro(scores, gt)
     labels = gt.reshape(len(gt), -1).any(axis=1)
-    row["image AUROC"] = auroc(image_scores_from_maps(scores), labels) if 0 < labels.sum() < len(labels) else math.nan
+    row["image AUROC"] = (auroc(image_scores(scores, image_score, threshold), labels)
+                          if 0 < labels.sum() < len(labels) else math.nan)
     return row
 
 
@@ -94,8 +98,9 @@ def method_rows(m: MethodMaps, images: list[np.ndarray], gt: np.ndarray, categor
     crf_masks = np.stack([dense_crf(img, p, crf) for img, p in zip(images, m.prob)])
     # The threshold's value goes in its own field, not the name: a sweep groups rows by name.
     before = "p > 0.5" if m.threshold is None else "score >= t from D_l"
-    rows = [score_row(f"{m.name}, {before} (no CRF)", m.prob > 0.5, m.scores, gt),
-            score_row(m.name + CRF_SUFFIX, crf_masks, m.scores, gt)]
+    t = 0.5 if m.threshold is None else m.threshold
+    rows = [score_row(f"{m.name}, {before} (no CRF)", m.prob > 0.5, m.scores, gt, m.image_score, t),
+            score_row(m.name + CRF_SUFFIX, crf_masks, m.scores, gt, m.image_score, t)]
     for r in rows:
         r.update(published, family=m.family, note=m.note, threshold=m.threshold)
     decision = crf_masks if m.crf else m.prob > 0.5
@@ -106,17 +111,18 @@ def method_rows(m: MethodMaps, images: list[np.ndarray], gt: np.ndarray, categor
 
 
 def nbs_maps(run: RunFolder, prof: dict[str, Any], split: Any, device: torch.device,
-             crf: CRFConfig | None) -> tuple[MethodMaps, np.ndarray]:
+             crf: CRFConfig | None) -> tuple[MethodMaps, np.ndarray, list[str]]:
     """The NBS method on the scored images: its predictor's maps, with the decision recorded at
     export (predictor.pt "decision"), or, for runs saved before it was recorded, chosen here the
-    same way on their held-out D_l maps. Also returns the probability maps."""
+    same way on their held-out D_l maps. Also returns the probability maps and, for a run that
+    chose its final map on D_l, what it chose and why."""
     images_u = np.stack([s.image for s in split.unlabeled])
     prob, refit, record = predict_probabilities(run, prof["unlabeled"], device, images=images_u)
     if record is not None:
-        return nbs_from_record(prob, record), prob
+        return nbs_from_record(prob, record), prob, list((record.get("choice") or {}).get("notes", []))
     gt_l = np.stack([s.mask for s in split.labeled])
     heldout = run_heldout_maps(prof, refit, gt_l, np.stack([s.image for s in split.labeled]))
-    return nbs_method(prob, refit, heldout, float(gt_l.mean()), crf), prob
+    return nbs_method(prob, refit, heldout, float(gt_l.mean()), crf), prob, []
 
 
 def load_run_split(run: RunFolder, config: dict[str, Any], prof: dict[str, Any]) -> tuple[DataConfig, Any]:
@@ -185,7 +191,7 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
     seed = int(config["args"]["seed"])
     # The method, then the same loss profiles without the predictor (mean reconstruction error
     # over the profile, threshold from D_l), then the papers' baselines trained on this split.
-    nbs, prob = nbs_maps(run, prof, split, dev, crf)
+    nbs, prob, choices = nbs_maps(run, prof, split, dev, crf)
     methods = [nbs, thresholded(PROFILES_METHOD, None, prof["labeled"].mean(axis=1),
                                 np.stack([s.mask for s in split.labeled]), prof["unlabeled"].mean(axis=1),
                                 note="the run's own AE, no predictor", label="profile recon.")]
@@ -200,7 +206,8 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
               "split": split.describe(), "rows": rows, "baseline_threshold": methods[1].threshold,
               "best_update": prof["best_update"], "best_l_pred": prof["best_l_pred"],
               "training": summary, "overlays": written, "reference_s": reference_s,
-              "diagnostics": diagnostics, "evaluation": evaluation_settings(crf, reference)}
+              "diagnostics": diagnostics, "evaluation": evaluation_settings(crf, reference),
+              **({"choices": choices} if choices else {})}
     run.write_metrics(result)
     sd = split.describe()
     setup = {"category": split.category, "image_size": data.image_size, "data_root": data.data_root,
@@ -212,7 +219,7 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
     thresholds = ", ".join(f"{m.name} {m.threshold:.4g}" for m in methods if m.threshold is not None)
     write_report(run / "report.md", f"Evaluation: {split.category}", run_report_sections(
         str(run), setup, rows, diagnostics, thresholds, probe_text(config.get("ae_probe")),
-        summary.get("warnings", []), written))
+        summary.get("warnings", []), written, choices))
     return result
 
 

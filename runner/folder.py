@@ -210,9 +210,10 @@ class RunFolder:
 
     # ------------------------------------------------------------------ results of training
     def write_best_profiles(self, profiles: dict[str, np.ndarray], split: Split, best_update: int,
-                            best_l_pred: float) -> None:
+                            best_l_pred: float, error: str | None = None) -> None:
         """best_profiles.npz: the raw profiles (float16 of loss / mean D_l loss, which keeps the
-        precision), the image names, the best moment, and the held-out D_l maps if any."""
+        precision), the image names, the best moment, the held-out D_l maps if any, and the
+        loss-map error of the profiles when it is not the run's own (a final predictor chose it)."""
         extra = {k: profiles[k] for k in HELDOUT_KEYS if k in profiles}
         scale = float(np.mean(profiles["labeled"])) or 1.0
         arrays = dict(scale=np.float32(scale),
@@ -220,7 +221,8 @@ class RunFolder:
                       labeled_names=np.array([s.name for s in split.labeled]),
                       unlabeled_names=np.array([s.name for s in split.unlabeled]),
                       extra_names=np.array([s.name for s in split.extra_unlabeled]),
-                      best_update=np.int64(best_update), best_l_pred=np.float32(best_l_pred), **extra)
+                      best_update=np.int64(best_update), best_l_pred=np.float32(best_l_pred), **extra,
+                      **({"error": np.array(error)} if error else {}))
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to the temporary name
@@ -240,6 +242,7 @@ class RunFolder:
                 "labeled_names": [str(n) for n in z["labeled_names"]],
                 "unlabeled_names": [str(n) for n in z["unlabeled_names"]],
                 "best_update": int(z["best_update"]), "best_l_pred": float(z["best_l_pred"]),
+                "error": str(z["error"]) if "error" in z else None,
                 **{k: z[k] if k in z else None for k in HELDOUT_KEYS}}
 
     def missing_profiles_advice(self) -> str:

@@ -34,20 +34,24 @@ class MethodConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if self.final.image_members and self.env.predictor.inputs != "profile+rgb":
-            raise ConfigError(f"final.image_members={self.final.image_members}: needs predictor.inputs='profile+rgb' "
-                              f"(got {self.env.predictor.inputs!r}): image-only members sit beside nets that read "
-                              "the image")
+        inputs = self.final.inputs or self.env.predictor.inputs
+        if self.final.image_members and inputs != "profile+rgb":
+            raise ConfigError(f"final.image_members={self.final.image_members}: needs the final nets to read the "
+                              f"image (final.inputs or predictor.inputs 'profile+rgb', got {inputs!r}): image-only "
+                              "members sit beside nets that read it")
 
 
 PRESETS: dict[str, MethodConfig] = {
     "chu2020": MethodConfig(ENV_PRESETS["chu2020"]),
     "noghredeh2025": MethodConfig(ENV_PRESETS["noghredeh2025"]),
-    # Ours: after training, the exported predictor is replaced by 3 fits of the env predictor's
-    # shape on the best D_l profiles + image, 3 fits on the image only and a logistic member on the
-    # profiles' mean, pooled by their mean logit, deciding at p > 0.5 without the CRF.
-    "ours": MethodConfig(ENV_PRESETS["ours"],
-                         FinalPredictorConfig(steps=600, image_members=3, pool="logit", profile_member=True)),
+    # Ours: after training, a final predictor chosen per run on D_l (models.final_predictor,
+    # evaluation.choice): U-Nets on the best profiles + image and on the image only, cross-fit on
+    # 3 groups of the labeled images, whose out-of-fold maps choose among the profiles' member
+    # alone and its pools with the nets, the profiles' loss error (squared or SSIM), the threshold,
+    # the CRF and the image score; the profiles' member alone where D_l cannot judge.
+    "ours": MethodConfig(ENV_PRESETS["ours"], FinalPredictorConfig(
+        steps=600, choose=True, folds=3, errors=("ssim",), arch="unet", inputs="profile+rgb", width=16,
+        colour_jitter=0.2)),
 }
 #: What `python train.py` trains without --preset.
 DEFAULT_PRESET = "chu2020"

@@ -15,6 +15,7 @@ import train
 from data.synthetic import generate_synthetic_mvtec
 from envs.batch_sampling_env import load_split
 from envs.config import DataConfig
+from evaluation.choice import CANDIDATES, image_scores
 from runner.evaluation import nbs_maps, predict_probabilities
 from runner.prediction import find_images
 from runner.folder import RunFolder
@@ -37,16 +38,20 @@ def data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(data_root, tmp_path_factory) -> dict[str, Path]:
-    """One run per decision rule: ours (final predictor, p > 0.5, no CRF), ours whose final
-    predictor's leave-one-out maps choose the CRF, and chu2020 (prior-matched, CRF)."""
+    """One run per decision rule: ours (a final map, threshold, CRF and image score chosen on D_l),
+    the pooled final predictor it had before (p > 0.5, no CRF), the same whose leave-one-out maps
+    choose the CRF, and chu2020 (prior-matched, CRF)."""
     base = tmp_path_factory.mktemp("runs")
-    ours = ["--data-root", str(data_root), "--preset", "ours", *TINY, "--set", "predictor_refit_steps=20"]
+    ours = ["--data-root", str(data_root), "--preset", "ours", *TINY, "--set", "final.steps=20"]
+    pool = [*ours, "--set", "final.choose=false", "--set", "final.image_members=3", "--set", "final.pool=logit",
+            "--set", "final.profile_member=true"]
     return {"ours": train.main([*ours, "--run-dir", str(base / "ours")]),
-            "ours-loo": train.main([*ours, "--run-dir", str(base / "ours-loo"), "--set", "predictor_refit_heldout=true"]),
+            "pool": train.main([*pool, "--run-dir", str(base / "pool")]),
+            "pool-loo": train.main([*pool, "--run-dir", str(base / "pool-loo"), "--set", "final.heldout=true"]),
             "chu2020": train.main(["--data-root", str(data_root), "--run-dir", str(base / "chu"), *TINY])}
 
 
-@pytest.mark.parametrize("preset", ["ours", "ours-loo", "chu2020"])
+@pytest.mark.parametrize("preset", ["ours", "pool", "pool-loo", "chu2020"])
 def test_bundle_gives_the_masks_of_the_run(runs, preset):
     """Segmenter on the run's own D_u images reproduces the masks of evaluate.py's headline row
     (the NBS decision): same AE snapshots, predictor, threshold and CRF choice. (The maps differ by float16 rounding only: the run
@@ -59,17 +64,21 @@ def test_bundle_gives_the_masks_of_the_run(runs, preset):
     prof = RunFolder(run).read_best_profiles()
     prob, refit, record = predict_probabilities(RunFolder(run), prof["unlabeled"], torch.device("cpu"), images=images)
     images_l = np.stack([s.image for s in split.labeled])
-    nbs, prob_eval = nbs_maps(RunFolder(run), prof, split, torch.device("cpu"), None)  # what evaluate.py scores
+    nbs, prob_eval, _ = nbs_maps(RunFolder(run), prof, split, torch.device("cpu"), None)  # what evaluate.py scores
     np.testing.assert_array_equal(prob_eval, prob)
-    assert record == {"threshold": nbs.threshold, "crf": nbs.crf, "note": nbs.note, "crf_choice": nbs.crf_choice}
-    # the decision recorded at export is the one the rule gives on the run's maps (up to the float16
-    # rounding of the stored profiles, which can move a threshold in its 4th digit)
-    again = nbs_method(prob, refit, run_heldout_maps(prof, refit, masks_l, images_l), float(masks_l.mean()))
-    assert again.crf == nbs.crf and (again.threshold is None) == (nbs.threshold is None)
+    assert {k: record[k] for k in ("threshold", "crf", "note", "crf_choice")} == {
+        "threshold": nbs.threshold, "crf": nbs.crf, "note": nbs.note, "crf_choice": nbs.crf_choice}
     assert nbs.crf_choice.startswith("CRF on" if nbs.crf else "CRF off")
-    if preset == "ours":  # no leave-one-out maps: p > 0.5, no CRF
+    if preset == "ours":  # chosen on D_l: recorded with why, the image score too
+        assert record["choice"]["candidate"] in CANDIDATES and nbs.image_score == record["image_score"]
+        assert any("candidates" in n or "too few" in n for n in record["choice"]["notes"])
+    else:  # the decision recorded at export is the one the rule gives on the run's maps (up to the
+        # float16 rounding of the stored profiles, which can move a threshold in its 4th digit)
+        again = nbs_method(prob, refit, run_heldout_maps(prof, refit, masks_l, images_l), float(masks_l.mean()))
+        assert again.crf == nbs.crf and (again.threshold is None) == (nbs.threshold is None)
+    if preset == "pool":  # no leave-one-out maps: p > 0.5, no CRF
         assert not nbs.crf and nbs.threshold is None and prof.get("labeled_refit_heldout_index") is None
-    if preset == "ours-loo":  # the final predictor's leave-one-out maps chose the CRF
+    if preset == "pool-loo":  # the final predictor's leave-one-out maps chose the CRF
         index = prof["labeled_refit_heldout_index"]
         assert prof["labeled_refit_heldout_prob"].shape == (len(index), *masks_l.shape[1:])
         assert all(np.delete(masks_l, k, axis=0).any() for k in index) and "held-out D_l" in nbs.crf_choice
@@ -84,7 +93,8 @@ def test_bundle_gives_the_masks_of_the_run(runs, preset):
     got = np.stack(result.masks)
     assert (got == expected).mean() > 0.999
     np.testing.assert_array_equal(result.decisions, got.reshape(len(got), -1).any(axis=1))
-    np.testing.assert_allclose(result.scores, np.stack(result.probabilities).max(axis=(1, 2)), atol=1e-6)
+    np.testing.assert_allclose(result.scores, image_scores(np.stack(result.probabilities), nbs.image_score,
+                                                           seg.meta.threshold), atol=1e-6)
 
 
 def _write_inputs(folder: Path) -> None:

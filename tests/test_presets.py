@@ -52,7 +52,7 @@ def test_presets_are_grouped_configs_and_copies():
     o = PRESETS["ours"]  # its AE: no shortcuts, BatchNorm, half-image patches, pretrained; a final predictor
     r = o.env.resolved(128)
     assert (r.ae.skip_levels, r.ae.norm, r.sampler.patch_size, r.ae_training.pretrain_steps) == ((), True, 64, 500)
-    assert (o.final.steps, o.final.pool, o.final.profile_member) == (600, "logit", True)
+    assert (o.final.choose, o.final.folds, o.final.errors, o.env.profiles.select_on) == (True, 3, ("ssim",), "dl_auroc")
     with pytest.raises(ConfigError, match="unknown preset"):
         method_config("nope")
 

@@ -205,12 +205,16 @@ def test_crackforest_protocol_end_to_end(tmp_path):
     assert "not applicable" in (run_dir / "report.md").read_text()
 
 
-def test_ours_preset_heldout_threshold_rgb_predictor_and_diagnostics(tiny_root, tmp_path):
-    """--preset ours end to end: the predictor reads RGB + profile, leave-one-out predictors choose
-    the best moment and the threshold, and the report shows the training diagnostics."""
+HELDOUT_RGB = ["--set", "predictor.heldout=true", "--set", "predictor.arch=unet", "--set", "predictor.inputs=profile+rgb",
+               "--set", "profiles.select_on=l_pred"]
+
+
+def test_heldout_predictors_choose_the_moment_and_threshold_of_an_rgb_predictor(tiny_root, tmp_path):
+    """The in-training predictor reads RGB + profile, leave-one-out predictors choose the best
+    moment and the threshold, and the report shows the training diagnostics."""
     run_dir = tmp_path / "ours"
     run("train.py", "--data-root", str(tiny_root), "--updates", "8", "--run-dir", str(run_dir),
-        "--preset", "ours", *TINY_ARGS, "--set", "predictor_refit_steps=0")
+        "--preset", "ours", *TINY_ARGS, *HELDOUT_RGB, "--set", "final.steps=0")
     rows = log_rows(run_dir)
     assert {"dl_loss_auroc", "dl_profile_auroc", "dl_heldout_auroc", "ae_vs_mean_colour", "heldout_l_pred",
             "action_8", "jump_rate"} <= set(rows[0])
@@ -234,12 +238,14 @@ def test_ours_preset_heldout_threshold_rgb_predictor_and_diagnostics(tiny_root, 
     assert "Training diagnostics" in (run_dir / "report.md").read_text()
 
 
-def test_ours_exports_a_final_predictor_that_decides_at_one_half(tiny_root, tmp_path):
-    """--preset ours refits the exported predictor on the best labeled profiles (BatchNorm, as the
-    U-Net baseline); evaluate.py loads it and decides at p > 0.5, as for the U-Net."""
+def test_a_pooled_final_predictor_decides_at_one_half(tiny_root, tmp_path):
+    """A final predictor of fixed members (ours before it chose per run on D_l) refits the exported
+    predictor on the best labeled profiles (BatchNorm, as the U-Net baseline); evaluate.py loads it
+    and decides at p > 0.5, as for the U-Net."""
     run_dir = tmp_path / "refit"
     out = run("train.py", "--data-root", str(tiny_root), "--updates", "8", "--run-dir", str(run_dir),
-              "--preset", "ours", *TINY_ARGS, "--set", "predictor_refit_steps=20").stdout
+              "--preset", "ours", *TINY_ARGS, "--set", "predictor_refit_steps=20", "--set", "final.choose=false",
+              "--set", "final.image_members=3", "--set", "final.pool=logit", "--set", "final.profile_member=true").stdout
     assert "fitting the final predictor" in out
     from common.files import load_weights
 
@@ -273,9 +279,31 @@ def test_ours_exports_a_final_predictor_that_decides_at_one_half(tiny_root, tmp_
         torch.testing.assert_close(again["state_dict"][k], v, rtol=0, atol=0)
     config = json.loads((run_dir / "config.json").read_text())
     assert config["final"]["pool"] == "prob"
-    assert config["args"]["set"][-2:] == ["predictor_refit_steps=20", "predictor_refit_pool=prob"]
+    assert config["args"]["set"][-2:] == ["final.profile_member=true", "predictor_refit_pool=prob"]
     refused = run("train.py", "--resume", str(run_dir), "--set", "ae_lr=0.1", check=False)
     assert refused.returncode != 0 and "ae_lr=0.1" in refused.stderr
     bad = run("train.py", "--resume", str(run_dir), "--set", "final.pool=median", check=False)
     assert bad.returncode != 0 and "final.pool=median" in bad.stderr
     assert json.loads((run_dir / "config.json").read_text()) == config  # nothing written
+
+
+def test_ours_exports_the_best_dl_moment_and_a_final_map_chosen_on_dl(tiny_root, tmp_path):
+    """--preset ours: the best moment is the update whose mean D_l profile ranks the labeled pixels
+    best (log.csv's dl_profile_auroc, once the profiles are full), and the final predictor, its
+    threshold, CRF and image score are chosen on D_l and said in predictor.pt and report.md."""
+    run_dir = tmp_path / "ours"
+    run("train.py", "--data-root", str(tiny_root), "--updates", "12", "--run-dir", str(run_dir), "--preset", "ours",
+        *TINY_ARGS, "--set", "final.steps=10", "--set", "ae_training.pretrain_steps=4")
+    rows = log_rows(run_dir)
+    full = [r for r in rows if int(r["ae_updates"]) % 20 >= 4 and r["dl_profile_auroc"]]  # ring of 4 maps filled
+    best = max(full, key=lambda r: float(r["dl_profile_auroc"]))
+    assert json.loads((run_dir / "summary.json").read_text())["best_update"] == int(best["ae_updates"])
+    from common.files import load_weights
+
+    saved = load_weights(run_dir / "predictor.pt")
+    assert saved["pool"] == "final" and saved["decision"]["choice"]["candidate"]
+    run("evaluate.py", str(run_dir), "--overlays", "0", "--baselines", "none")
+    report = (run_dir / "report.md").read_text()
+    assert "What this run chose on D_l" in report and "profiles:" in report
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["rows"][0]["method"] == HEADLINE_METHOD and metrics["choices"]
