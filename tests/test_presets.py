@@ -68,7 +68,7 @@ def test_presets_are_grouped_configs_and_copies():
     (lambda: make_env_config(**{"predictor.width": 0}), "predictor.width=0"),
     (lambda: make_env_config(**{"profiles.length": "x"}), "profiles.length='x': expected a whole number"),
     (lambda: make_env_config(**{"sampler.nope": 1}), "sampler.nope: unknown setting"),
-    (lambda: method_config("ours", {"final.image_members": 2, "predictor.inputs": "profile"}), "final.image_members"),
+    (lambda: method_config("ours", {"final.image_members": 2, "final.inputs": "profile"}), "final.image_members"),
     (lambda: EnvConfig().resolved(100000), "image_size=100000"),
 ])
 def test_every_setting_is_checked_when_the_config_is_built(make, message):
