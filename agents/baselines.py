@@ -12,6 +12,10 @@ predictor still train on the patches these samplers pick.
                  uniform otherwise. It jumps (uniform patch) unless the next jump would land on a
                  labeled anomaly; then it moves to a clean neighbouring patch. The knowledge of
                  the labeled masks comes from the env's `action_masks()`.
+
+Diagnostics, not methods (`ORACLES`): `oracle-normal` and `oracle-defect` read the masks of every
+image, D_u included, to measure the headroom of choosing patches (what a sampler could win) and
+the harm (what it could lose). No real run can know those masks.
 """
 from __future__ import annotations
 
@@ -101,3 +105,45 @@ class HeuristicSampler(FixedSampler):
 
 BASELINES: dict[str, type[FixedSampler]] = {
     cls.name: cls for cls in (UniformSampler, RandomWalkSampler, HeuristicSampler)}
+
+
+class OracleSampler(FixedSampler):
+    """DIAGNOSTIC ONLY, never a method: a sampler that reads the masks of every image, D_u
+    included (BatchSamplingEnv.oracle_action_masks), to measure how much a sampler could win by
+    choosing patches ('oracle-normal') or lose ('oracle-defect'). No real run can do this."""
+
+    kind = "normal"
+
+    def __init__(self, env: gym.Env, seed: int = 0) -> None:
+        super().__init__(env, seed)
+        try:
+            self._oracle = env.get_wrapper_attr("oracle_action_masks")
+        except AttributeError:
+            raise ValueError(f"{self.name} needs BatchSamplingEnv's oracle_action_masks()") from None
+
+    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> int:
+        wanted = np.asarray(self._oracle(self.kind), bool)
+        if wanted[JUMP] or not wanted.any():
+            return JUMP
+        return int(self.rng.choice(np.flatnonzero(wanted)))
+
+
+class OracleNormalSampler(OracleSampler):
+    """oracle-normal: uniform patches, but never one that touches an anomaly of ANY image (the
+    ideal chu2020's R_clone aims at, extended to the unlabeled images). It jumps unless the next
+    jump would land on an anomaly; then it moves to a clean neighbouring patch."""
+
+    name, kind = "oracle-normal", "normal"
+
+
+class OracleDefectSampler(OracleSampler):
+    """oracle-defect: patches that touch anomalies whenever it can find them: it moves onto a
+    patch with an anomaly when one is a move away, jumps when the next jump lands on one, and
+    otherwise jumps on (to find a defective image). How much a bad sampler can hurt."""
+
+    name, kind = "oracle-defect", "defect"
+
+
+#: The diagnostic oracle samplers (ablate.py --agents oracle-normal oracle-defect); never in a
+#: default sweep, never a shipped method.
+ORACLES: dict[str, type[FixedSampler]] = {cls.name: cls for cls in (OracleNormalSampler, OracleDefectSampler)}

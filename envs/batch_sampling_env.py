@@ -214,6 +214,23 @@ class BatchSamplingEnv(gym.Env):
         clean = self.clean_actions()
         return clean if clean.any() else np.ones(N_ACTIONS, bool)
 
+    def oracle_action_masks(self, kind: str) -> np.ndarray:
+        """DIAGNOSTIC ONLY: bool (9,) per action, whether its next patch touches an anomalous pixel
+        of ANY image, D_u included ('defect'), or touches none ('normal'). It reads the masks of
+        the unlabeled images, which no method may see: it exists so that the oracle samplers
+        (agents.baselines.ORACLES) can measure how much choosing patches could win or lose
+        (docs/results/sampler-headroom.md). Never used by training, rewards or observations."""
+        if kind not in ("normal", "defect"):
+            raise ValueError(f"kind must be 'normal' or 'defect', got {kind!r}")
+        h, masks = self._half, self.process.all_masks
+        touches = np.array([masks[i, cy - h:cy + h, cx - h:cx + h].any()
+                            for i, cy, cx in (self._destination(a) for a in range(N_ACTIONS))])
+        return touches if kind == "defect" else ~touches
+
+    def image_has_anomaly(self) -> bool:
+        """DIAGNOSTIC ONLY (oracle samplers): whether the current image holds an anomalous pixel."""
+        return bool(self.process.all_masks[self._img].any())
+
     def _loss_map(self, which: str = "current") -> np.ndarray:
         """The current image's relative loss map under the current AE ('current') or the one
         before its last update ('previous'); cached until the AE changes."""

@@ -48,6 +48,10 @@ class TrainingProcess:
         # copies for training.
         self.rgb = np.stack([s.image.transpose(2, 0, 1) for s in images]).astype(np.float32) / 255.0
         self.masks = np.stack([s.mask for s in split.labeled]).astype(bool)
+        # Every image's mask (D_u and the unscored images too; all False where unannotated): read
+        # only by the oracle samplers' diagnostic (BatchSamplingEnv.oracle_action_masks), never by
+        # training, rewards or the agent's observation.
+        self.all_masks = np.stack([s.mask for s in images]).astype(bool)
         self._images = torch.from_numpy(self.rgb).to(device)
         self._label_masks = torch.from_numpy(self.masks).to(device)
         self._ratio_alpha = c.predictor.alpha if c.predictor.alpha is not None else alpha_from_masks(self.masks, c.predictor.alpha_floor)

@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from agents.baselines import BASELINES
+from agents.baselines import BASELINES, ORACLES
 from agents.reinforce import REINFORCE, ReinforceConfig
 from common.device import resolve_device
 from common.seeding import seed_everything
@@ -207,7 +207,10 @@ def make_agent(args: Args, env: gym.Env, device: torch.device) -> Any:
         return SB3Agent(env, name, device=device, seed=args.seed, policy_input_size=args.policy_input_size, **kwargs)
     if args.agent in BASELINES:
         return BASELINES[args.agent](env, seed=args.seed)
-    raise ValueError(f"expected 'reinforce', 'sb3:<ALGO>' (e.g. sb3:PPO) or one of {sorted(BASELINES)}")
+    if args.agent in ORACLES:  # diagnostics: they read D_u's masks (agents.baselines.OracleSampler)
+        return ORACLES[args.agent](env, seed=args.seed)
+    raise ValueError(f"expected 'reinforce', 'sb3:<ALGO>' (e.g. sb3:PPO), one of {sorted(BASELINES)} or a "
+                     f"diagnostic oracle ({', '.join(sorted(ORACLES))})")
 
 
 def build_run(args: Args) -> tuple[gym.Env, Any]:

@@ -87,3 +87,29 @@ def test_learn_reports_episodes_and_state_round_trips(name):
         assert [agent.predict(obs) for _ in range(20)] == [other.predict(obs) for _ in range(20)]
     with pytest.raises(ValueError, match=name):
         other.load_state_dict({"algorithm": "reinforce"})
+
+
+def _touches(env: BatchSamplingEnv, info: dict) -> bool:
+    """Whether the patch of a step touches an anomaly of its image (any image, D_u included)."""
+    (cy, cx), h = info["centre"], env._half
+    return bool(env.process.all_masks[info["image"], cy - h:cy + h, cx - h:cx + h].any())
+
+
+def test_oracles_read_every_mask_and_are_not_default_samplers():
+    """oracle-normal trains on anomalous patches (of D_u too) far less than uniform sampling,
+    oracle-defect far more; both are diagnostics, not among the baselines a sweep runs by default."""
+    from agents.baselines import ORACLES, OracleDefectSampler, OracleNormalSampler
+    from runner.ablation import DEFAULT_AGENTS
+
+    share = {}
+    for name, cls in (("uniform", UniformSampler), ("oracle-normal", OracleNormalSampler),
+                      ("oracle-defect", OracleDefectSampler)):
+        env = env_for("random")
+        _, infos = rollout(env, cls(env, seed=0), episodes=8)
+        share[name] = np.mean([_touches(env, i) for i in infos])
+        unlabeled = [i for i in infos if i["image"] >= env.n_labeled]
+        assert unlabeled  # every sampler also samples D_u
+    assert share["oracle-normal"] < 0.5 * share["uniform"] and share["oracle-defect"] > 1.5 * share["uniform"]
+    assert set(ORACLES) == {"oracle-normal", "oracle-defect"} and not set(ORACLES) & set(DEFAULT_AGENTS)
+    with pytest.raises(ValueError, match="kind"):
+        env_for().oracle_action_masks("both")
