@@ -84,21 +84,27 @@ class RandomWalkSampler(FixedSampler):
 
 
 class HeuristicSampler(FixedSampler):
-    """Uniform patches, except none that overlaps an anomaly of a labeled image."""
+    """Uniform patches, except none that overlaps an anomaly of a labeled image: it jumps unless
+    the env says the next jump is not allowed, then moves to an allowed neighbouring patch."""
 
     name = "heuristic"
+    env_method = "action_masks"
+    """the env's method that says which actions are allowed"""
 
     def __init__(self, env: gym.Env, seed: int = 0) -> None:
         super().__init__(env, seed)
         try:
-            self._masks = env.get_wrapper_attr("action_masks")
+            self._query = env.get_wrapper_attr(self.env_method)
         except AttributeError:
-            raise ValueError("the heuristic sampler needs an env with action_masks() "
+            raise ValueError(f"the {self.name} sampler needs an env with {self.env_method}() "
                              "(BatchSamplingEnv has it)") from None
 
+    def allowed(self) -> np.ndarray:
+        return np.asarray(self._query(), bool)
+
     def predict(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> int:
-        allowed = np.asarray(self._masks(), bool)
-        if allowed[JUMP]:
+        allowed = self.allowed()
+        if allowed[JUMP] or not allowed.any():
             return JUMP
         return int(self.rng.choice(np.flatnonzero(allowed)))
 
@@ -107,25 +113,16 @@ BASELINES: dict[str, type[FixedSampler]] = {
     cls.name: cls for cls in (UniformSampler, RandomWalkSampler, HeuristicSampler)}
 
 
-class OracleSampler(FixedSampler):
-    """DIAGNOSTIC ONLY, never a method: a sampler that reads the masks of every image, D_u
+class OracleSampler(HeuristicSampler):
+    """DIAGNOSTIC ONLY, never a method: the heuristic's rule, but on the masks of every image, D_u
     included (BatchSamplingEnv.oracle_action_masks), to measure how much a sampler could win by
     choosing patches ('oracle-normal') or lose ('oracle-defect'). No real run can do this."""
 
+    env_method = "oracle_action_masks"
     kind = "normal"
 
-    def __init__(self, env: gym.Env, seed: int = 0) -> None:
-        super().__init__(env, seed)
-        try:
-            self._oracle = env.get_wrapper_attr("oracle_action_masks")
-        except AttributeError:
-            raise ValueError(f"{self.name} needs BatchSamplingEnv's oracle_action_masks()") from None
-
-    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> int:
-        wanted = np.asarray(self._oracle(self.kind), bool)
-        if wanted[JUMP] or not wanted.any():
-            return JUMP
-        return int(self.rng.choice(np.flatnonzero(wanted)))
+    def allowed(self) -> np.ndarray:
+        return np.asarray(self._query(self.kind), bool)
 
 
 class OracleNormalSampler(OracleSampler):
