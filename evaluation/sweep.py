@@ -199,3 +199,45 @@ def markdown_methods(rows: list[dict[str, Any]]) -> str:
             t.update({m: _pm(r[f"{m} mean"], r[f"{m} std"]) for m in METHOD_METRICS})
         table.append(t)
     return format_markdown_table(table, cols)
+
+
+#: Metrics of the paired table (PAIRED_REFERENCES): what a sampler gave the AE, and what shipped.
+PAIRED_METRICS = ["profiles' pixel AUROC", "pixel AUROC", "F1", "image AUROC"]
+#: The samplers every other is paired with, per seed, when a sweep has them: the uniform sampler
+#: (the floor a learned sampler must beat) and the oracle-normal diagnostic (the headroom).
+PAIRED_REFERENCES = ("uniform", "oracle-normal")
+
+
+def paired_differences(cells: list[dict[str, Any]], reference: str) -> list[dict[str, Any]]:
+    """Per (category, preset, agent other than `reference`): over the seeds both ran, the mean and
+    sample std of (agent - reference) per PAIRED_METRICS, and on how many seeds the agent was
+    higher. [] when the sweep has no `reference` cells."""
+    ref = {(c["category"], c["preset"], c["seed"]): c for c in cells if c["agent"] == reference}
+    groups: dict[tuple[str, str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for c in cells:
+        partner = ref.get((c["category"], c["preset"], c["seed"]))
+        if c["agent"] != reference and partner is not None:
+            groups.setdefault((c["category"], c["preset"], c["agent"]), []).append((c, partner))
+    rows = []
+    for (category, preset, agent), pairs in groups.items():
+        row: dict[str, Any] = {"category": category, "preset": preset, "agent": agent, "reference": reference,
+                               "n": len(pairs)}
+        for m in PAIRED_METRICS:
+            d = np.array([a.get(m, math.nan) - b.get(m, math.nan) for a, b in pairs], dtype=np.float64)
+            d = d[~np.isnan(d)]
+            row[f"{m} diff mean"] = float(d.mean()) if len(d) else math.nan
+            row[f"{m} diff std"] = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+            row[f"{m} wins"] = f"{int((d > 0).sum())}/{len(d)}"
+        rows.append(row)
+    return rows
+
+
+def markdown_paired(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of paired_differences rows: mean ± std of the difference and the seeds won."""
+    table = []
+    for r in rows:
+        t = {k: r[k] for k in ("category", "preset", "agent", "reference", "n")}
+        t.update({m: f"{_pm(r[f'{m} diff mean'], r[f'{m} diff std'], '{:+.3f}')} ({r[f'{m} wins']})"
+                  for m in PAIRED_METRICS})
+        table.append(t)
+    return format_markdown_table(table, ["category", "preset", "agent", "reference", "n", *PAIRED_METRICS])

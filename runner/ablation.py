@@ -20,12 +20,13 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from agents.baselines import BASELINES
+from agents.baselines import BASELINES, ORACLES
 from common.device import resolve_device
 from envs.actions import JUMP
 from evaluation.report import HEADLINE_METHOD
-from evaluation.sweep import (SAMPLER_WINDOW, SWEEP_METRICS, cell_row, labelled_method_rows, markdown_methods,
-                              markdown_sampler_summary, markdown_summary, summarize, summarize_methods, write_csv)
+from evaluation.sweep import (PAIRED_REFERENCES, SAMPLER_WINDOW, SWEEP_METRICS, cell_row, labelled_method_rows,
+                              markdown_methods, markdown_paired, markdown_sampler_summary, markdown_summary,
+                              paired_differences, summarize, summarize_methods, write_csv)
 from common.files import RunFileError, make_writable_folder, read_json, write_text_atomic
 from runner.children import run_child, stop_children
 from runner.evaluation import build_parser as evaluate_parser
@@ -269,6 +270,15 @@ def write_outputs(out: Path, cells: list[Cell], agents: list[str],
                  "the only part that rewards batches for better profiles. Jump rate and action entropy (nats; "
                  f"ln 9 = 2.197 is uniform over the 9 actions): of the actions of the last {SAMPLER_WINDOW} updates.",
                  "", samplers, ""]
+    for reference in PAIRED_REFERENCES:
+        paired = paired_differences(rows, reference)
+        if paired:
+            text += [f"## Paired with {reference}", "",
+                     f"Per seed, each sampler's number minus {reference}'s on the same split, then mean ± sample std "
+                     "over the seeds both ran; in brackets, on how many seeds it was higher. Profiles' pixel AUROC: "
+                     "what the batches gave the AE; pixel AUROC, F1, image AUROC: of the NBS decision as shipped."
+                     + (" oracle-normal reads every image's mask (a diagnostic): what a sampler could win."
+                        if reference == "oracle-normal" else ""), "", markdown_paired(paired), ""]
     if missing:
         text += ["Cells not finished yet (re-run the same command to complete them):", ""]
         text += [f"- `{m}`" for m in missing] + [""]
@@ -298,9 +308,9 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     """ablate.py with its parsed arguments: plan the grid, run what is left, write the tables."""
     out = Path(args.out).resolve()  # absolute: Ray tasks do not share our working directory
     for agent in args.agents:
-        if agent not in ("reinforce", *BASELINES) and not agent.startswith("sb3:"):
-            raise SystemExit(f"--agents: unknown agent {agent!r}; expected reinforce, sb3:<ALGO> or one of "
-                             f"{sorted(BASELINES)}")
+        if agent not in ("reinforce", *BASELINES, *ORACLES) and not agent.startswith("sb3:"):
+            raise SystemExit(f"--agents: unknown agent {agent!r}; expected reinforce, sb3:<ALGO>, one of "
+                             f"{sorted(BASELINES)} or a diagnostic oracle ({', '.join(sorted(ORACLES))})")
     categories = list_categories(args.data_root) if args.categories == ["all"] else args.categories
     passthrough = []
     for flag in ("dataset", "data_root", "image_size", "n_labeled", "per_defect_type", "policy_input_size"):

@@ -186,3 +186,20 @@ def test_ray_runs_the_cells(tiny_root, tmp_path):
     summary = sweep(tiny_root, out, "--agents", "uniform", "--seeds", "0", "1", "--ray-address", "local")
     assert [r["n"] for r in summary] == [2]
     assert (out / "brick" / "chu2020" / "uniform" / "seed1" / "metrics.json").is_file()
+
+
+def test_paired_differences_pair_each_sampler_with_the_reference_on_the_same_seed():
+    from evaluation.sweep import markdown_paired, paired_differences
+
+    def cell(agent: str, seed: int, profiles: float, f1: float) -> dict:
+        return {"category": "brick", "preset": "ours", "agent": agent, "seed": seed, "profiles' pixel AUROC": profiles,
+                "pixel AUROC": 0.8, "F1": f1, "image AUROC": 0.9}
+
+    cells = [cell("uniform", 0, 0.70, 0.5), cell("uniform", 1, 0.80, 0.6), cell("reinforce", 0, 0.75, 0.4),
+             cell("reinforce", 1, 0.79, 0.7), cell("reinforce", 2, 0.99, 0.9)]  # seed 2 has no uniform partner
+    (row,) = paired_differences(cells, "uniform")
+    assert row["agent"] == "reinforce" and row["n"] == 2
+    assert row["profiles' pixel AUROC diff mean"] == pytest.approx((0.05 - 0.01) / 2)
+    assert row["profiles' pixel AUROC wins"] == "1/2" and row["F1 wins"] == "1/2"
+    assert paired_differences(cells, "oracle-normal") == []
+    assert "reinforce" in markdown_paired([row]) and "(1/2)" in markdown_paired([row])
