@@ -297,13 +297,14 @@ ENV_PRESETS: dict[str, EnvConfig] = {
         predictor=PredictorConfig(alpha_decay=True, alpha_start=1.0, alpha_min=0.15, freeze_updates=50),
         rewards=RewardConfig(clone="sobel", cover="frequency", beta_min=0.15, rl_feedback_after=100)),
     # Ours, beyond the papers: chu2020 with noghredeh2025's kind of AE (no shortcuts, BatchNorm
-    # without affine, pretrained on normal images) on half-image patches, whose best moment is the
+    # without affine, pretrained on normal images; width 16: on D_l as good as 32, twice as fast)
+    # on half-image patches, whose best moment is the
     # one whose mean D_l profile ranks the labeled pixels best (no predictor is fit to it). Its
     # in-training predictor is chu2020's (it only scores the sampler's batches); its final
     # predictor, chosen per run on D_l: runner.presets.
     "ours": EnvConfig(
         sampler=SamplerConfig(patch_divisor=2),
-        ae=AEConfig(skip_levels=(), norm=True),
+        ae=AEConfig(width=16, skip_levels=(), norm=True),
         ae_training=AETrainingConfig(pretrain_steps=500),
         profiles=ProfileConfig(select_on="dl_auroc"),
         predictor=PredictorConfig(alpha_floor=0.02)),
