@@ -78,19 +78,22 @@ class FinalChoice:
         return asdict(self)
 
 
-def judge_candidates(logits: dict[str, np.ndarray], masks: np.ndarray,
+def judge_candidates(logits: dict[str, np.ndarray], masks: np.ndarray, profiles_mean: np.ndarray | None = None,
                      candidates: dict[str, tuple[float, float, float]] = CANDIDATES) -> list[CandidateScore]:
     """Each candidate's pooled OOF pixel AUROC and F1-max on the held-out labeled maps.
 
-    Eligible: at least the AUROC of the profiles' member alone, so whatever is chosen ranks the
-    held-out labeled pixels no worse than the profiles do (the guarantee of the choice)."""
+    Eligible: at least the pixel AUROC of `profiles_mean` (the mean profile the member reads, the
+    same for every fold; default: the member's own OOF logits), so whatever is chosen ranks the
+    held-out labeled pixels no worse than the profiles' mean does (the guarantee of the choice).
+    The profiles' member alone is always eligible: shipped, it ranks as the mean profile."""
     scores = []
     for name, w in candidates.items():
         z = combine(logits, w)
         scores.append(CandidateScore(name, w, auroc(z, masks), f1_max(z, masks)[0]))
-    floor = next(s.auroc for s in scores if s.weights == CANDIDATES[FALLBACK])
+    floor = auroc(profiles_mean, masks) if profiles_mean is not None else next(
+        s.auroc for s in scores if s.weights == CANDIDATES[FALLBACK])
     for s in scores:
-        s.eligible = s.auroc >= floor - 1e-12
+        s.eligible = s.weights == CANDIDATES[FALLBACK] or s.auroc >= floor - 1e-12
     return scores
 
 

@@ -74,6 +74,8 @@ class FinalPredictorConfig:
     """the nets' width; None: the env predictor's"""
     colour_jitter: float | None = setting(None, ge=0, lt=1)
     """colour jitter of their training; None: the env predictor's"""
+    crop: int | None = setting(None, ge=8)
+    """side of the training crops; None: half the image side (the U-Net baseline's, models.fit.default_crop)"""
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -103,7 +105,7 @@ def refit_predictor(profiles: np.ndarray, images: np.ndarray | None, masks: np.n
                     width: int, inputs: str, skip: bool, arch: str, colour_jitter: float = 0.2,
                     batch: int = 8, lr: float = 1e-3, max_pos_weight: float = 50.0, seed: int = 0,
                     profile_dropout: float = 0.0, device: str | torch.device = "cpu",
-                    progress: str | None = None) -> tuple[nn.Module, list[float]]:
+                    progress: str | None = None, crop: int | None = None) -> tuple[nn.Module, list[float]]:
     """Train a fresh predictor on labeled loss profiles; return it in eval mode and its losses.
 
     Args:
@@ -128,7 +130,8 @@ def refit_predictor(profiles: np.ndarray, images: np.ndarray | None, masks: np.n
     norm = "batch" if arch == "unet" else "group"  # the U-Net baseline's BatchNorm, recomputed at the end
     with torch_rng_from(rng, device):
         net = build_predictor(profiles.shape[1], width, inputs, skip, arch, norm).to(device)
-    fit = FitConfig(steps=steps, batch=batch, lr=lr, max_pos_weight=max_pos_weight, colour_jitter=colour_jitter)
+    fit = FitConfig(steps=steps, batch=batch, lr=lr, max_pos_weight=max_pos_weight, colour_jitter=colour_jitter,
+                    crop=crop)
     losses = fit_segmenter(net, x, y, fit, rng, rgb_last=inputs in ("profile+rgb", "rgb"),
                            profile_dropout=profile_dropout, progress=progress)
     return net, losses
@@ -142,7 +145,7 @@ def _fit(profiles: np.ndarray, images: np.ndarray, masks: np.ndarray, shape: Pre
                              inputs="rgb" if image_only else shape.inputs, skip=False if image_only else shape.skip,
                              arch=shape.arch, colour_jitter=shape.colour_jitter, seed=seed,
                              profile_dropout=0.0 if image_only else final.profile_dropout, device=device,
-                             progress=progress)
+                             progress=progress, crop=final.crop)
     return ImageOnly(net) if image_only else net
 
 

@@ -128,9 +128,8 @@ def choose_profiles(env: BatchSamplingEnv, final: FinalPredictorConfig) -> tuple
     for error in [e for e in final.errors if e != own]:
         sets[error] = env.best_profiles(error)
     for error, prof in sets.items():
-        labeled = torch.as_tensor(prof["labeled"])
         for raw in (False, True):
-            mean = (labeled if raw else labeled / profile_scale(labeled)).mean(dim=1).numpy()
+            mean = mean_profile(prof["labeled"], raw)
             results.append((auroc(mean, masks_l) if 0 < masks_l.sum() < masks_l.size else 0.5, error, raw))
     best = max(results, key=lambda r: r[0])  # the first of equals: the env's error, normalised
     why = "; ".join(f"{e} {'raw' if r else 'normalised'} {a:.3f}" for a, e, r in results)
@@ -152,7 +151,7 @@ def export_chosen(env: BatchSamplingEnv, run: RunFolder, final: FinalPredictorCo
     cross = None
     if groups:
         cross = cross_fit(profiles["labeled"], images_l, masks_l, shape, final, groups, seed, raw, env.device)
-        choice = choose_on_oof(cross, masks_l, images_l, final)
+        choice = choose_on_oof(cross, masks_l, images_l, final, mean_profile(profiles["labeled"], raw))
         if choice.weights == CANDIDATES[FALLBACK]:  # the member alone: thresholded as the profiles' row is
             choice.threshold, choice.threshold_rule = member_threshold(member, profiles["labeled"], masks_l)
             choice.notes[1] = f"threshold: {choice.threshold_rule}"
@@ -174,15 +173,24 @@ def export_chosen(env: BatchSamplingEnv, run: RunFolder, final: FinalPredictorCo
     write_bundle(env, run, fields, state_dict, decision, seed, error=error, image_score=choice.image_score)
 
 
-def choose_on_oof(cross: Any, masks: np.ndarray, images: np.ndarray, final: FinalPredictorConfig) -> FinalChoice:
-    """The candidate, threshold, CRF and image score chosen on the cross-fit's out-of-fold maps."""
-    scores = judge_candidates(cross.logits, masks)
+def mean_profile(profiles: np.ndarray, raw: bool) -> np.ndarray:
+    """The mean over T of profiles (n, T, H, W): raw, or each normalised by its own mean loss."""
+    p = torch.as_tensor(profiles)
+    return (p if raw else p / profile_scale(p)).mean(dim=1).numpy()
+
+
+def choose_on_oof(cross: Any, masks: np.ndarray, images: np.ndarray, final: FinalPredictorConfig,
+                  profiles_mean: np.ndarray) -> FinalChoice:
+    """The candidate, threshold, CRF and image score chosen on the cross-fit's out-of-fold maps;
+    eligible candidates rank the labeled pixels at least as `profiles_mean` does."""
+    scores = judge_candidates(cross.logits, masks, profiles_mean)
     best = pick(scores)
     prob = sigmoid(combine(cross.logits, best.weights))
     threshold, t_why = choose_threshold(prob, masks, cross.group_of)
     crf, crf_why = choose_crf_oof(prob, threshold, masks, images, final.crf_margin)
     rule, rule_why = choose_image_score(prob, masks, threshold)
-    notes = ["candidates (OOF pixel AUROC / F1-max; eligible: AUROC >= the profiles' member's): " + "; ".join(
+    notes = [f"candidates (OOF pixel AUROC / F1-max; eligible: AUROC >= the profiles' mean's, "
+             f"{auroc(profiles_mean, masks):.3f}): " + "; ".join(
         f"{s.name} {s.auroc:.3f} / {s.f1_max:.3f}{'' if s.eligible else ' (not eligible)'}" for s in scores),
         f"threshold: {t_why}", f"image score: {rule_why}", crf_why]
     return FinalChoice(best.name, best.weights, threshold, t_why, crf, rule, len(masks), scores, notes)
