@@ -27,12 +27,12 @@ from runner.folder import BUNDLE, RunFolder
 
 
 def predictor_shape(env: BatchSamplingEnv, final: FinalPredictorConfig) -> PredictorShape:
-    """The nets of the run's final predictor: the final config's shape, where it gives one, else
-    the env predictor's."""
+    """The nets of the run's final predictor: the final config's shape, where it gives one and
+    the final predictor is fit (final.steps > 0), else the env predictor's (the one exported)."""
     p = env.config.predictor
 
     def pick(mine: Any, env_value: Any) -> Any:
-        return env_value if mine is None else mine
+        return env_value if mine is None or final.steps <= 0 else mine
 
     return PredictorShape(env.config.profiles.length, pick(final.width, p.width), pick(final.inputs, p.inputs),
                           p.skip, pick(final.arch, p.arch), pick(final.colour_jitter, p.colour_jitter))

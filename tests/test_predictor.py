@@ -168,7 +168,7 @@ def test_heldout_folds_only_where_they_can_learn_and_be_judged():
     two.reset(seed=0)
     run_episodes(two, 10)
     assert len(two.process.fold_predictors) == 4 and two.process.heldout_prob.shape == (4, 32, 32)
-    assert np.isfinite(two.process.best.l_pred) and two.process.best.l_pred == two.process.best_l_pred
+    assert np.isfinite(two.process.best.l_pred) and two.process.best.score == two.process.best_l_pred  # the held-out l_pred chose
     profiles = two.best_profiles()
     assert profiles["labeled_heldout_prob"].shape == (4, 32, 32)
     assert list(profiles["labeled_heldout_index"]) == [0, 1, 2, 3]
