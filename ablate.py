@@ -31,6 +31,7 @@ from typing import Any
 
 from common.files import RunFileError
 from runner.ablation import DEFAULT_AGENTS, sweep
+from runner.presets import DEFAULT_PRESET
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--categories", nargs="+", default=["brick"], help="category names, or 'all' (every "
                    "category of the data root)")
-    p.add_argument("--presets", nargs="+", default=["chu2020"])
+    p.add_argument("--presets", nargs="+", default=[DEFAULT_PRESET], help=f"presets (default: {DEFAULT_PRESET})")
     p.add_argument("--updates", type=int, default=None, help="AE updates per run (default: train.py's)")
     p.add_argument("--out", default="sweeps/default", help="sweep folder (re-use it to resume)")
     p.add_argument("--dataset", default=None, help="as train.py: mvtec (default), crackforest or folder")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from common.profiling import section
+from common.progress import progress
 from common.seeding import torch_rng_from
 from data.split import Split
 from envs.best_moment import BestMoment
@@ -138,7 +139,9 @@ class TrainingProcess:
         normal = (torch.from_numpy(np.stack(self._normal).transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
                   .to(self.device) if self._normal else None)
         lo, hi = h, self.image_size - h
+        bar = progress(c.ae_training.pretrain_steps, "AE pretraining on normal patches", leave=False)
         for _ in range(c.ae_training.pretrain_steps):
+            bar.update()
             if normal is not None:
                 idx = self.rng.integers(len(normal), size=c.sampler.patches_per_update)
                 ys, xs = self.rng.integers(lo, hi + 1, size=(2, c.sampler.patches_per_update))
@@ -150,6 +153,7 @@ class TrainingProcess:
                 x = torch.stack([self._images[i, :, y - h:y + h, x_ - h:x_ + h] for i, y, x_ in patches])
             with self._torch_rng():
                 ae_train_step(ae, opt, x)
+        bar.close()
         self.pretrained = snapshot(ae)
 
     def _reinit_ae(self, warmup: bool = True) -> None:

@@ -54,7 +54,7 @@ PRESETS: dict[str, MethodConfig] = {
         colour_jitter=0.2)),
 }
 #: What `python train.py` trains without --preset.
-DEFAULT_PRESET = "chu2020"
+DEFAULT_PRESET = "ours"
 
 #: Old flat names of the final predictor's and the AE probe's fields (in `env` before the groups).
 OLD_FINAL_AND_PROBE = {**{f"predictor_refit_{k}": f"final.{k}" for k in (

@@ -87,6 +87,8 @@ TINY_ARGS = ["--category", "brick", "--image-size", "32", "--n-labeled", "3", "-
              "--threads", "1", "--set", "sampler.patches_per_update=4", "--set", "profiles.length=4",
              "--set", "ae_training.warmup_updates=4", "--set", "ae_training.reinit_every=20",
              "--set", "predictor.buffer_size=16", "--set", "predictor.batch=4", "--set", "probe.updates=4"]
+#: TINY_ARGS under chu2020 (no AE pretraining, no final fits): for tests of the machinery, not the preset.
+TINY_CHU = ["--preset", "chu2020", *TINY_ARGS]
 
 
 def run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:

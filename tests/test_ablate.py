@@ -17,7 +17,7 @@ from tests.helpers import log_rows, run
 
 SETS = ["--set", "patches_per_update=4", "--set", "profile_length=4", "--set", "warmup_updates=4",
         "--set", "reinit_every=20", "--set", "buffer_size=16", "--set", "predictor_batch=4"]
-TINY_SWEEP = ["--categories", "brick", "--image-size", "32", "--n-labeled", "3", "--devices", "cpu",
+TINY_SWEEP = ["--presets", "chu2020", "--categories", "brick", "--image-size", "32", "--n-labeled", "3", "--devices", "cpu",
               "--threads", "1", "--unet-steps", "5", "--ae-steps", "5", *SETS]
 
 

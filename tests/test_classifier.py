@@ -115,7 +115,7 @@ def test_train_and_evaluate_through_the_entry_points(tiny_root, tmp_path, agent)
               "--device", "cpu", "--threads", "1"]
     run("train.py", "--env", "residual-classifier", "--agent", agent, "--updates", "40", "--run-dir", str(cls_run),
         "--set", "patch_size=8", "--set", "ae_steps=20", *common)
-    run("train.py", "--updates", "6", "--run-dir", str(seg_run), *TINY_ARGS[10:], *common)  # its --set options
+    run("train.py", "--updates", "6", "--run-dir", str(seg_run), "--preset", "chu2020", *TINY_ARGS[10:], *common)  # its --set options
     out = run("evaluate.py", str(cls_run), "--segmentation-run", str(seg_run)).stdout
     assert "RL policy" in out and "min. defect area" in out and "NBS segmentation" in out
     result = json.loads((cls_run / "metrics.json").read_text())

@@ -48,7 +48,7 @@ def runs(data_root, tmp_path_factory) -> dict[str, Path]:
     return {"ours": train.main([*ours, "--run-dir", str(base / "ours")]),
             "pool": train.main([*pool, "--run-dir", str(base / "pool")]),
             "pool-loo": train.main([*pool, "--run-dir", str(base / "pool-loo"), "--set", "final.heldout=true"]),
-            "chu2020": train.main(["--data-root", str(data_root), "--run-dir", str(base / "chu"), *TINY])}
+            "chu2020": train.main(["--data-root", str(data_root), "--run-dir", str(base / "chu"), "--preset", "chu2020", *TINY])}
 
 
 @pytest.mark.parametrize("preset", ["ours", "pool", "pool-loo", "chu2020"])
@@ -174,8 +174,9 @@ def test_holdout_keeps_the_labeled_draw_and_hides_images_from_training(data_root
     with pytest.raises(ValueError, match="holdout_fraction"):
         make_split(data, 3, holdout_fraction=1.0)
 
-    a = train.main(["--data-root", str(data_root), "--run-dir", str(tmp_path / "a"), *TINY, "--holdout-fraction", "0.4"])
-    b = train.main(["--data-root", str(data_root), "--run-dir", str(tmp_path / "b"), *TINY])
+    a = train.main(["--data-root", str(data_root), "--run-dir", str(tmp_path / "a"), "--preset", "chu2020", *TINY,
+                   "--holdout-fraction", "0.4"])
+    b = train.main(["--data-root", str(data_root), "--run-dir", str(tmp_path / "b"), "--preset", "chu2020", *TINY])
     heldback = json.loads((a / "split.json").read_text())["heldback"]
     assert heldback and not set(heldback) & set(json.loads((a / "split.json").read_text())["unlabeled"])
     assert set(heldback) <= set(json.loads((b / "split.json").read_text())["unlabeled"])

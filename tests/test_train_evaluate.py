@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from evaluation.report import CHOSEN_SUFFIX, CRF_SUFFIX, HEADLINE_METHOD
-from tests.helpers import ROOT, TINY_ARGS, log_rows, run
+from tests.helpers import ROOT, TINY_ARGS, TINY_CHU, log_rows, run
 
 SHARED = ROOT.parent / "shared" / "datasets" / "mvtec_ad"
 TINY_BASELINES = ["--unet-steps", "10", "--ae-steps", "10"]
@@ -19,7 +19,8 @@ TINY_BASELINES = ["--unet-steps", "10", "--ae-steps", "10"]
 
 def test_train_then_evaluate(tiny_root, tmp_path):
     run_dir = tmp_path / "run"
-    run("train.py", "--data-root", str(tiny_root), "--updates", "6", "--run-dir", str(run_dir), *TINY_ARGS)
+    run("train.py", "--data-root", str(tiny_root), "--updates", "6", "--run-dir", str(run_dir), *TINY_ARGS,
+        "--set", "final.steps=20", "--set", "ae_training.pretrain_steps=20")  # the default preset (ours), short
     for name in ("config.json", "split.json", "log.csv", "checkpoint.pt", "best_profiles.npz",
                  "predictor.pt", "summary.json"):
         assert (run_dir / name).is_file(), name
@@ -61,7 +62,7 @@ def test_tensorboard_logs_the_same_numbers_as_the_csv(tiny_root, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_dir = tmp_path / "run"
-    run("train.py", "--data-root", str(tiny_root), "--updates", "4", "--run-dir", str(run_dir), *TINY_ARGS)
+    run("train.py", "--data-root", str(tiny_root), "--updates", "4", "--run-dir", str(run_dir), *TINY_CHU)
     run("train.py", "--resume", str(run_dir), "--updates", "6")
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
@@ -70,13 +71,13 @@ def test_tensorboard_logs_the_same_numbers_as_the_csv(tiny_root, tmp_path):
     assert {"train/l_pred", "train/ae_loss", "train/policy_loss"} <= set(events.Tags()["scalars"])
     no_tb = tmp_path / "quiet"
     run("train.py", "--data-root", str(tiny_root), "--updates", "1", "--run-dir", str(no_tb),
-        "--no-tensorboard", *TINY_ARGS)
+        "--no-tensorboard", *TINY_CHU)
     assert not (no_tb / "tensorboard").exists()
 
 
 def test_resume_refuses_settings_fixed_by_the_run(tiny_root, tmp_path):
     run_dir = tmp_path / "run"
-    run("train.py", "--data-root", str(tiny_root), "--updates", "1", "--run-dir", str(run_dir), *TINY_ARGS)
+    run("train.py", "--data-root", str(tiny_root), "--updates", "1", "--run-dir", str(run_dir), *TINY_CHU)
     proc = run("train.py", "--resume", str(run_dir), "--seed", "3", check=False)
     assert proc.returncode != 0 and "--seed" in proc.stderr and "config.json" in proc.stderr
 
@@ -84,8 +85,8 @@ def test_resume_refuses_settings_fixed_by_the_run(tiny_root, tmp_path):
 def test_resume_continues_the_same_run(tiny_root, tmp_path):
     """3 updates, stop, --resume to 6 == 6 updates straight (same seed, CPU)."""
     straight, split_run = tmp_path / "straight", tmp_path / "split"
-    run("train.py", "--data-root", str(tiny_root), "--updates", "6", "--run-dir", str(straight), *TINY_ARGS)
-    run("train.py", "--data-root", str(tiny_root), "--updates", "3", "--run-dir", str(split_run), *TINY_ARGS)
+    run("train.py", "--data-root", str(tiny_root), "--updates", "6", "--run-dir", str(straight), *TINY_CHU)
+    run("train.py", "--data-root", str(tiny_root), "--updates", "3", "--run-dir", str(split_run), *TINY_CHU)
     out = run("train.py", "--resume", str(split_run), "--updates", "6").stdout
     assert "resuming" in out
     a, b = log_rows(straight), log_rows(split_run)
@@ -98,7 +99,7 @@ def test_sb3_agent_through_train_py(tiny_root, tmp_path, agent):
     """Any SB3 algorithm through the same entry point, checkpointed and resumed like REINFORCE."""
     run_dir = tmp_path / "run"
     run("train.py", "--data-root", str(tiny_root), "--agent", agent, "--updates", "3",
-        "--run-dir", str(run_dir), *TINY_ARGS)
+        "--run-dir", str(run_dir), *TINY_CHU)
     run("train.py", "--resume", str(run_dir), "--updates", "5")
     rows = log_rows(run_dir)
     assert [int(r["episode"]) for r in rows] == [1, 2, 3, 4, 5]
@@ -110,7 +111,7 @@ def test_sb3_agent_through_train_py(tiny_root, tmp_path, agent):
 
 def test_unknown_agent_is_reported(tiny_root, tmp_path):
     proc = run("train.py", "--data-root", str(tiny_root), "--agent", "sb3:NOPE", "--run-dir",
-               str(tmp_path / "r"), *TINY_ARGS, check=False)
+               str(tmp_path / "r"), *TINY_CHU, check=False)
     assert proc.returncode != 0 and "NOPE" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -121,7 +122,7 @@ def test_ctrl_c_checkpoints_and_resume_finishes(tiny_root, tmp_path, sig):
     the final exports); --resume then completes the run with one log row per update."""
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-W", "ignore", str(ROOT / "train.py"), "--data-root", str(tiny_root),
-                             "--updates", "500", "--run-dir", str(run_dir), *TINY_ARGS],
+                             "--updates", "500", "--run-dir", str(run_dir), *TINY_CHU],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120  # a bound on a hang, not a timing: the signal follows the first log row
     while time.time() < deadline and not ((run_dir / "log.csv").exists() and log_rows(run_dir)):
@@ -140,9 +141,9 @@ def test_ctrl_c_checkpoints_and_resume_finishes(tiny_root, tmp_path, sig):
 
 def test_existing_run_folder_is_not_overwritten(tiny_root, tmp_path):
     run_dir = tmp_path / "run"
-    run("train.py", "--data-root", str(tiny_root), "--updates", "1", "--run-dir", str(run_dir), *TINY_ARGS)
+    run("train.py", "--data-root", str(tiny_root), "--updates", "1", "--run-dir", str(run_dir), *TINY_CHU)
     proc = run("train.py", "--data-root", str(tiny_root), "--updates", "1", "--run-dir", str(run_dir),
-               *TINY_ARGS, check=False)
+               *TINY_CHU, check=False)
     assert proc.returncode != 0 and "--resume" in proc.stderr
 
 

@@ -33,7 +33,7 @@ from tests.helpers import _fake_crackforest, _fake_folder, _hand_tree, _mask, _w
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(seed=0, image_size=64, n_train_good=2, n_test_good=2, n_per_defect=2)
-TINY = ["--category", "brick", "--image-size", "32", "--n-labeled", "3", "--device", "cpu", "--no-tensorboard",
+TINY = ["--preset", "chu2020", "--category", "brick", "--image-size", "32", "--n-labeled", "3", "--device", "cpu", "--no-tensorboard",
         "--set", "patches_per_update=4", "--set", "profile_length=4", "--set", "warmup_updates=4",
         "--set", "reinit_every=20", "--set", "buffer_size=16", "--set", "predictor_batch=4"]
 NO_BASELINES = ["--overlays", "0", "--baselines", "none"]
