@@ -124,6 +124,25 @@ def check_fields(obj: Any) -> None:
         object.__setattr__(obj, f.name, value)
 
 
+def check_field_types(obj: Any) -> None:
+    """Check every field of the dataclass `obj` against its annotation only (no ranges), for plain
+    dataclasses read back from a file (train.py's Args from config.json); `list[str]` fields take a
+    list of text or None; fields of other types are left alone. Raises ConfigError naming the
+    field, its value and the type expected."""
+    for f in dataclasses.fields(obj):
+        value, annotation = getattr(obj, f.name), str(f.type)
+        if annotation.startswith("list[str"):
+            ok = value is None or isinstance(value, list) and all(isinstance(v, str) for v in value)
+            problem = None if ok else 'expected a list of text, e.g. ["a=1"]'
+        elif {t.strip() for t in annotation.split("|")} <= {"bool", "int", "float", "str", "None"}:
+            problem, value = _type_problem(value, annotation, type(obj))
+        else:
+            continue
+        if problem:
+            raise ConfigError(f"{f.name}={value!r}: {problem}")
+        object.__setattr__(obj, f.name, value)
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """JSON-able dict of a (nested) config dataclass (tuples become lists when dumped)."""
     return dataclasses.asdict(obj)

@@ -17,9 +17,12 @@ crash leaves the previous version of a file, never half of one.
 from __future__ import annotations
 
 import csv
+import errno
 import math
+import numbers
 import os
 import shlex
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,8 @@ class RunFolder:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.checkpoint_path = self.path / CHECKPOINTS[0]
+        """the checkpoint file load_checkpoint read last (checkpoint.prev.pt after a fallback)"""
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
@@ -110,6 +115,57 @@ class RunFolder:
         handle.write(str(os.getpid()))
         handle.flush()
         _held_locks[key] = handle
+
+    def locked_by(self) -> str | None:
+        """Whether another process holds <run>/.train.lock (is training there): its pid as text
+        ("?" when it did not record one), or None. Takes no lock and creates no file."""
+        path = self.path / LOCK_FILE
+        if fcntl is None or self.path.resolve() in _held_locks or not path.is_file():
+            return None
+        try:
+            with open(path) as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return handle.read().strip() or "?"
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        except OSError:
+            return None
+        return None
+
+    def refuse_if_training(self, flag: str) -> None:
+        """SystemExit when a train.py is training in this folder: its model, profiles and bundle
+        change under a reader (an evaluation would score one moment and report another, and write
+        its report into a folder that is still being written)."""
+        holder = self.locked_by()
+        if holder is not None:
+            raise SystemExit(f"{flag} {self.path}: a training process (pid {holder}) is still writing this run "
+                             f"(it holds {self.path / LOCK_FILE}); wait for it to finish, or stop it, and run "
+                             "this again")
+
+    def check_new_run_folder(self, flag: str) -> None:
+        """Refuse a --run-dir that holds files which are not a run's: train.py would overwrite a
+        user's own log.csv or summary.json. Accepted: no folder, an empty one, a run folder of
+        this package (config.json with train.py's settings: an attempt stopped before its first
+        checkpoint, which is started again), or only the files a sweep or a stopped start leave
+        before config.json (.train.lock, train.log, evaluate.log)."""
+        if not self.path.is_dir():
+            return
+        try:
+            names = sorted(p.name for p in self.path.iterdir())
+        except OSError as e:
+            raise SystemExit(f"{flag} {self.path}: cannot read it ({e.strerror or e})") from None
+        if not set(names) - {LOCK_FILE, "train.log", "evaluate.log"}:
+            return
+        if CONFIG in names:
+            try:
+                read_json(self.path / CONFIG, keys=("args", "env", "data"))
+                return
+            except RunFileError:
+                pass
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} entries)" if len(names) > 8 else "")
+        raise SystemExit(f"{flag} {self.path}: the folder holds files that are not a run of this package ({shown}); "
+                         "train.py would overwrite them. Give an empty or new folder")
 
     def has_checkpoint(self) -> bool:
         return any((self.path / f).is_file() for f in CHECKPOINTS)
@@ -163,25 +219,46 @@ class RunFolder:
         """checkpoint.pt, atomically, keeping the one before as checkpoint.prev.pt: if the latest
         is ever unreadable, a resume costs one checkpoint interval, not the run."""
         latest, tmp = self.path / CHECKPOINTS[0], self.path / ".checkpoint.next.pt"
-        save_weights_atomic(obj, tmp)
-        if latest.exists():
-            os.replace(latest, self.path / CHECKPOINTS[1])
-        os.replace(tmp, latest)
+        try:
+            save_weights_atomic(obj, tmp)  # a full disk fails here: both checkpoints are untouched
+            if latest.exists():
+                os.replace(latest, self.path / CHECKPOINTS[1])
+            os.replace(tmp, latest)
+        except OSError as e:  # RunFileError included
+            tmp.unlink(missing_ok=True)
+            kept = [n for n in CHECKPOINTS if (self.path / n).is_file()]
+            reason = e.strerror if isinstance(e, RunFileError) else f"could not write {latest}: {e.strerror or e}"
+            raise RunFileError(e.errno or errno.EIO, f"{reason}; the checkpoint{'s' if len(kept) > 1 else ''} "
+                                                     f"already there ({', '.join(kept) or 'none'}) kept") from None
 
     def load_checkpoint(self, device: torch.device, flag: str = "--resume") -> dict[str, Any]:
         """The latest readable checkpoint: checkpoint.pt, or checkpoint.prev.pt (with a warning)
         when the latest is corrupt or missing. Never executes code from the files (weights-only)."""
         try:
-            return load_weights(self.path / CHECKPOINTS[0], map_location=device)
+            return _checked_checkpoint(self.path / CHECKPOINTS[0], device)
         except (UnsafeFileError, FileNotFoundError) as e:  # missing: a crash between the two renames
             prev = self.path / CHECKPOINTS[1]
             if "refusing" in str(e) or not prev.is_file():
                 raise SystemExit(f"{flag} {self.path}: {e}") from None
             print(f"warning: {e}; using the checkpoint before it, {prev}")
+            self.checkpoint_path = prev
             try:
-                return load_weights(prev, map_location=device)
+                return _checked_checkpoint(prev, device)
             except UnsafeFileError as e2:
                 raise SystemExit(f"{flag} {self.path}: {e}; and {e2}") from None
+
+    def restore_checkpoint(self, ckpt: dict[str, Any], env: Any, agent: Any, flag: str) -> None:
+        """Load a checkpoint's env and agent states; one that does not fit this run's env or agent
+        (another run's, an older format, edited) stops with a message naming the file."""
+        for part, target in (("env", env), ("agent", agent)):
+            try:
+                target.load_state_dict(ckpt[part])
+            except ValueError as e:  # the env's and agents' own explanations (e.g. an older format)
+                raise SystemExit(f"{flag} {self.path}: {e}") from None
+            except (KeyError, TypeError, IndexError, AttributeError, RuntimeError) as e:
+                why = f"no {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:300]
+                raise SystemExit(f"{flag} {self.path}: the {part} state in {self.checkpoint_path} does not fit "
+                                 f"this run ({why}): it is another run's, of an older version, or was edited") from None
 
     # ------------------------------------------------------------------ the training log
     def truncate_log(self, episodes: int) -> None:
@@ -235,7 +312,15 @@ class RunFolder:
         path = self.path / PROFILES
         if not path.is_file():
             raise SystemExit(f"{path} not found: {self.missing_profiles_advice()}")
-        z = np.load(path)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                z = {k: npz[k] for k in npz.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise SystemExit(f"cannot read {path}: it is truncated, holds pickled objects or is not a file "
+                             f"train.py wrote ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        problem = _profiles_problem(z)
+        if problem:
+            raise SystemExit(f"{path} is not a best_profiles.npz train.py wrote: {problem}")
         scale = float(z["scale"])
         return {"labeled": z["labeled"].astype(np.float32) * scale,
                 "unlabeled": z["unlabeled"].astype(np.float32) * scale,
@@ -243,7 +328,7 @@ class RunFolder:
                 "unlabeled_names": [str(n) for n in z["unlabeled_names"]],
                 "best_update": int(z["best_update"]), "best_l_pred": float(z["best_l_pred"]),
                 "error": str(z["error"]) if "error" in z else None,
-                **{k: z[k] if k in z else None for k in HELDOUT_KEYS}}
+                **{k: z.get(k) for k in HELDOUT_KEYS}}
 
     def missing_profiles_advice(self) -> str:
         """How to get best_profiles.npz (written when training ends): --resume needs a checkpoint,
@@ -283,4 +368,51 @@ class RunFolder:
         write_json_atomic(self.path / METRICS, metrics)
 
     def read_metrics(self) -> dict[str, Any]:
-        return read_json(self.path / METRICS, keys=("rows",))
+        """metrics.json, checked to hold a list of rows (RunFileError naming it otherwise)."""
+        path = self.path / METRICS
+        metrics = read_json(path, keys=("rows",))
+        if not isinstance(metrics["rows"], list) or not all(isinstance(r, dict) for r in metrics["rows"]):
+            raise RunFileError(errno.EINVAL, f"{path}: \"rows\" is not a list of table rows: it was edited by hand")
+        return metrics
+
+
+def _checked_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """A checkpoint file, weights-only, checked to be train.py's: a dict of the env's and the
+    agent's states and the wall time. UnsafeFileError naming the file otherwise."""
+    ckpt = load_weights(path, map_location=device)
+    if not isinstance(ckpt, dict):
+        raise UnsafeFileError(f"{path} holds a {type(ckpt).__name__}, not train.py's checkpoint (a dict of "
+                              "'env', 'agent' and 'wall_s')")
+    wrong = [k for k, kind in (("env", dict), ("agent", dict), ("wall_s", numbers.Real))
+             if not isinstance(ckpt.get(k), kind) or isinstance(ckpt.get(k), bool)]
+    if wrong:
+        raise UnsafeFileError(f"{path} is not train.py's checkpoint: {', '.join(map(repr, wrong))} missing or "
+                              "of the wrong type")
+    if not ckpt["env"] or not ckpt["agent"]:
+        raise UnsafeFileError(f"{path} is not train.py's checkpoint: its "
+                              f"{'env' if not ckpt['env'] else 'agent'} state is empty")
+    return ckpt
+
+
+def _profiles_problem(z: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with the arrays of a best_profiles.npz (None when they fit together)."""
+    required = ("scale", "labeled", "unlabeled", "labeled_names", "unlabeled_names", "best_update", "best_l_pred")
+    missing = [k for k in required if k not in z]
+    if missing:
+        return f"no {', '.join(missing)}"
+    for part in ("labeled", "unlabeled"):
+        a, names = z[part], z[f"{part}_names"]
+        if a.dtype.kind != "f" or a.ndim != 4 or a.shape[2] != a.shape[3]:
+            return f"{part!r} is {a.dtype} {a.shape}, expected float profiles (images, T, S, S)"
+        if names.ndim != 1 or names.dtype.kind != "U" or len(names) != len(a):
+            return f"{part + '_names'!r} ({names.dtype} {names.shape}) does not name the {len(a)} {part} profiles"
+    if z["labeled"].shape[1:] != z["unlabeled"].shape[1:]:
+        return f"labeled {z['labeled'].shape[1:]} and unlabeled {z['unlabeled'].shape[1:]} profiles differ in shape"
+    for k, kinds in (("scale", "f"), ("best_update", "iu"), ("best_l_pred", "f")):
+        if z[k].shape != () or z[k].dtype.kind not in kinds:
+            return f"{k!r} is {z[k].dtype} {z[k].shape}, expected one {'number' if kinds == 'f' else 'whole number'}"
+    if not math.isfinite(float(z["scale"])) or float(z["scale"]) <= 0:
+        return f"'scale' is {float(z['scale'])}, expected a positive number"
+    if "error" in z and (z["error"].shape != () or z["error"].dtype.kind != "U"):
+        return "'error' is not a name"
+    return None
