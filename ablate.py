@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from common.files import RunFileError
+from common.errors import run_main
 from runner.ablation import DEFAULT_AGENTS, sweep
 
 
@@ -82,7 +82,4 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RunFileError as e:  # a full disk or a read-only folder: one line, not a traceback
-        raise SystemExit(f"error: {e.strerror}") from None
+    run_main(main)  # a full disk, a read-only folder, a bad setting: one line naming it, not a traceback
