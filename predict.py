@@ -16,11 +16,14 @@ and the others are still segmented. Uses CUDA when present.
 from __future__ import annotations
 
 import argparse
-import sys
+from pathlib import Path
 
+from common.device import check_device
+from common.errors import run_main
 from common.files import RunFileError, UnsafeFileError, make_writable_folder
 from models.segmenter import Segmenter
-from runner.prediction import find_images, predict_files, write_csv
+from runner.folder import RunFolder
+from runner.prediction import CSV_NAME, check_outputs, find_images, predict_files, write_csv
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -33,6 +36,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = p.parse_args(argv)
     if args.batch < 1:
         raise SystemExit(f"--batch must be >= 1, got {args.batch}")
+    check_device(args.device)
+    model = Path(args.model)
+    RunFolder(model if model.is_dir() else model.parent).refuse_if_training("predict.py")
     try:
         segmenter = Segmenter.load(args.model, args.device)
     except FileNotFoundError as e:
@@ -41,12 +47,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     except (UnsafeFileError, ValueError, KeyError, TypeError) as e:
         raise SystemExit(f"{args.model}: not a usable model bundle ({e})") from None
     files = find_images(args.images)
+    check_outputs(Path(args.out), args.images, files)  # never overwrite a file predict.py did not write
     try:
         out = make_writable_folder(args.out, "--out")
     except RunFileError as e:
         raise SystemExit(e.strerror) from None
     rows = predict_files(segmenter, files, out, args.batch)
-    write_csv(out / "predictions.csv", rows)
+    write_csv(out / CSV_NAME, rows)
     failed = sum(bool(r.get("error")) for r in rows)
     defective = sum(r.get("decision") == "defective" for r in rows)
     print(f"{len(rows) - failed} images segmented ({defective} defective), {failed} unreadable; "
@@ -55,9 +62,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RunFileError as e:
-        raise SystemExit(f"error: {e.strerror}") from None
-    except KeyboardInterrupt:
-        sys.exit(130)
+    run_main(main)  # a full disk, a read-only folder: one line naming it, not a traceback; Ctrl-C: 130

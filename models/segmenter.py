@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,8 +24,10 @@ import cv2
 import numpy as np
 import torch
 
-from evaluation.choice import image_scores
-from models.autoencoder import AEConfig, ConvAutoencoder, reconstruction_loss_map
+from common.device import resolve_device
+from data.config import MAX_IMAGE_SIZE
+from evaluation.choice import IMAGE_SCORES, image_scores
+from models.autoencoder import LOSS_ERRORS, AEConfig, ConvAutoencoder, reconstruction_loss_map
 from models.crf import CRFConfig, dense_crf, shift_probability
 from models.predictor import predictor_from_saved, probability_maps
 from common.files import UnsafeFileError, load_weights, save_weights_atomic
@@ -61,9 +64,61 @@ class BundleMeta:
     image_score: str = "max"
     """how an image's score is read off its probability map (evaluation.choice.image_scores)"""
 
+    def __post_init__(self) -> None:
+        problem = _meta_problem(self)
+        if problem:
+            raise ValueError(f"its metadata is not a bundle's: {problem}")
+
     @property
     def loss_error(self) -> str:
         return self.error or ("absolute" if self.absolute_error else "squared")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _meta_problem(m: BundleMeta) -> str | None:
+    """What is wrong with a bundle's metadata (types, ranges, names), or None. A crafted or
+    damaged bundle.pt is refused here, before it sizes an allocation or reaches a library."""
+    if not _is_int(m.image_size) or not 8 <= m.image_size <= MAX_IMAGE_SIZE:
+        return f"image_size={m.image_size!r}: must be a whole number in 8..{MAX_IMAGE_SIZE}"
+    if not _is_int(m.patch_size) or m.patch_size < 8 or m.patch_size & (m.patch_size - 1) or m.patch_size > m.image_size:
+        return f"patch_size={m.patch_size!r}: must be a power of two in 8..image_size ({m.image_size})"
+    if m.loss_map not in ("tiled", "whole"):
+        return f"loss_map={m.loss_map!r}: must be 'tiled' or 'whole'"
+    if m.loss_map_stride is not None and (not _is_int(m.loss_map_stride) or not 1 <= m.loss_map_stride <= m.patch_size):
+        return f"loss_map_stride={m.loss_map_stride!r}: must be null or a whole number in 1..patch_size ({m.patch_size})"
+    if not isinstance(m.absolute_error, bool):
+        return f"absolute_error={m.absolute_error!r}: expected true or false"
+    if m.error is not None and m.error not in LOSS_ERRORS:
+        return f"error={m.error!r}: must be one of {', '.join(LOSS_ERRORS)}"
+    if m.image_score not in IMAGE_SCORES:
+        return f"image_score={m.image_score!r}: must be one of {', '.join(IMAGE_SCORES)}"
+    t = m.threshold
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or not 0 <= t <= 1:
+        return f"threshold={t!r}: must be a probability in [0, 1]"
+    if not isinstance(m.threshold_rule, str) or not isinstance(m.source, dict):
+        return "threshold_rule must be text and source a mapping"
+    if not isinstance(m.ae, dict):
+        return f"ae={m.ae!r}: expected the AE's settings as a mapping"
+    try:
+        AEConfig(**{**m.ae, "skip_levels": tuple(m.ae.get("skip_levels", ()))})
+    except (TypeError, ValueError) as e:  # ConfigError included: it names the field
+        return f"ae: {e}"
+    if m.crf is not None:
+        try:
+            CRFConfig(**m.crf)
+        except (TypeError, ValueError) as e:
+            return f"crf: {e}"
+    p = m.predictor
+    if not isinstance(p, dict):
+        return f"predictor={p!r}: expected the predictor's settings as a mapping"
+    if not _is_int(p.get("profile_length")) or not 1 <= p["profile_length"] <= 1000:
+        return f"predictor.profile_length={p.get('profile_length')!r}: must be a whole number in 1..1000"
+    if not _is_int(p.get("width")) or not 1 <= p["width"] <= 512:
+        return f"predictor.width={p.get('width')!r}: must be a whole number in 1..512"
+    return None
 
 
 def save_bundle(path: str | Path, meta: BundleMeta, ae_snapshots: Sequence[dict[str, torch.Tensor]],
@@ -98,14 +153,24 @@ class Segmenter:
     def __init__(self, meta: BundleMeta, ae_snapshots: Sequence[dict[str, torch.Tensor]],
                  predictor_state: dict[str, torch.Tensor], device: str | torch.device = "cpu") -> None:
         self.meta = meta
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         ae_config = AEConfig(**{**meta.ae, "skip_levels": tuple(meta.ae.get("skip_levels", ()))})
+        length = meta.predictor["profile_length"]
+        if not isinstance(ae_snapshots, (list, tuple)) or len(ae_snapshots) != length:
+            n = len(ae_snapshots) if isinstance(ae_snapshots, (list, tuple)) else type(ae_snapshots).__name__
+            raise ValueError(f"it holds {n} AE snapshots for profiles of length {length} (predictor.profile_length)")
         self.aes = []
-        for state in ae_snapshots:
+        for k, state in enumerate(ae_snapshots):
             ae = ConvAutoencoder(meta.patch_size, ae_config)
-            ae.load_state_dict(state)
+            _load_state(ae, state, f"AE snapshot {k}")
             self.aes.append(ae.to(self.device).eval())
-        self.predictor = predictor_from_saved({**meta.predictor, "state_dict": predictor_state}, self.device)
+        if not isinstance(predictor_state, dict) or not predictor_state:
+            raise ValueError("its predictor holds no weights")
+        try:
+            self.predictor = predictor_from_saved({**meta.predictor, "state_dict": predictor_state}, self.device)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            why = f"no {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:300]
+            raise ValueError(f"its predictor does not fit its metadata ({why})") from None
         self.crf = None if meta.crf is None else CRFConfig(**meta.crf)
 
     @classmethod
@@ -117,13 +182,18 @@ class Segmenter:
         path = Path(path)
         if path.is_dir():
             path = path / BUNDLE_NAME
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(device)  # DeviceError (a ValueError) for one this machine lacks
         saved = load_weights(path, map_location="cpu")
         if not isinstance(saved, dict) or saved.get("format") != BUNDLE_FORMAT:
             raise UnsafeFileError(f"{path} is not a model bundle ({BUNDLE_FORMAT}): train.py writes one "
                                   f"as <run>/{BUNDLE_NAME}")
-        return cls(BundleMeta(**json.loads(saved["meta"])), saved["ae"], saved["predictor"], device)
+        try:
+            meta = json.loads(saved.get("meta"))
+            if not isinstance(meta, dict):
+                raise ValueError(f"its metadata is a JSON {type(meta).__name__}, not an object")
+            return cls(BundleMeta(**meta), saved.get("ae"), saved.get("predictor"), device)
+        except (TypeError, ValueError) as e:  # json's errors included
+            raise ValueError(f"{path}: {e}") from None
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """An RGB uint8 image at the bundle's square size, resized as the data loaders do."""
@@ -166,6 +236,17 @@ class Segmenter:
                 out.scores[start + k] = image_scores(p[None], self.meta.image_score, self.meta.threshold)[0]
                 out.decisions[start + k] = bool(mask.any())
         return out
+
+
+def _load_state(net: torch.nn.Module, state: Any, what: str) -> None:
+    """net.load_state_dict(state), or ValueError saying that `what` does not fit the net."""
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise ValueError(f"its {what} is not a mapping of tensors")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"its {what} does not fit the AE its metadata describes "
+                         f"({' '.join(str(e).split())[:300]})") from None
 
 
 def validate_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
