@@ -11,6 +11,7 @@ import argparse
 import itertools
 import os
 import queue
+import re
 import signal
 import sys
 import threading
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agents.baselines import BASELINES, ORACLES
-from common.device import resolve_device
+from common.device import check_device, resolve_device
 from envs.actions import JUMP
 from evaluation.report import HEADLINE_METHOD
 from evaluation.sweep import (PAIRED_REFERENCES, SAMPLER_WINDOW, SWEEP_METRICS, cell_row, labelled_method_rows,
@@ -32,6 +33,7 @@ from runner.children import run_child, stop_children
 from runner.evaluation import build_parser as evaluate_parser
 from runner.evaluation import evaluation_settings, settings_from_args
 from runner.folder import CHECKPOINTS, CONFIG, METRICS, SUMMARY, RunFolder
+from runner.presets import PRESETS
 from runner.spec import SAVED_WITHOUT, Args
 from runner.spec import parse_args as parse_train_args
 
@@ -86,9 +88,15 @@ def wanted_evaluation(plan: Plan) -> dict[str, Any]:
     return evaluation_settings(*settings_from_args(flags))
 
 
-def cell_status(folder: Path, updates: int | None, evaluation: dict[str, Any] | None = None) -> str:
-    """'new', 'resume' (checkpoint, not finished), 'evaluate' (trained, not evaluated, or evaluated
-    with settings other than `evaluation`, see wanted_evaluation) or 'done'."""
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def cell_status(folder: Path, updates: int | None, evaluation: dict[str, Any] | None = None,
+                overlays: int = 0) -> str:
+    """'new', 'resume' (checkpoint, not finished), 'evaluate' (trained, not evaluated, evaluated
+    with settings other than `evaluation`, see wanted_evaluation, or with fewer than `overlays`
+    overlay images, -1: all) or 'done'."""
     if not (folder / CHECKPOINTS[0]).is_file():
         return "new"
     summary_path = folder / SUMMARY
@@ -96,21 +104,36 @@ def cell_status(folder: Path, updates: int | None, evaluation: dict[str, Any] | 
         return "resume"
     try:  # written atomically; an unreadable one (an older version, a hand edit) means: do it again
         summary = read_json(summary_path, keys=("episodes",))
-    except RunFileError:
+        target = updates if updates is not None else read_json(folder / CONFIG, keys=("args",))["args"]["updates"]
+    except (RunFileError, TypeError, KeyError):
         return "resume"
-    target = updates if updates is not None else read_json(folder / CONFIG, keys=("args",))["args"]["updates"]
+    if not _is_int(summary["episodes"]) or not isinstance(summary.get("finished", False), bool) or not _is_int(target):
+        print(f"warning: {summary_path} or {folder / CONFIG} holds values of the wrong type (edited by hand?): "
+              "the cell is resumed, which writes them again")
+        return "resume"
     if not summary.get("finished") or summary["episodes"] < target:
         return "resume"
-    metrics = folder / METRICS
-    if not metrics.is_file() or metrics.stat().st_mtime < summary_path.stat().st_mtime:
+    metrics_path = folder / METRICS
+    if not metrics_path.is_file() or metrics_path.stat().st_mtime < summary_path.stat().st_mtime:
         return "evaluate"
     try:
-        recorded = read_json(metrics).get("evaluation")
+        metrics = read_json(metrics_path)
     except RunFileError:
         return "evaluate"
-    if evaluation is not None and recorded != evaluation:
+    if evaluation is not None and metrics.get("evaluation") != evaluation:
+        return "evaluate"
+    if overlays and not _has_overlays(metrics, overlays):
         return "evaluate"
     return "done"
+
+
+def _has_overlays(metrics: dict[str, Any], overlays: int) -> bool:
+    """Whether an evaluation wrote `overlays` overlay images (-1: one per scored image), or all it could."""
+    written, split = metrics.get("overlays"), metrics.get("split")
+    n_scored = split.get("n_unlabeled") if isinstance(split, dict) else None
+    if not isinstance(written, list) or not _is_int(n_scored):
+        return False
+    return len(written) >= (n_scored if overlays < 0 else min(overlays, n_scored))
 
 
 def check_reusable(cell: Cell, plan: Plan, out: Path) -> str | None:
@@ -120,6 +143,8 @@ def check_reusable(cell: Cell, plan: Plan, out: Path) -> str | None:
         return None
     wanted, _ = parse_train_args(cell_train_args(cell, plan))  # as train.py would parse them
     saved = read_json(config_path, keys=("args",))["args"]
+    if not isinstance(saved, dict):
+        return f"{config_path}: \"args\" is not a mapping of train.py's settings"
     saved = {**TRAIN_DEFAULTS, **SAVED_WITHOUT, **saved}
     diffs = [f"{k}: {saved.get(k)!r} there, {getattr(wanted, k)!r} now" for k in FIXED_SETTINGS
              if saved.get(k) != getattr(wanted, k)]
@@ -133,7 +158,7 @@ def run_cell(cell: Cell, plan: Plan, device: str) -> dict[str, Any]:
     out = Path(plan.out)
     folder = cell.folder(out)
     evaluation = wanted_evaluation(plan)
-    status = cell_status(folder, plan.updates, evaluation)
+    status = cell_status(folder, plan.updates, evaluation, plan.overlays)
     result: dict[str, Any] = {"cell": asdict(cell), "folder": str(folder), "device": device,
                               "before": status, "train_s": 0.0, "eval_s": 0.0}
     if status == "done":
@@ -230,10 +255,37 @@ def run_ray(cells: list[Cell], plan: Plan, address: str, gpus: float,
 
 
 def list_categories(data_root: str | None) -> list[str]:
+    from data.mvtec import DatasetError
     from data.mvtec import list_categories as categories_in
     from data.synthetic import ensure_default_dataset
 
-    return categories_in(data_root if data_root is not None else ensure_default_dataset())
+    try:
+        return categories_in(data_root if data_root is not None else ensure_default_dataset())
+    except DatasetError as e:
+        raise SystemExit(f"--data-root: {e}") from None
+
+
+#: What a category may be called: it becomes a folder of the sweep (<out>/<category>/...).
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def sweep_categories(names: list[str], data_root: str | None, dataset: str | None) -> list[str]:
+    """The categories of --categories ('all': every one of the data root), each checked to be a
+    plain folder name (no '/', '..' or absolute path: cell folders are built from it) and, for the
+    MVTec layout, a category of the data root. SystemExit naming the bad one."""
+    if names == ["all"]:
+        return list_categories(data_root)
+    bad = [n for n in names if not SAFE_NAME.fullmatch(n) or n in (".", "..")]
+    if bad:
+        raise SystemExit(f"--categories: {', '.join(map(repr, bad))} is not a category name (letters, digits and "
+                         "._+- only; no path): each names a folder of the data root and of the sweep")
+    if dataset in (None, "mvtec"):
+        known = list_categories(data_root)
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise SystemExit(f"--categories: no category {', '.join(map(repr, missing))} under "
+                             f"{data_root or 'the built-in dataset'}; it has {', '.join(known) or 'none'}")
+    return names
 
 
 def _evaluated(folder: Path, summary: bool = True) -> tuple:
@@ -248,8 +300,17 @@ def write_outputs(out: Path, cells: list[Cell], agents: list[str],
                   evaluation: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """cells.csv, summary.csv/.md/.png and curves_<category>.png from the evaluated folders (those
     evaluated with `evaluation`'s settings, when given)."""
-    done = [c for c in cells if cell_status(c.folder(out), None, evaluation) == "done"]
-    rows = [cell_row(*_evaluated(c.folder(out)), log=RunFolder(c.folder(out)).read_log(), jump_action=JUMP) for c in done]
+    done, rows = [], []
+    for c in cells:
+        if cell_status(c.folder(out), None, evaluation) != "done":
+            continue
+        try:
+            rows.append(cell_row(*_evaluated(c.folder(out)), log=RunFolder(c.folder(out)).read_log(), jump_action=JUMP))
+            labelled_method_rows(*_evaluated(c.folder(out), summary=False))
+            done.append(c)
+        except (RunFileError, ValueError, KeyError, TypeError, AttributeError) as e:  # a hand-edited file
+            print(f"warning: leaving {c.folder(out)} out of the tables: its metrics.json, summary.json or "
+                  f"config.json does not hold what evaluate.py and train.py write ({type(e).__name__}: {e})")
     missing = [str(c.folder(out)) for c in cells if c not in done]
     if not rows:
         return []
@@ -308,10 +369,13 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     """ablate.py with its parsed arguments: plan the grid, run what is left, write the tables."""
     out = Path(args.out).resolve()  # absolute: Ray tasks do not share our working directory
     for agent in args.agents:
-        if agent not in ("reinforce", *BASELINES, *ORACLES) and not agent.startswith("sb3:"):
+        if agent not in ("reinforce", *BASELINES, *ORACLES) and not re.fullmatch(r"sb3:[A-Za-z][A-Za-z0-9_]*", agent):
             raise SystemExit(f"--agents: unknown agent {agent!r}; expected reinforce, sb3:<ALGO>, one of "
                              f"{sorted(BASELINES)} or a diagnostic oracle ({', '.join(sorted(ORACLES))})")
-    categories = list_categories(args.data_root) if args.categories == ["all"] else args.categories
+    unknown = [p for p in args.presets if p not in PRESETS]
+    if unknown:
+        raise SystemExit(f"--presets: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(PRESETS)}")
+    categories = sweep_categories(args.categories, args.data_root, args.dataset)
     passthrough = []
     for flag in ("dataset", "data_root", "image_size", "n_labeled", "per_defect_type", "policy_input_size"):
         if getattr(args, flag) is not None:
@@ -329,6 +393,10 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     reinforce_args = ("--baseline-rate", str(args.baseline_rate)) if args.baseline_rate is not None else ()
     plan = Plan(str(out), args.updates, passthrough, threads, args.overlays, tuple(evaluate_args), reinforce_args)
+    evaluation = wanted_evaluation(plan)  # evaluate.py's flags checked (SystemExit) before anything runs
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    for d in devices:
+        check_device(d, "--devices")
     cells = [Cell(c, p, a, s) for c, p, a, s in itertools.product(categories, args.presets, args.agents, args.seeds)]
 
     conflicts = [f"  {c.folder(out)}: {why}" for c in cells if (why := check_reusable(c, plan, out))]
@@ -339,8 +407,7 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
         make_writable_folder(out, "--out")
     except RunFileError as e:
         raise SystemExit(e.strerror) from None
-    evaluation = wanted_evaluation(plan)
-    todo = [c for c in cells if cell_status(c.folder(out), args.updates, evaluation) != "done"]
+    todo = [c for c in cells if cell_status(c.folder(out), args.updates, evaluation, args.overlays) != "done"]
     print(f"{len(cells)} cells ({len(categories)} categories × {len(args.presets)} presets × "
           f"{len(args.agents)} agents × {len(args.seeds)} seeds); {len(cells) - len(todo)} done, "
           f"{len(todo)} to run; {threads} threads per cell; sweep folder {out}", flush=True)
@@ -367,8 +434,7 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
         if args.ray_address:
             run_ray(todo, plan, args.ray_address, args.ray_gpus, report)
         else:
-            devices = [str(resolve_device(d.strip())) for d in args.devices.split(",") if d.strip()]
-            run_local(todo, plan, args.workers, devices, report)
+            run_local(todo, plan, args.workers, [str(resolve_device(d)) for d in devices], report)
     except KeyboardInterrupt:
         interrupted = True
     finally:
