@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.split import Split, describe_changes, split_changes
+from data.split import Split, describe_changes, recorded_split_problem, split_changes
 from envs.actions import N_ACTIONS
 from models.segmenter import BUNDLE_NAME
 from common.files import (RunFileError, UnsafeFileError, load_weights, make_writable_folder, read_json,
@@ -206,6 +206,10 @@ class RunFolder:
             recorded = read_json(self.path / SPLIT, keys=("labeled", "unlabeled"))
         except RunFileError as e:
             raise SystemExit(f"{flag} {self.path}: {e.strerror}") from None
+        problem = recorded_split_problem(recorded)
+        if problem:
+            raise SystemExit(f"{flag} {self.path}: {self.path / SPLIT} is not what train.py writes ({problem}): it was "
+                             "edited by hand; the data of the run cannot be checked")
         changes = split_changes(recorded, split)
         if changes:
             raise SystemExit(f"{flag} {self.path}: the data under {data_root or 'the built-in dataset'} is not what "
