@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -33,6 +34,8 @@ from models.predictor import predictor_from_saved, probability_maps
 from common.files import UnsafeFileError, load_weights, save_weights_atomic
 
 BUNDLE_FORMAT = "nbs-bundle/1"
+#: Most nets a bundle's predictor may pool (its metadata says how many to build).
+MAX_MEMBERS = 64
 BUNDLE_NAME = "bundle.pt"
 
 
@@ -118,6 +121,9 @@ def _meta_problem(m: BundleMeta) -> str | None:
         return f"predictor.profile_length={p.get('profile_length')!r}: must be a whole number in 1..1000"
     if not _is_int(p.get("width")) or not 1 <= p["width"] <= 512:
         return f"predictor.width={p.get('width')!r}: must be a whole number in 1..512"
+    for count in ("ensemble", "image_members", "profile_nets", "image_nets"):  # nets built before any weight is read
+        if count in p and (not _is_int(p[count]) or not 0 <= p[count] <= MAX_MEMBERS):
+            return f"predictor.{count}={p[count]!r}: must be a whole number in 0..{MAX_MEMBERS}"
     return None
 
 
@@ -161,16 +167,17 @@ class Segmenter:
             raise ValueError(f"it holds {n} AE snapshots for profiles of length {length} (predictor.profile_length)")
         self.aes = []
         for k, state in enumerate(ae_snapshots):
+            # Built first on the meta device (no memory): the metadata's shapes must be the weights'
+            # before a net of the size the metadata asks for is allocated.
+            _load_state(lambda d: ConvAutoencoder(meta.patch_size, ae_config).to(d), state, f"AE snapshot {k}")
             ae = ConvAutoencoder(meta.patch_size, ae_config)
-            _load_state(ae, state, f"AE snapshot {k}")
+            ae.load_state_dict(state)
             self.aes.append(ae.to(self.device).eval())
         if not isinstance(predictor_state, dict) or not predictor_state:
             raise ValueError("its predictor holds no weights")
-        try:
-            self.predictor = predictor_from_saved({**meta.predictor, "state_dict": predictor_state}, self.device)
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-            why = f"no {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:300]
-            raise ValueError(f"its predictor does not fit its metadata ({why})") from None
+        build = lambda d: predictor_from_saved({**meta.predictor, "state_dict": predictor_state}, d)  # noqa: E731
+        _load_state(build, predictor_state, "predictor")
+        self.predictor = build(self.device)
         self.crf = None if meta.crf is None else CRFConfig(**meta.crf)
 
     @classmethod
@@ -238,15 +245,20 @@ class Segmenter:
         return out
 
 
-def _load_state(net: torch.nn.Module, state: Any, what: str) -> None:
-    """net.load_state_dict(state), or ValueError saying that `what` does not fit the net."""
+def _load_state(build: Callable[[torch.device], torch.nn.Module], state: Any, what: str) -> None:
+    """Check that the weights `state` fit the net `build(device)` makes, building it on the meta
+    device (shapes only, no memory); ValueError saying that `what` does not fit otherwise."""
     if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
         raise ValueError(f"its {what} is not a mapping of tensors")
+    meta = torch.device("meta")
     try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"its {what} does not fit the AE its metadata describes "
-                         f"({' '.join(str(e).split())[:300]})") from None
+        with warnings.catch_warnings(), meta:
+            warnings.simplefilter("ignore")  # "copying ... to a meta parameter is a no-op": intended
+            net = build(meta)
+            net.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, NotImplementedError) as e:
+        why = f"no {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:300]
+        raise ValueError(f"its {what} does not fit the net its metadata describes ({why})") from None
 
 
 def validate_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:

@@ -231,9 +231,10 @@ class RunFolder:
         except OSError as e:  # RunFileError included
             tmp.unlink(missing_ok=True)
             kept = [n for n in CHECKPOINTS if (self.path / n).is_file()]
-            reason = e.strerror if isinstance(e, RunFileError) else f"could not write {latest}: {e.strerror or e}"
-            raise RunFileError(e.errno or errno.EIO, f"{reason}; the checkpoint{'s' if len(kept) > 1 else ''} "
-                                                     f"already there ({', '.join(kept) or 'none'}) kept") from None
+            why = (e.strerror or str(e)).removeprefix(f"could not write {tmp}: ")
+            raise RunFileError(e.errno or errno.EIO, f"could not write {latest}: {why}; the checkpoint"
+                                                     f"{'s' if len(kept) > 1 else ''} already there "
+                                                     f"({', '.join(kept) or 'none'}) kept") from None
 
     def load_checkpoint(self, device: torch.device, flag: str = "--resume") -> dict[str, Any]:
         """The latest readable checkpoint: checkpoint.pt, or checkpoint.prev.pt (with a warning)
