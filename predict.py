@@ -10,8 +10,10 @@ recursively). Per image it writes, under --out:
   <name>_mask.png     the binary defect mask (255 = defect): threshold, then the dense CRF
   <name>_overlay.png  the image with the mask tinted red
 and one predictions.csv: name, score (max probability), decision, defect_area (fraction of the
-image), defect_pixels, error. An unreadable image gets its error in the CSV and on the console,
-and the others are still segmented. Uses CUDA when present.
+image), defect_pixels, error. An unreadable image (a broken link, a pixel type other than 8 or 16
+bits) gets its error in the CSV and on the console, and the others are still segmented. --out may
+not be or lie in an input folder, and predict.py never writes over a file there that it did not
+write (the outputs an earlier predictions.csv lists). Uses CUDA when present.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("model", help="a run folder (with bundle.pt) or a bundle file")
     p.add_argument("images", nargs="+", help="image files and/or folders")
-    p.add_argument("--out", required=True, help="folder for the maps, masks, overlays and predictions.csv")
+    p.add_argument("--out", required=True, help="folder for the maps, masks, overlays and predictions.csv (outside the "
+                   "input folders)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--batch", type=int, default=8, help="images per forward pass")
     args = p.parse_args(argv)
