@@ -35,7 +35,8 @@ import torch
 
 from evaluation.report import COLUMNS, IMAGE_COLUMNS, format_console_table
 from common.errors import run_main
-from runner.evaluation import build_parser, check_runtime_args, evaluate_run, settings_from_args
+from runner.checks import check_runtime_args
+from runner.evaluation import build_parser, evaluate_run, settings_from_args
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

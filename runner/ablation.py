@@ -11,7 +11,6 @@ import argparse
 import itertools
 import os
 import queue
-import re
 import signal
 import sys
 import threading
@@ -21,7 +20,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from agents.baselines import BASELINES, ORACLES
+from agents.baselines import BASELINES
 from common.device import check_device, resolve_device
 from envs.actions import JUMP
 from evaluation.report import HEADLINE_METHOD
@@ -29,11 +28,11 @@ from evaluation.sweep import (PAIRED_REFERENCES, SAMPLER_WINDOW, SWEEP_METRICS, 
                               markdown_methods, markdown_paired, markdown_sampler_summary, markdown_summary,
                               paired_differences, summarize, summarize_methods, write_csv)
 from common.files import RunFileError, make_writable_folder, read_json, write_text_atomic
+from runner.checks import check_grid, has_overlays, is_int
 from runner.children import run_child, stop_children
 from runner.evaluation import build_parser as evaluate_parser
 from runner.evaluation import evaluation_settings, settings_from_args
 from runner.folder import CHECKPOINTS, CONFIG, METRICS, SUMMARY, RunFolder
-from runner.presets import PRESETS
 from runner.spec import SAVED_WITHOUT, Args
 from runner.spec import parse_args as parse_train_args
 
@@ -88,10 +87,6 @@ def wanted_evaluation(plan: Plan) -> dict[str, Any]:
     return evaluation_settings(*settings_from_args(flags))
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def cell_status(folder: Path, updates: int | None, evaluation: dict[str, Any] | None = None,
                 overlays: int = 0) -> str:
     """'new', 'resume' (checkpoint, not finished), 'evaluate' (trained, not evaluated, evaluated
@@ -107,7 +102,7 @@ def cell_status(folder: Path, updates: int | None, evaluation: dict[str, Any] | 
         target = updates if updates is not None else read_json(folder / CONFIG, keys=("args",))["args"]["updates"]
     except (RunFileError, TypeError, KeyError):
         return "resume"
-    if not _is_int(summary["episodes"]) or not isinstance(summary.get("finished", False), bool) or not _is_int(target):
+    if not is_int(summary["episodes"]) or not isinstance(summary.get("finished", False), bool) or not is_int(target):
         print(f"warning: {summary_path} or {folder / CONFIG} holds values of the wrong type (edited by hand?): "
               "the cell is resumed, which writes them again")
         return "resume"
@@ -122,18 +117,9 @@ def cell_status(folder: Path, updates: int | None, evaluation: dict[str, Any] | 
         return "evaluate"
     if evaluation is not None and metrics.get("evaluation") != evaluation:
         return "evaluate"
-    if overlays and not _has_overlays(metrics, overlays):
+    if overlays and not has_overlays(metrics, overlays):
         return "evaluate"
     return "done"
-
-
-def _has_overlays(metrics: dict[str, Any], overlays: int) -> bool:
-    """Whether an evaluation wrote `overlays` overlay images (-1: one per scored image), or all it could."""
-    written, split = metrics.get("overlays"), metrics.get("split")
-    n_scored = split.get("n_unlabeled") if isinstance(split, dict) else None
-    if not isinstance(written, list) or not _is_int(n_scored):
-        return False
-    return len(written) >= (n_scored if overlays < 0 else min(overlays, n_scored))
 
 
 def check_reusable(cell: Cell, plan: Plan, out: Path) -> str | None:
@@ -254,40 +240,6 @@ def run_ray(cells: list[Cell], plan: Plan, address: str, gpus: float,
         ray.shutdown()
 
 
-def list_categories(data_root: str | None) -> list[str]:
-    from data.mvtec import DatasetError
-    from data.mvtec import list_categories as categories_in
-    from data.synthetic import ensure_default_dataset
-
-    try:
-        return categories_in(data_root if data_root is not None else ensure_default_dataset())
-    except DatasetError as e:
-        raise SystemExit(f"--data-root: {e}") from None
-
-
-#: What a category may be called: it becomes a folder of the sweep (<out>/<category>/...).
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-
-
-def sweep_categories(names: list[str], data_root: str | None, dataset: str | None) -> list[str]:
-    """The categories of --categories ('all': every one of the data root), each checked to be a
-    plain folder name (no '/', '..' or absolute path: cell folders are built from it) and, for the
-    MVTec layout, a category of the data root. SystemExit naming the bad one."""
-    if names == ["all"]:
-        return list_categories(data_root)
-    bad = [n for n in names if not SAFE_NAME.fullmatch(n) or n in (".", "..")]
-    if bad:
-        raise SystemExit(f"--categories: {', '.join(map(repr, bad))} is not a category name (letters, digits and "
-                         "._+- only; no path): each names a folder of the data root and of the sweep")
-    if dataset in (None, "mvtec"):
-        known = list_categories(data_root)
-        missing = [n for n in names if n not in known]
-        if missing:
-            raise SystemExit(f"--categories: no category {', '.join(map(repr, missing))} under "
-                             f"{data_root or 'the built-in dataset'}; it has {', '.join(known) or 'none'}")
-    return names
-
-
 def _evaluated(folder: Path, summary: bool = True) -> tuple:
     """(config, summary, metrics, run name) of an evaluated cell folder; without the summary
     when `summary` is False."""
@@ -368,14 +320,7 @@ def write_outputs(out: Path, cells: list[Cell], agents: list[str],
 def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     """ablate.py with its parsed arguments: plan the grid, run what is left, write the tables."""
     out = Path(args.out).resolve()  # absolute: Ray tasks do not share our working directory
-    for agent in args.agents:
-        if agent not in ("reinforce", *BASELINES, *ORACLES) and not re.fullmatch(r"sb3:[A-Za-z][A-Za-z0-9_]*", agent):
-            raise SystemExit(f"--agents: unknown agent {agent!r}; expected reinforce, sb3:<ALGO>, one of "
-                             f"{sorted(BASELINES)} or a diagnostic oracle ({', '.join(sorted(ORACLES))})")
-    unknown = [p for p in args.presets if p not in PRESETS]
-    if unknown:
-        raise SystemExit(f"--presets: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(PRESETS)}")
-    categories = sweep_categories(args.categories, args.data_root, args.dataset)
+    categories = check_grid(args.agents, args.presets, args.categories, args.data_root, args.dataset)
     passthrough = []
     for flag in ("dataset", "data_root", "image_size", "n_labeled", "per_defect_type", "policy_input_size"):
         if getattr(args, flag) is not None:

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from baselines.reference import METHODS, ReferenceConfig, reference_maps
-from common.device import check_device, resolve_device
-from common.files import RunFileError, make_writable_folder
+from common.device import resolve_device
 from common.settings import ConfigError
 from data.config import DataConfig
 from data.loading import load_split
@@ -35,9 +34,9 @@ from evaluation.report import (CHOSEN_SUFFIX, CRF_SUFFIX, HEADLINE_METHOD, IMAGE
 from evaluation.visualize import save_side_by_side
 from models.crf import CRFConfig, dense_crf
 from models.predictor import predictor_from_saved, probability_maps
+from runner.checks import saved_data_config, saved_run_args
 from runner.factory import env_kind, make_agent, make_env
 from runner.folder import CHECKPOINTS, CONFIG, PREDICTOR, PROFILES, RunFolder
-from runner.spec import saved_args
 
 #: Bumped when evaluate_run's rows change for the same run and settings (2: the NBS decision's CRF
 #: chosen on held-out D_l maps), so that a sweep re-evaluates runs scored by older code.
@@ -138,31 +137,10 @@ def nbs_maps(run: RunFolder, prof: dict[str, Any], split: Any, device: torch.dev
     return nbs_method(prob, refit, heldout, float(gt_l.mean()), crf), prob, []
 
 
-def saved_data_config(run: RunFolder, config: dict[str, Any]) -> DataConfig:
-    """The DataConfig of a run's config.json ("data"), or SystemExit naming the file and the field."""
-    data = config["data"]
-    try:
-        if not isinstance(data, dict):
-            raise ConfigError(f"\"data\" is a {type(data).__name__}, not a mapping of settings")
-        return DataConfig(**data)
-    except (ConfigError, TypeError) as e:
-        raise SystemExit(f"evaluate.py {run}: {run / CONFIG}: {e}") from None
-
-
-def saved_run_args(run: RunFolder, config: dict[str, Any]) -> Any:
-    """train.py's Args of a run's config.json ("args"), or SystemExit naming the file."""
-    try:
-        if not isinstance(config["args"], dict):
-            raise ConfigError(f"\"args\" is a {type(config['args']).__name__}, not a mapping of settings")
-        return saved_args(config["args"])
-    except (ConfigError, TypeError) as e:
-        raise SystemExit(f"evaluate.py {run}: {run / CONFIG} does not hold train.py's settings ({e})") from None
-
-
 def load_run_split(run: RunFolder, config: dict[str, Any], prof: dict[str, Any]) -> tuple[DataConfig, Any]:
     """The run's data and split, reloaded and checked to be what it trained on (and what its
     best_profiles.npz holds)."""
-    data = saved_data_config(run, config)
+    data = saved_data_config(config, run / CONFIG)
     try:
         split = load_split(data)
     except DatasetError as e:
@@ -224,7 +202,7 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
         raise SystemExit(f"{run} is not a run folder (no config.json)")
     config = run.read_config("evaluate.py")
     run.refuse_if_training("evaluate.py")
-    args = saved_run_args(run, config)
+    args = saved_run_args(config, run / CONFIG)
     run.create("evaluate.py")
     if env_kind(args.env).task == "image-level":
         return evaluate_classifier_run(run, config, device, segmentation_run)
@@ -306,9 +284,9 @@ def segmentation_image_scores(seg_run: Path, unlabeled: list[Any], device: torch
 def evaluate_classifier_run(run: RunFolder, config: dict[str, Any], device: str = "auto",
                             segmentation_run: Path | None = None) -> dict[str, Any]:
     """Image-level table of a residual-classifier run on D_u; writes report.md and metrics.json."""
-    args = saved_run_args(run, config)
+    args = saved_run_args(config, run / CONFIG)
     kind = env_kind(args.env)
-    data = saved_data_config(run, config)
+    data = saved_data_config(config, run / CONFIG)
     dev = resolve_device(device)
     if not run.has_checkpoint():
         raise SystemExit(f"{run / CHECKPOINTS[0]} not found: {run.no_checkpoint_advice()}")
@@ -408,18 +386,3 @@ def settings_from_args(args: argparse.Namespace) -> tuple[CRFConfig, ReferenceCo
         return CRFConfig(iterations=args.crf_iterations), reference_config(args.baselines, args.unet_steps, args.ae_steps)
     except ValueError as e:  # ConfigError included
         raise SystemExit(f"evaluation settings: {e}") from None
-
-
-def check_runtime_args(args: argparse.Namespace) -> None:
-    """evaluate.py's flags that only say where and how it runs: --threads, --device and a
-    --baseline-cache that must be writable before any baseline is trained for it."""
-    if args.threads < 0:
-        raise SystemExit(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
-    check_device(args.device)
-    if args.baseline_cache is not None:
-        try:
-            make_writable_folder(args.baseline_cache, "--baseline-cache")
-        except RunFileError as e:
-            raise SystemExit(e.strerror) from None
-
-

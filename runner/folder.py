@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import errno
 import math
-import numbers
 import os
 import shlex
 import zipfile
@@ -34,6 +33,7 @@ from envs.actions import N_ACTIONS
 from models.segmenter import BUNDLE_NAME
 from common.files import (RunFileError, UnsafeFileError, load_weights, make_writable_folder, read_json,
                                   save_weights_atomic, write_atomic, write_json_atomic)
+from runner.checks import checked_checkpoint, profiles_problem
 from runner.spec import train_command
 
 try:
@@ -240,7 +240,7 @@ class RunFolder:
         """The latest readable checkpoint: checkpoint.pt, or checkpoint.prev.pt (with a warning)
         when the latest is corrupt or missing. Never executes code from the files (weights-only)."""
         try:
-            return _checked_checkpoint(self.path / CHECKPOINTS[0], device)
+            return checked_checkpoint(self.path / CHECKPOINTS[0], device)
         except (UnsafeFileError, FileNotFoundError) as e:  # missing: a crash between the two renames
             prev = self.path / CHECKPOINTS[1]
             if "refusing" in str(e) or not prev.is_file():
@@ -248,7 +248,7 @@ class RunFolder:
             print(f"warning: {e}; using the checkpoint before it, {prev}")
             self.checkpoint_path = prev
             try:
-                return _checked_checkpoint(prev, device)
+                return checked_checkpoint(prev, device)
             except UnsafeFileError as e2:
                 raise SystemExit(f"{flag} {self.path}: {e}; and {e2}") from None
 
@@ -323,7 +323,7 @@ class RunFolder:
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise SystemExit(f"cannot read {path}: it is truncated, holds pickled objects or is not a file "
                              f"train.py wrote ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-        problem = _profiles_problem(z)
+        problem = profiles_problem(z)
         if problem:
             raise SystemExit(f"{path} is not a best_profiles.npz train.py wrote: {problem}")
         scale = float(z["scale"])
@@ -379,45 +379,3 @@ class RunFolder:
         if not isinstance(metrics["rows"], list) or not all(isinstance(r, dict) for r in metrics["rows"]):
             raise RunFileError(errno.EINVAL, f"{path}: \"rows\" is not a list of table rows: it was edited by hand")
         return metrics
-
-
-def _checked_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    """A checkpoint file, weights-only, checked to be train.py's: a dict of the env's and the
-    agent's states and the wall time. UnsafeFileError naming the file otherwise."""
-    ckpt = load_weights(path, map_location=device)
-    if not isinstance(ckpt, dict):
-        raise UnsafeFileError(f"{path} holds a {type(ckpt).__name__}, not train.py's checkpoint (a dict of "
-                              "'env', 'agent' and 'wall_s')")
-    wrong = [k for k, kind in (("env", dict), ("agent", dict), ("wall_s", numbers.Real))
-             if not isinstance(ckpt.get(k), kind) or isinstance(ckpt.get(k), bool)]
-    if wrong:
-        raise UnsafeFileError(f"{path} is not train.py's checkpoint: {', '.join(map(repr, wrong))} missing or "
-                              "of the wrong type")
-    if not ckpt["env"] or not ckpt["agent"]:
-        raise UnsafeFileError(f"{path} is not train.py's checkpoint: its "
-                              f"{'env' if not ckpt['env'] else 'agent'} state is empty")
-    return ckpt
-
-
-def _profiles_problem(z: dict[str, np.ndarray]) -> str | None:
-    """What is wrong with the arrays of a best_profiles.npz (None when they fit together)."""
-    required = ("scale", "labeled", "unlabeled", "labeled_names", "unlabeled_names", "best_update", "best_l_pred")
-    missing = [k for k in required if k not in z]
-    if missing:
-        return f"no {', '.join(missing)}"
-    for part in ("labeled", "unlabeled"):
-        a, names = z[part], z[f"{part}_names"]
-        if a.dtype.kind != "f" or a.ndim != 4 or a.shape[2] != a.shape[3]:
-            return f"{part!r} is {a.dtype} {a.shape}, expected float profiles (images, T, S, S)"
-        if names.ndim != 1 or names.dtype.kind != "U" or len(names) != len(a):
-            return f"{part + '_names'!r} ({names.dtype} {names.shape}) does not name the {len(a)} {part} profiles"
-    if z["labeled"].shape[1:] != z["unlabeled"].shape[1:]:
-        return f"labeled {z['labeled'].shape[1:]} and unlabeled {z['unlabeled'].shape[1:]} profiles differ in shape"
-    for k, kinds in (("scale", "f"), ("best_update", "iu"), ("best_l_pred", "f")):
-        if z[k].shape != () or z[k].dtype.kind not in kinds:
-            return f"{k!r} is {z[k].dtype} {z[k].shape}, expected one {'number' if kinds == 'f' else 'whole number'}"
-    if not math.isfinite(float(z["scale"])) or float(z["scale"]) <= 0:
-        return f"'scale' is {float(z['scale'])}, expected a positive number"
-    if "error" in z and (z["error"].shape != () or z["error"].dtype.kind != "U"):
-        return "'error' is not a name"
-    return None

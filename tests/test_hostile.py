@@ -598,3 +598,17 @@ def test_fuzz_bundle_meta_loads_or_raises_value_error(trained, tmp_path, key, va
     if seg.meta.image_size <= 64:  # a bundle that loads also segments
         result = seg.predict([np.full((20, 30, 3), 128, np.uint8)])
         assert result.masks[0].shape == (20, 30)
+
+
+# ------------------------------------------------------------------ the __main__ blocks themselves
+@pytest.mark.parametrize("script, argv, message", [
+    ("train.py", ["--set", "ae.width=0", "--updates", "0"], "ae.width=0: must be >= 1"),
+    ("evaluate.py", ["--unet-steps", "0", "nowhere"], "--unet-steps must be >= 1, got 0"),
+    ("predict.py", ["nowhere", "nowhere", "--out", "x", "--device", "bogus"], "--device bogus: not a device name"),
+    ("ablate.py", ["--categories", "../../etc"], "'../../etc' is not a category name"),
+])
+def test_entry_points_end_in_one_line(tmp_path, script, argv, message):
+    proc = subprocess.run([sys.executable, str(ROOT / script), *argv], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode not in (0, None) and "Traceback" not in proc.stderr, proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
