@@ -11,7 +11,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -348,10 +348,19 @@ def reference_config(names: list[str], unet_steps: int | None, ae_steps: int | N
         raise SystemExit(f"--baselines: unknown {bad}; choose from {list(METHODS)} or 'none'")
     ref = ReferenceConfig(methods=methods)
     if unet_steps is not None:
-        ref.unet = dataclasses.replace(ref.unet, steps=unet_steps)
+        ref.unet = _from_flag("--unet-steps", unet_steps, lambda: dataclasses.replace(ref.unet, steps=unet_steps))
     if ae_steps is not None:
-        ref.recon = dataclasses.replace(ref.recon, steps=ae_steps)
+        ref.recon = _from_flag("--ae-steps", ae_steps, lambda: dataclasses.replace(ref.recon, steps=ae_steps))
     return ref
+
+
+def _from_flag(flag: str, value: Any, build: Callable[[], Any]) -> Any:
+    """`build()`, a config holding a flag's value, whose own range check (common.settings) becomes
+    SystemExit naming the flag, e.g. "--unet-steps 0: unet.steps=0: must be >= 1"."""
+    try:
+        return build()
+    except ValueError as e:  # ConfigError included
+        raise SystemExit(f"{flag} {value}: {e}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -376,13 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> tuple[CRFConfig, ReferenceConfig]:
     """The CRF and baseline settings that parsed flags ask for; SystemExit naming the flag when
-    one is out of range (0 U-Net steps would report an untrained U-Net as the baseline)."""
-    checks = [("--crf-iterations", args.crf_iterations, 1), ("--unet-steps", args.unet_steps, 1),
-              ("--ae-steps", args.ae_steps, 1), ("--overlays", args.overlays, -1)]
-    for flag, value, low in checks:
-        if value is not None and value < low:
-            raise SystemExit(f"{flag} must be >= {low}{' (-1: all)' if flag == '--overlays' else ''}, got {value}")
-    try:
-        return CRFConfig(iterations=args.crf_iterations), reference_config(args.baselines, args.unet_steps, args.ae_steps)
-    except ValueError as e:  # ConfigError included
-        raise SystemExit(f"evaluation settings: {e}") from None
+    one is out of the range its config allows (0 U-Net steps would report an untrained U-Net)."""
+    if args.overlays < -1:
+        raise SystemExit(f"--overlays must be >= -1 (-1: all), got {args.overlays}")
+    crf = _from_flag("--crf-iterations", args.crf_iterations, lambda: CRFConfig(iterations=args.crf_iterations))
+    return crf, reference_config(args.baselines, args.unet_steps, args.ae_steps)
