@@ -60,6 +60,10 @@ def _type_problem(value: Any, annotation: str, owner: type) -> tuple[str | None,
             if isinstance(value, str):
                 return None, value
             problems.append("expected text")
+        elif t.startswith("dict"):
+            if isinstance(value, dict):
+                return None, value
+            problems.append("expected a mapping of names to values")
         elif t.startswith("tuple[dict"):
             if isinstance(value, (list, tuple)) and all(isinstance(v, dict) for v in value):
                 return None, tuple(dict(v) for v in value)

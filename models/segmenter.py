@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from common.device import resolve_device
+from common.settings import ConfigError, check_fields, setting
 from data.config import MAX_IMAGE_SIZE
 from evaluation.choice import IMAGE_SCORES, image_scores
 from models.autoencoder import LOSS_ERRORS, AEConfig, ConvAutoencoder, reconstruction_loss_map
@@ -41,33 +41,39 @@ BUNDLE_NAME = "bundle.pt"
 
 @dataclass
 class BundleMeta:
-    """Everything besides the weights that turns an image into a mask, as the run decided it."""
+    """Everything besides the weights that turns an image into a mask, as the run decided it.
+    Checked when built (common.settings, then _meta_problem): a crafted or damaged bundle.pt is
+    refused before it sizes an allocation or reaches a library."""
 
-    image_size: int
+    image_size: int = setting(ge=8, le=MAX_IMAGE_SIZE)
     """side the images are resized to (INTER_AREA, as the data loaders do)"""
-    patch_size: int
-    ae: dict[str, Any]
+    patch_size: int = setting(ge=8, power_of_two=True)
+    ae: dict[str, Any] = setting()
     """the AEConfig of the snapshots"""
-    absolute_error: bool
-    loss_map: str
+    absolute_error: bool = setting()
+    loss_map: str = setting(choices=("tiled", "whole"))
     """'tiled' or 'whole' (EnvConfig.loss_map)"""
-    loss_map_stride: int | None
-    predictor: dict[str, Any]
+    loss_map_stride: int | None = setting(ge=1)
+    predictor: dict[str, Any] = setting()
     """predictor.pt's fields besides the state dict (profile_length, width, inputs, skip, arch, norm, refit)"""
-    threshold: float
+    threshold: float = setting(ge=0, le=1)
     """pixel probability threshold of the NBS decision (evaluation.decisions.nbs_method)"""
-    threshold_rule: str
-    crf: dict[str, Any] | None
+    threshold_rule: str = setting()
+    crf: dict[str, Any] | None = setting()
     """CRFConfig fields; None: the decision is the thresholded map, no CRF (chosen on held-out D_l maps)"""
-    source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    source: dict[str, Any] = setting(factory=dict)
     """where it came from: run folder, preset, category, seed, best update (informative only)"""
-    error: str | None = None
+    error: str | None = setting(None, choices=LOSS_ERRORS)
     """the loss maps' per-pixel error (models.autoencoder.loss_map); None in bundles from before it
     (absolute_error then says 'absolute' or 'squared')"""
-    image_score: str = "max"
+    image_score: str = setting("max", choices=IMAGE_SCORES)
     """how an image's score is read off its probability map (evaluation.choice.image_scores)"""
 
     def __post_init__(self) -> None:
+        try:
+            check_fields(self)
+        except ConfigError as e:
+            raise ValueError(f"its metadata is not a bundle's: {e}") from None
         problem = _meta_problem(self)
         if problem:
             raise ValueError(f"its metadata is not a bundle's: {problem}")
@@ -82,29 +88,12 @@ def _is_int(v: Any) -> bool:
 
 
 def _meta_problem(m: BundleMeta) -> str | None:
-    """What is wrong with a bundle's metadata (types, ranges, names), or None. A crafted or
-    damaged bundle.pt is refused here, before it sizes an allocation or reaches a library."""
-    if not _is_int(m.image_size) or not 8 <= m.image_size <= MAX_IMAGE_SIZE:
-        return f"image_size={m.image_size!r}: must be a whole number in 8..{MAX_IMAGE_SIZE}"
-    if not _is_int(m.patch_size) or m.patch_size < 8 or m.patch_size & (m.patch_size - 1) or m.patch_size > m.image_size:
-        return f"patch_size={m.patch_size!r}: must be a power of two in 8..image_size ({m.image_size})"
-    if m.loss_map not in ("tiled", "whole"):
-        return f"loss_map={m.loss_map!r}: must be 'tiled' or 'whole'"
-    if m.loss_map_stride is not None and (not _is_int(m.loss_map_stride) or not 1 <= m.loss_map_stride <= m.patch_size):
+    """What check_fields leaves to check in a bundle's metadata: the sizes against each other and
+    the nested settings (the AE's and the CRF's by their own configs), or None."""
+    if m.patch_size > m.image_size:
+        return f"patch_size={m.patch_size!r}: must be at most image_size ({m.image_size})"
+    if m.loss_map_stride is not None and m.loss_map_stride > m.patch_size:
         return f"loss_map_stride={m.loss_map_stride!r}: must be null or a whole number in 1..patch_size ({m.patch_size})"
-    if not isinstance(m.absolute_error, bool):
-        return f"absolute_error={m.absolute_error!r}: expected true or false"
-    if m.error is not None and m.error not in LOSS_ERRORS:
-        return f"error={m.error!r}: must be one of {', '.join(LOSS_ERRORS)}"
-    if m.image_score not in IMAGE_SCORES:
-        return f"image_score={m.image_score!r}: must be one of {', '.join(IMAGE_SCORES)}"
-    t = m.threshold
-    if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or not 0 <= t <= 1:
-        return f"threshold={t!r}: must be a probability in [0, 1]"
-    if not isinstance(m.threshold_rule, str) or not isinstance(m.source, dict):
-        return "threshold_rule must be text and source a mapping"
-    if not isinstance(m.ae, dict):
-        return f"ae={m.ae!r}: expected the AE's settings as a mapping"
     try:
         AEConfig(**{**m.ae, "skip_levels": tuple(m.ae.get("skip_levels", ()))})
     except (TypeError, ValueError) as e:  # ConfigError included: it names the field
@@ -115,8 +104,6 @@ def _meta_problem(m: BundleMeta) -> str | None:
         except (TypeError, ValueError) as e:
             return f"crf: {e}"
     p = m.predictor
-    if not isinstance(p, dict):
-        return f"predictor={p!r}: expected the predictor's settings as a mapping"
     if not _is_int(p.get("profile_length")) or not 1 <= p["profile_length"] <= 1000:
         return f"predictor.profile_length={p.get('profile_length')!r}: must be a whole number in 1..1000"
     if not _is_int(p.get("width")) or not 1 <= p["width"] <= 512:
