@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from common.files import RunFileError
+from common.errors import run_main
 from runner.ablation import DEFAULT_AGENTS, sweep
 from runner.presets import DEFAULT_PRESET
 
@@ -70,6 +70,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.workers < 1:
         p.error("--workers must be at least 1")
+    for flag, value, low in (("--threads", args.threads, 0), ("--overlays", args.overlays, -1),
+                             ("--updates", args.updates, 0), ("--ray-gpus", args.ray_gpus, 0),
+                             *(("--seeds", seed, 0) for seed in args.seeds)):
+        if value is not None and value < low:
+            p.error(f"{flag} must be >= {low}, got {value}")
     if args.baseline_rate is not None:
         if not 0.0 <= args.baseline_rate <= 1.0:
             p.error(f"--baseline-rate must be in [0, 1] (0: plain REINFORCE), got {args.baseline_rate}")
@@ -83,7 +88,4 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RunFileError as e:  # a full disk or a read-only folder: one line, not a traceback
-        raise SystemExit(f"error: {e.strerror}") from None
+    run_main(main)  # a full disk, a read-only folder, a bad setting: one line naming it, not a traceback

@@ -34,17 +34,17 @@ from typing import Any
 import torch
 
 from evaluation.report import COLUMNS, IMAGE_COLUMNS, format_console_table
-from common.files import RunFileError
+from common.errors import run_main
+from runner.checks import check_runtime_args
 from runner.evaluation import build_parser, evaluate_run, settings_from_args
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = build_parser().parse_args(argv)
-    if args.threads < 0:
-        raise SystemExit(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+    check_runtime_args(args)
+    crf, reference = settings_from_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    crf, reference = settings_from_args(args)
     results = []
     for run in args.runs:
         r = evaluate_run(Path(run), args.overlays, args.device, crf, args.segmentation_run, reference,
@@ -57,7 +57,4 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RunFileError as e:  # a full disk or a read-only folder: one line, not a traceback
-        raise SystemExit(f"error: {e.strerror}") from None
+    run_main(main)  # a full disk, a read-only folder, a bad setting: one line naming it, not a traceback

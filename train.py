@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.files import RunFileError
+from common.errors import run_main
 from runner.training import train
 
 
@@ -23,7 +23,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RunFileError as e:  # a full disk or a read-only folder: one line, not a traceback
-        raise SystemExit(f"error: {e.strerror}") from None
+    run_main(main)  # a full disk, a read-only folder, a bad setting: one line naming it, not a traceback

@@ -13,15 +13,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
+import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 
 from baselines.recon_ae import ReconAEConfig, anomaly_maps, train_recon_ae
 from baselines.unet import UNetConfig, predict_unet, train_unet
+from common.files import RunFileError, write_atomic
 from data.split import Split
 from evaluation.decisions import HeldOutMaps, MethodMaps, choose_crf, scores_to_probability, thresholded
 
@@ -88,9 +91,12 @@ def reference_maps(split: Split, config: ReferenceConfig | None = None, seed: in
             path = paths[method] = Path(cache_dir) / f"{cache_key(split, config, seed, method)}.npz"
             if path.is_file():
                 try:
-                    done[method] = load_method_maps(path)[0]
-                except (ValueError, OSError, KeyError, IndexError) as e:  # corrupt: recompute and overwrite it
-                    print(f"warning: ignoring unreadable baseline cache {path} ({e})")
+                    maps = load_method_maps(path)[0]
+                    _check_cached(maps, split)
+                    done[method] = maps
+                except (ValueError, OSError, KeyError, IndexError, TypeError, EOFError, zipfile.BadZipFile) as e:
+                    # corrupt, truncated, pickled or of another split: recompute and overwrite it
+                    print(f"warning: ignoring unreadable baseline cache {path} ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
     missing = tuple(m for m in config.methods if m not in done)
     if missing:
         fresh = _train_and_score(split, dataclasses.replace(config, methods=missing), seed, device)
@@ -98,14 +104,32 @@ def reference_maps(split: Split, config: ReferenceConfig | None = None, seed: in
             done[method] = maps
             if method in paths:
                 path = paths[method]
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-                save_method_maps(tmp, [maps])
-                os.replace(tmp, path)  # atomic: parallel cells never read a half-written file
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise RunFileError(e.errno, f"cannot create the baseline cache {path.parent}: {e.strerror}") from None
+
+                def write(tmp: Path, maps: MethodMaps = maps) -> None:
+                    with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to the name
+                        save_method_maps(f, [maps])
+
+                write_atomic(path, write)  # atomic: parallel cells never read a half-written file
     return [done[m] for m in config.methods]
 
 
-def save_method_maps(path: Path, methods: list[MethodMaps]) -> None:
+def _check_cached(m: MethodMaps, split: Split) -> None:
+    """ValueError unless a cached method's maps fit the split: one float map per scored D_u image
+    at the split's size, and a finite threshold (or none)."""
+    n, (h, w) = len(split.unlabeled), split.unlabeled[0].mask.shape if split.unlabeled else (0, 0)
+    for name in ("scores", "prob"):
+        a = getattr(m, name)
+        if a is not None and (a.dtype.kind != "f" or a.shape != (n, h, w)):
+            raise ValueError(f"its {name} are {a.dtype} {a.shape}, expected float ({n}, {h}, {w})")
+    if m.threshold is not None and not (isinstance(m.threshold, (int, float)) and math.isfinite(m.threshold)):
+        raise ValueError(f"its threshold {m.threshold!r} is not a number")
+
+
+def save_method_maps(path: Path | BinaryIO, methods: list[MethodMaps]) -> None:
     """MethodMaps as an .npz of arrays plus one JSON string: nothing that loading could execute
     (the cache used to be a pickle, which a shared sweep folder could turn into code)."""
     arrays: dict[str, np.ndarray] = {}
@@ -124,6 +148,8 @@ def load_method_maps(path: Path) -> list[MethodMaps]:
     """Inverse of save_method_maps; refuses pickled content (allow_pickle=False)."""
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
+        if not isinstance(meta, list) or not all(isinstance(m, dict) for m in meta):
+            raise ValueError(f"{path}: its 'meta' is not a list of methods")
         return [MethodMaps(m["name"], m["family"], z[f"scores_{k}"] if f"scores_{k}" in z else None,
                            z[f"prob_{k}"] if f"prob_{k}" in z else None, threshold=m["threshold"],
                            note=m["note"], label=m["label"], crf=m["crf"], crf_choice=m["crf_choice"])

@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -62,10 +63,24 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        raise RunFileError(e.errno, f"could not write {path}: {reason}") from None
+        raise RunFileError(e.errno or errno.EIO, f"could not write {path}: {reason}") from None
+    except RuntimeError as e:  # torch.save reports a full disk or a failed write as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise RunFileError(errno.EIO, f"could not write {path}: {_write_failure(path, e)}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _write_failure(path: Path, e: RuntimeError) -> str:
+    """Why a serialiser's write failed, in a user's words: torch says 'file write failed' whatever
+    the cause, so a full disk is recognised by the free space left."""
+    try:
+        if shutil.disk_usage(path.parent).free < 1 << 20:
+            return "no space left on the device"
+    except OSError:
+        pass
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -84,7 +99,7 @@ def save_weights_atomic(obj: Any, path: str | Path) -> None:
 
 
 def read_json(path: str | Path, keys: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A run's JSON file (config.json, split.json) as a dict that holds `keys`.
+    """A run's JSON file (config.json, split.json, summary.json, metrics.json) as a dict that holds `keys`.
 
     A missing, truncated or hand-edited file raises RunFileError naming it, so that a command stops
     with one line saying which file is wrong rather than a KeyError or JSONDecodeError traceback."""
@@ -98,7 +113,10 @@ def read_json(path: str | Path, keys: tuple[str, ...] = ()) -> dict[str, Any]:
                                          "cut short or edited by hand") from None
     except (OSError, UnicodeDecodeError) as e:
         raise RunFileError(getattr(e, "errno", None) or errno.EIO, f"cannot read {path}: {e}") from None
-    missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
+    if not isinstance(obj, dict):
+        raise RunFileError(errno.EINVAL, f"{path} holds a JSON {type(obj).__name__}, not an object of settings: it is "
+                                         "not a file this package wrote, or was edited by hand")
+    missing = [k for k in keys if k not in obj]
     if missing:
         raise RunFileError(errno.EINVAL, f"{path} has no {', '.join(map(repr, missing))}: it is not a file "
                                          "train.py wrote, or was edited by hand")

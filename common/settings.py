@@ -60,6 +60,10 @@ def _type_problem(value: Any, annotation: str, owner: type) -> tuple[str | None,
             if isinstance(value, str):
                 return None, value
             problems.append("expected text")
+        elif t.startswith("dict"):
+            if isinstance(value, dict):
+                return None, value
+            problems.append("expected a mapping of names to values")
         elif t.startswith("tuple[dict"):
             if isinstance(value, (list, tuple)) and all(isinstance(v, dict) for v in value):
                 return None, tuple(dict(v) for v in value)
@@ -121,6 +125,25 @@ def check_fields(obj: Any) -> None:
         problem = problem or _range_problem(value, f.metadata)
         if problem:
             raise ConfigError(f"{name + '.' if name else ''}{f.name}={value!r}: {problem}")
+        object.__setattr__(obj, f.name, value)
+
+
+def check_field_types(obj: Any) -> None:
+    """Check every field of the dataclass `obj` against its annotation only (no ranges), for plain
+    dataclasses read back from a file (train.py's Args from config.json); `list[str]` fields take a
+    list of text or None; fields of other types are left alone. Raises ConfigError naming the
+    field, its value and the type expected."""
+    for f in dataclasses.fields(obj):
+        value, annotation = getattr(obj, f.name), str(f.type)
+        if annotation.startswith("list[str"):
+            ok = value is None or isinstance(value, list) and all(isinstance(v, str) for v in value)
+            problem = None if ok else 'expected a list of text, e.g. ["a=1"]'
+        elif {t.strip() for t in annotation.split("|")} <= {"bool", "int", "float", "str", "None"}:
+            problem, value = _type_problem(value, annotation, type(obj))
+        else:
+            continue
+        if problem:
+            raise ConfigError(f"{f.name}={value!r}: {problem}")
         object.__setattr__(obj, f.name, value)
 
 

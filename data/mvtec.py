@@ -132,17 +132,27 @@ def _image_files(folder: Path, skip_masks: bool = True) -> list[Path]:
 
 
 def _read(path: Path) -> np.ndarray:
-    """Read an image unchanged (keeps channel count and bit depth), or raise DatasetError."""
+    """Read an image (keeps its channel count) as 8 bit: 16-bit and [0, 1] floating-point images are
+    scaled; any other pixel type, or a file that is no image, raises DatasetError naming it."""
     # np.fromfile + imdecode also handles non-ASCII paths, which cv2.imread does not on Windows.
     try:
         buf = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
         raise DatasetError(f"cannot read image file {path}: {exc}") from exc
-    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    try:
+        arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    except cv2.error as exc:  # e.g. an image too large for OpenCV's pixel limit
+        raise DatasetError(f"cannot decode image file {path}: {str(exc).strip().splitlines()[-1]}") from None
     if arr is None:
         raise DatasetError(f"cannot decode image file {path}: expected a PNG/JPEG/BMP/TIFF image")
-    if arr.dtype != np.uint8:  # 16-bit PNG/TIFF: scale to 8 bit
+    if arr.dtype == np.uint16:  # 16-bit PNG/TIFF: scale to 8 bit
         arr = (arr.astype(np.float64) * (255.0 / np.iinfo(arr.dtype).max)).round().astype(np.uint8)
+    elif arr.dtype.kind == "f" and arr.size and np.isfinite(arr).all() and 0 <= arr.min() and arr.max() <= 1:
+        arr = (arr.astype(np.float64) * 255.0).round().astype(np.uint8)  # floating point in [0, 1]
+    elif arr.dtype != np.uint8:
+        what = "floating-point values outside [0, 1]" if arr.dtype.kind == "f" else f"{arr.dtype} pixels"
+        raise DatasetError(f"cannot use image file {path}: it holds {what}; expected 8- or 16-bit images "
+                           "(or floating point in [0, 1])")
     return arr
 
 

@@ -85,6 +85,29 @@ class Split:
         return {part: {s.name: digest(s) for s in getattr(self, part)} for part in PARTS}
 
 
+def recorded_split_problem(recorded: Any) -> str | None:
+    """What is wrong with the structure of a split.json (None when it is what train.py writes):
+    "labeled" and "unlabeled" lists of image names, and a "fingerprint", when there is one, of
+    part -> image name -> {"file": sha1, "mask": sha1}."""
+    if not isinstance(recorded, dict):
+        return "it is not a mapping"
+    for part in ("labeled", "unlabeled"):
+        names = recorded.get(part)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return f"{part!r} is not a list of image names"
+    fingerprint = recorded.get("fingerprint")
+    if fingerprint is None:
+        return None
+    if not isinstance(fingerprint, dict) or not set(fingerprint) <= set(PARTS):
+        return f"its fingerprint is not a mapping of {', '.join(PARTS)} to image hashes"
+    for part, images in fingerprint.items():
+        if not isinstance(images, dict) or not all(
+                isinstance(d, dict) and isinstance(d.get("file"), str) and isinstance(d.get("mask"), str)
+                for d in images.values()):
+            return f"its fingerprint of {part!r} is not a mapping of image names to {{\"file\": sha1, \"mask\": sha1}}"
+    return None
+
+
 def split_changes(recorded: dict[str, Any], split: Split) -> list[str]:
     """How `split` differs from the split.json a run recorded, one phrase per change ("image
     crack/003 added to D_u", "file /data/x/003.png changed (D_l image crack/003)"); [] if none.

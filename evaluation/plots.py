@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from common.files import write_atomic
+
 __all__ = ["plot_run_diagnostics", "plot_sweep_bars", "plot_training_curves", "smooth"]
 
 
@@ -17,6 +19,15 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt: Any, fig: Any, path: str | Path, dpi: int) -> None:
+    """fig as a PNG at `path`, atomically (a full disk leaves the previous chart, and ends in a
+    RunFileError naming the file), and the figure closed either way."""
+    try:
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -60,8 +71,7 @@ def plot_sweep_bars(rows: list[dict[str, Any]], metrics: list[str], path: str | 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path, dpi=110)
 
 
 def plot_training_curves(curves: dict[str, list[dict[str, np.ndarray]]], path: str | Path,
@@ -94,8 +104,7 @@ def plot_training_curves(curves: dict[str, list[dict[str, np.ndarray]]], path: s
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path, dpi=110)
 
 
 def plot_run_diagnostics(log: dict[str, np.ndarray], labeled_profiles: np.ndarray, labeled_masks: np.ndarray,
@@ -162,5 +171,4 @@ def plot_run_diagnostics(log: dict[str, np.ndarray], labeled_profiles: np.ndarra
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path, dpi=100)

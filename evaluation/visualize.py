@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.files import write_atomic
+
 __all__ = ["save_overlay", "save_side_by_side", "overlay_mask", "heatmap"]
 
 _GREEN = (0, 200, 0)  # RGB
@@ -99,8 +101,13 @@ def _write_row(path: str | Path, panels: list[tuple[str, np.ndarray]], title: st
         row = _labelled(row, title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"cv2.imwrite failed to write {path} (is the extension .png?).")
+    try:
+        ok, buf = cv2.imencode(path.suffix or ".png", cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise ValueError(f"cannot encode {path} as an image (is the extension .png?)")
+    write_atomic(path, lambda tmp: tmp.write_bytes(buf.tobytes()))  # a full disk: RunFileError naming it
 
 
 def save_overlay(

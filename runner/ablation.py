@@ -20,14 +20,15 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from agents.baselines import BASELINES, ORACLES
-from common.device import resolve_device
+from agents.baselines import BASELINES
+from common.device import check_device, resolve_device
 from envs.actions import JUMP
 from evaluation.report import HEADLINE_METHOD
 from evaluation.sweep import (PAIRED_REFERENCES, SAMPLER_WINDOW, SWEEP_METRICS, cell_row, labelled_method_rows,
                               markdown_methods, markdown_paired, markdown_sampler_summary, markdown_summary,
                               paired_differences, summarize, summarize_methods, write_csv)
 from common.files import RunFileError, make_writable_folder, read_json, write_text_atomic
+from runner.checks import check_grid, has_overlays, is_int
 from runner.children import run_child, stop_children
 from runner.evaluation import build_parser as evaluate_parser
 from runner.evaluation import evaluation_settings, settings_from_args
@@ -86,9 +87,11 @@ def wanted_evaluation(plan: Plan) -> dict[str, Any]:
     return evaluation_settings(*settings_from_args(flags))
 
 
-def cell_status(folder: Path, updates: int | None, evaluation: dict[str, Any] | None = None) -> str:
-    """'new', 'resume' (checkpoint, not finished), 'evaluate' (trained, not evaluated, or evaluated
-    with settings other than `evaluation`, see wanted_evaluation) or 'done'."""
+def cell_status(folder: Path, updates: int | None, evaluation: dict[str, Any] | None = None,
+                overlays: int = 0) -> str:
+    """'new', 'resume' (checkpoint, not finished), 'evaluate' (trained, not evaluated, evaluated
+    with settings other than `evaluation`, see wanted_evaluation, or with fewer than `overlays`
+    overlay images, -1: all) or 'done'."""
     if not (folder / CHECKPOINTS[0]).is_file():
         return "new"
     summary_path = folder / SUMMARY
@@ -96,19 +99,25 @@ def cell_status(folder: Path, updates: int | None, evaluation: dict[str, Any] | 
         return "resume"
     try:  # written atomically; an unreadable one (an older version, a hand edit) means: do it again
         summary = read_json(summary_path, keys=("episodes",))
-    except RunFileError:
+        target = updates if updates is not None else read_json(folder / CONFIG, keys=("args",))["args"]["updates"]
+    except (RunFileError, TypeError, KeyError):
         return "resume"
-    target = updates if updates is not None else read_json(folder / CONFIG, keys=("args",))["args"]["updates"]
+    if not is_int(summary["episodes"]) or not isinstance(summary.get("finished", False), bool) or not is_int(target):
+        print(f"warning: {summary_path} or {folder / CONFIG} holds values of the wrong type (edited by hand?): "
+              "the cell is resumed, which writes them again")
+        return "resume"
     if not summary.get("finished") or summary["episodes"] < target:
         return "resume"
-    metrics = folder / METRICS
-    if not metrics.is_file() or metrics.stat().st_mtime < summary_path.stat().st_mtime:
+    metrics_path = folder / METRICS
+    if not metrics_path.is_file() or metrics_path.stat().st_mtime < summary_path.stat().st_mtime:
         return "evaluate"
     try:
-        recorded = read_json(metrics).get("evaluation")
+        metrics = read_json(metrics_path)
     except RunFileError:
         return "evaluate"
-    if evaluation is not None and recorded != evaluation:
+    if evaluation is not None and metrics.get("evaluation") != evaluation:
+        return "evaluate"
+    if overlays and not has_overlays(metrics, overlays):
         return "evaluate"
     return "done"
 
@@ -120,6 +129,8 @@ def check_reusable(cell: Cell, plan: Plan, out: Path) -> str | None:
         return None
     wanted, _ = parse_train_args(cell_train_args(cell, plan))  # as train.py would parse them
     saved = read_json(config_path, keys=("args",))["args"]
+    if not isinstance(saved, dict):
+        return f"{config_path}: \"args\" is not a mapping of train.py's settings"
     saved = {**TRAIN_DEFAULTS, **SAVED_WITHOUT, **saved}
     diffs = [f"{k}: {saved.get(k)!r} there, {getattr(wanted, k)!r} now" for k in FIXED_SETTINGS
              if saved.get(k) != getattr(wanted, k)]
@@ -133,7 +144,7 @@ def run_cell(cell: Cell, plan: Plan, device: str) -> dict[str, Any]:
     out = Path(plan.out)
     folder = cell.folder(out)
     evaluation = wanted_evaluation(plan)
-    status = cell_status(folder, plan.updates, evaluation)
+    status = cell_status(folder, plan.updates, evaluation, plan.overlays)
     result: dict[str, Any] = {"cell": asdict(cell), "folder": str(folder), "device": device,
                               "before": status, "train_s": 0.0, "eval_s": 0.0}
     if status == "done":
@@ -229,13 +240,6 @@ def run_ray(cells: list[Cell], plan: Plan, address: str, gpus: float,
         ray.shutdown()
 
 
-def list_categories(data_root: str | None) -> list[str]:
-    from data.mvtec import list_categories as categories_in
-    from data.synthetic import ensure_default_dataset
-
-    return categories_in(data_root if data_root is not None else ensure_default_dataset())
-
-
 def _evaluated(folder: Path, summary: bool = True) -> tuple:
     """(config, summary, metrics, run name) of an evaluated cell folder; without the summary
     when `summary` is False."""
@@ -248,8 +252,17 @@ def write_outputs(out: Path, cells: list[Cell], agents: list[str],
                   evaluation: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """cells.csv, summary.csv/.md/.png and curves_<category>.png from the evaluated folders (those
     evaluated with `evaluation`'s settings, when given)."""
-    done = [c for c in cells if cell_status(c.folder(out), None, evaluation) == "done"]
-    rows = [cell_row(*_evaluated(c.folder(out)), log=RunFolder(c.folder(out)).read_log(), jump_action=JUMP) for c in done]
+    done, rows = [], []
+    for c in cells:
+        if cell_status(c.folder(out), None, evaluation) != "done":
+            continue
+        try:
+            rows.append(cell_row(*_evaluated(c.folder(out)), log=RunFolder(c.folder(out)).read_log(), jump_action=JUMP))
+            labelled_method_rows(*_evaluated(c.folder(out), summary=False))
+            done.append(c)
+        except (RunFileError, ValueError, KeyError, TypeError, AttributeError) as e:  # a hand-edited file
+            print(f"warning: leaving {c.folder(out)} out of the tables: its metrics.json, summary.json or "
+                  f"config.json does not hold what evaluate.py and train.py write ({type(e).__name__}: {e})")
     missing = [str(c.folder(out)) for c in cells if c not in done]
     if not rows:
         return []
@@ -307,11 +320,7 @@ def write_outputs(out: Path, cells: list[Cell], agents: list[str],
 def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     """ablate.py with its parsed arguments: plan the grid, run what is left, write the tables."""
     out = Path(args.out).resolve()  # absolute: Ray tasks do not share our working directory
-    for agent in args.agents:
-        if agent not in ("reinforce", *BASELINES, *ORACLES) and not agent.startswith("sb3:"):
-            raise SystemExit(f"--agents: unknown agent {agent!r}; expected reinforce, sb3:<ALGO>, one of "
-                             f"{sorted(BASELINES)} or a diagnostic oracle ({', '.join(sorted(ORACLES))})")
-    categories = list_categories(args.data_root) if args.categories == ["all"] else args.categories
+    categories = check_grid(args.agents, args.presets, args.categories, args.data_root, args.dataset)
     passthrough = []
     for flag in ("dataset", "data_root", "image_size", "n_labeled", "per_defect_type", "policy_input_size"):
         if getattr(args, flag) is not None:
@@ -329,6 +338,10 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     reinforce_args = ("--baseline-rate", str(args.baseline_rate)) if args.baseline_rate is not None else ()
     plan = Plan(str(out), args.updates, passthrough, threads, args.overlays, tuple(evaluate_args), reinforce_args)
+    evaluation = wanted_evaluation(plan)  # evaluate.py's flags checked (SystemExit) before anything runs
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    for d in devices:
+        check_device(d, "--devices")
     cells = [Cell(c, p, a, s) for c, p, a, s in itertools.product(categories, args.presets, args.agents, args.seeds)]
 
     conflicts = [f"  {c.folder(out)}: {why}" for c in cells if (why := check_reusable(c, plan, out))]
@@ -339,8 +352,7 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
         make_writable_folder(out, "--out")
     except RunFileError as e:
         raise SystemExit(e.strerror) from None
-    evaluation = wanted_evaluation(plan)
-    todo = [c for c in cells if cell_status(c.folder(out), args.updates, evaluation) != "done"]
+    todo = [c for c in cells if cell_status(c.folder(out), args.updates, evaluation, args.overlays) != "done"]
     print(f"{len(cells)} cells ({len(categories)} categories × {len(args.presets)} presets × "
           f"{len(args.agents)} agents × {len(args.seeds)} seeds); {len(cells) - len(todo)} done, "
           f"{len(todo)} to run; {threads} threads per cell; sweep folder {out}", flush=True)
@@ -367,8 +379,7 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
         if args.ray_address:
             run_ray(todo, plan, args.ray_address, args.ray_gpus, report)
         else:
-            devices = [str(resolve_device(d.strip())) for d in args.devices.split(",") if d.strip()]
-            run_local(todo, plan, args.workers, devices, report)
+            run_local(todo, plan, args.workers, [str(resolve_device(d)) for d in devices], report)
     except KeyboardInterrupt:
         interrupted = True
     finally:

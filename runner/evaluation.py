@@ -11,13 +11,14 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from baselines.reference import METHODS, ReferenceConfig, reference_maps
 from common.device import resolve_device
+from common.settings import ConfigError
 from data.config import DataConfig
 from data.loading import load_split
 from data.mvtec import DatasetError
@@ -33,9 +34,9 @@ from evaluation.report import (CHOSEN_SUFFIX, CRF_SUFFIX, HEADLINE_METHOD, IMAGE
 from evaluation.visualize import save_side_by_side
 from models.crf import CRFConfig, dense_crf
 from models.predictor import predictor_from_saved, probability_maps
+from runner.checks import saved_data_config, saved_run_args
 from runner.factory import env_kind, make_agent, make_env
-from runner.folder import CHECKPOINTS, CONFIG, PREDICTOR, RunFolder
-from runner.spec import saved_args
+from runner.folder import CHECKPOINTS, CONFIG, PREDICTOR, PROFILES, RunFolder
 
 #: Bumped when evaluate_run's rows change for the same run and settings (2: the NBS decision's CRF
 #: chosen on held-out D_l maps), so that a sweep re-evaluates runs scored by older code.
@@ -61,12 +62,23 @@ def predict_probabilities(run: RunFolder, profiles: np.ndarray, device: torch.de
     `images` (n, S, S, 3) uint8: the same images, needed when the predictor also reads RGB
     (predictor_inputs 'profile+rgb')."""
     saved = run.load_file(PREDICTOR, device)
+    if not isinstance(saved, dict) or not isinstance(saved.get("state_dict"), dict) or not saved["state_dict"]:
+        raise SystemExit(f"{run / PREDICTOR} is not a predictor train.py wrote (no weights in it)")
+    if saved.get("profile_length") != profiles.shape[1]:
+        raise SystemExit(f"{run / PREDICTOR} reads profiles of length {saved.get('profile_length')!r}, but "
+                         f"{run / PROFILES} holds profiles of length {profiles.shape[1]}: one of them is another run's")
     rgb = None
     if saved.get("inputs", "profile") == "profile+rgb":
         if images is None:
             raise ValueError(f"{run / PREDICTOR} reads the images as well as the profiles: pass `images`")
         rgb = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255.0
-    prob = probability_maps(predictor_from_saved(saved, device), torch.as_tensor(profiles), rgb, batch)
+    try:
+        net = predictor_from_saved(saved, device)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        why = f"no {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:300]
+        raise SystemExit(f"{run / PREDICTOR} does not hold a predictor this package can build ({why}): it is of "
+                         "another version or was edited") from None
+    prob = probability_maps(net, torch.as_tensor(profiles), rgb, batch)
     return prob.cpu().numpy(), bool(saved.get("refit", False)), saved.get("decision")
 
 
@@ -126,8 +138,9 @@ def nbs_maps(run: RunFolder, prof: dict[str, Any], split: Any, device: torch.dev
 
 
 def load_run_split(run: RunFolder, config: dict[str, Any], prof: dict[str, Any]) -> tuple[DataConfig, Any]:
-    """The run's data and split, reloaded and checked to be what it trained on."""
-    data = DataConfig(**config["data"])
+    """The run's data and split, reloaded and checked to be what it trained on (and what its
+    best_profiles.npz holds)."""
+    data = saved_data_config(config, run / CONFIG)
     try:
         split = load_split(data)
     except DatasetError as e:
@@ -136,6 +149,12 @@ def load_run_split(run: RunFolder, config: dict[str, Any], prof: dict[str, Any])
     if [s.name for s in split.unlabeled] != prof["unlabeled_names"]:
         raise SystemExit(f"the data under {data.data_root or 'the built-in dataset'} no longer gives the "
                          f"split this run was trained on (image names differ)")
+    expected = {"labeled": (len(split.labeled), data.image_size), "unlabeled": (len(split.unlabeled), data.image_size)}
+    for part, (n, size) in expected.items():
+        shape = prof[part].shape
+        if shape[0] != n or shape[2:] != (size, size):
+            raise SystemExit(f"{run / PROFILES}: its {part} profiles are {shape}, but the run's split has {n} "
+                             f"{part} images of {size} px: the file is another run's or was edited")
     if not any(s.mask.any() for s in split.unlabeled):
         raise SystemExit(f"{run}: no anomalous pixel in the unlabeled split: pixel metrics undefined")
     return data, split
@@ -182,13 +201,15 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
     if not (run / CONFIG).is_file():
         raise SystemExit(f"{run} is not a run folder (no config.json)")
     config = run.read_config("evaluate.py")
+    run.refuse_if_training("evaluate.py")
+    args = saved_run_args(config, run / CONFIG)
     run.create("evaluate.py")
-    if env_kind(config["args"].get("env", "batch-sampling")).task == "image-level":
+    if env_kind(args.env).task == "image-level":
         return evaluate_classifier_run(run, config, device, segmentation_run)
     prof = run.read_best_profiles()
     data, split = load_run_split(run, config, prof)
     dev = resolve_device(device)
-    seed = int(config["args"]["seed"])
+    seed = args.seed
     # The method, then the same loss profiles without the predictor (mean reconstruction error
     # over the profile, threshold from D_l), then the papers' baselines trained on this split.
     nbs, prob, choices = nbs_maps(run, prof, split, dev, crf)
@@ -263,18 +284,24 @@ def segmentation_image_scores(seg_run: Path, unlabeled: list[Any], device: torch
 def evaluate_classifier_run(run: RunFolder, config: dict[str, Any], device: str = "auto",
                             segmentation_run: Path | None = None) -> dict[str, Any]:
     """Image-level table of a residual-classifier run on D_u; writes report.md and metrics.json."""
-    args = saved_args(config["args"])
+    args = saved_run_args(config, run / CONFIG)
     kind = env_kind(args.env)
-    data = DataConfig(**config["data"])
+    data = saved_data_config(config, run / CONFIG)
     dev = resolve_device(device)
     if not run.has_checkpoint():
         raise SystemExit(f"{run / CHECKPOINTS[0]} not found: {run.no_checkpoint_advice()}")
-    env = make_env(kind, data, kind.with_device(kind.from_saved(config, str(run / CONFIG)), str(dev)))
+    try:
+        config_env = kind.from_saved(config, str(run / CONFIG))
+    except (ConfigError, TypeError) as e:
+        raise SystemExit(f"evaluate.py {run}: {e}") from None
+    env = make_env(kind, data, kind.with_device(config_env, str(dev)))
     run.verify_data(env.split, data.data_root, "evaluate.py")
     ckpt = run.load_checkpoint(env.device, "evaluate.py")
-    env.load_state_dict(ckpt["env"])
-    agent = make_agent(args, env, env.device)
-    agent.load_state_dict(ckpt["agent"])
+    try:
+        agent = make_agent(args, env, env.device)
+    except ValueError as e:
+        raise SystemExit(f"evaluate.py {run}: {run / CONFIG}: --agent {args.agent}: {e}") from None
+    run.restore_checkpoint(ckpt, env, agent, "evaluate.py")
 
     unlabeled = env.split.unlabeled
     labels = np.array([s.mask.any() for s in unlabeled])
@@ -321,10 +348,19 @@ def reference_config(names: list[str], unet_steps: int | None, ae_steps: int | N
         raise SystemExit(f"--baselines: unknown {bad}; choose from {list(METHODS)} or 'none'")
     ref = ReferenceConfig(methods=methods)
     if unet_steps is not None:
-        ref.unet = dataclasses.replace(ref.unet, steps=unet_steps)
+        ref.unet = _from_flag("--unet-steps", unet_steps, lambda: dataclasses.replace(ref.unet, steps=unet_steps))
     if ae_steps is not None:
-        ref.recon = dataclasses.replace(ref.recon, steps=ae_steps)
+        ref.recon = _from_flag("--ae-steps", ae_steps, lambda: dataclasses.replace(ref.recon, steps=ae_steps))
     return ref
+
+
+def _from_flag(flag: str, value: Any, build: Callable[[], Any]) -> Any:
+    """`build()`, a config holding a flag's value, whose own range check (common.settings) becomes
+    SystemExit naming the flag, e.g. "--unet-steps 0: unet.steps=0: must be >= 1"."""
+    try:
+        return build()
+    except ValueError as e:  # ConfigError included
+        raise SystemExit(f"{flag} {value}: {e}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -348,7 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[CRFConfig, ReferenceConfig]:
-    """The CRF and baseline settings that parsed flags ask for."""
-    return CRFConfig(iterations=args.crf_iterations), reference_config(args.baselines, args.unet_steps, args.ae_steps)
-
-
+    """The CRF and baseline settings that parsed flags ask for; SystemExit naming the flag when
+    one is out of the range its config allows (0 U-Net steps would report an untrained U-Net)."""
+    if args.overlays < -1:
+        raise SystemExit(f"--overlays must be >= -1 (-1: all), got {args.overlays}")
+    crf = _from_flag("--crf-iterations", args.crf_iterations, lambda: CRFConfig(iterations=args.crf_iterations))
+    return crf, reference_config(args.baselines, args.unet_steps, args.ae_steps)

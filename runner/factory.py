@@ -108,7 +108,7 @@ def apply_sets(config: Any, items: list[str], parse: Callable[[Any, list[str]], 
     try:
         return with_overrides(config, parse(config, items))
     except ConfigError as e:
-        for item in items:
+        for item in reversed(items):  # the last item of a key is the one applied
             name = key(item.partition("=")[0].strip())
             if name and (f"{name}=" in str(e) or str(e).startswith(f"--set {item}")):
                 raise ConfigError(str(e) if str(e).startswith("--set ") else f"--set {item}: {e}") from None

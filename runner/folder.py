@@ -17,20 +17,23 @@ crash leaves the previous version of a file, never half of one.
 from __future__ import annotations
 
 import csv
+import errno
 import math
 import os
 import shlex
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from data.split import Split, describe_changes, split_changes
+from data.split import Split, describe_changes, recorded_split_problem, split_changes
 from envs.actions import N_ACTIONS
 from models.segmenter import BUNDLE_NAME
 from common.files import (RunFileError, UnsafeFileError, load_weights, make_writable_folder, read_json,
                                   save_weights_atomic, write_atomic, write_json_atomic)
+from runner.checks import checked_checkpoint, profiles_problem
 from runner.spec import train_command
 
 try:
@@ -65,6 +68,8 @@ class RunFolder:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.checkpoint_path = self.path / CHECKPOINTS[0]
+        """the checkpoint file load_checkpoint read last (checkpoint.prev.pt after a fallback)"""
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
@@ -111,6 +116,57 @@ class RunFolder:
         handle.flush()
         _held_locks[key] = handle
 
+    def locked_by(self) -> str | None:
+        """Whether another process holds <run>/.train.lock (is training there): its pid as text
+        ("?" when it did not record one), or None. Takes no lock and creates no file."""
+        path = self.path / LOCK_FILE
+        if fcntl is None or self.path.resolve() in _held_locks or not path.is_file():
+            return None
+        try:
+            with open(path) as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return handle.read().strip() or "?"
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        except OSError:
+            return None
+        return None
+
+    def refuse_if_training(self, flag: str) -> None:
+        """SystemExit when a train.py is training in this folder: its model, profiles and bundle
+        change under a reader (an evaluation would score one moment and report another, and write
+        its report into a folder that is still being written)."""
+        holder = self.locked_by()
+        if holder is not None:
+            raise SystemExit(f"{flag} {self.path}: a training process (pid {holder}) is still writing this run "
+                             f"(it holds {self.path / LOCK_FILE}); wait for it to finish, or stop it, and run "
+                             "this again")
+
+    def check_new_run_folder(self, flag: str) -> None:
+        """Refuse a --run-dir that holds files which are not a run's: train.py would overwrite a
+        user's own log.csv or summary.json. Accepted: no folder, an empty one, a run folder of
+        this package (config.json with train.py's settings: an attempt stopped before its first
+        checkpoint, which is started again), or only the files a sweep or a stopped start leave
+        before config.json (.train.lock, train.log, evaluate.log)."""
+        if not self.path.is_dir():
+            return
+        try:
+            names = sorted(p.name for p in self.path.iterdir())
+        except OSError as e:
+            raise SystemExit(f"{flag} {self.path}: cannot read it ({e.strerror or e})") from None
+        if not set(names) - {LOCK_FILE, "train.log", "evaluate.log"}:
+            return
+        if CONFIG in names:
+            try:
+                read_json(self.path / CONFIG, keys=("args", "env", "data"))
+                return
+            except RunFileError:
+                pass
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} entries)" if len(names) > 8 else "")
+        raise SystemExit(f"{flag} {self.path}: the folder holds files that are not a run of this package ({shown}); "
+                         "train.py would overwrite them. Give an empty or new folder")
+
     def has_checkpoint(self) -> bool:
         return any((self.path / f).is_file() for f in CHECKPOINTS)
 
@@ -150,6 +206,10 @@ class RunFolder:
             recorded = read_json(self.path / SPLIT, keys=("labeled", "unlabeled"))
         except RunFileError as e:
             raise SystemExit(f"{flag} {self.path}: {e.strerror}") from None
+        problem = recorded_split_problem(recorded)
+        if problem:
+            raise SystemExit(f"{flag} {self.path}: {self.path / SPLIT} is not what train.py writes ({problem}): it was "
+                             "edited by hand; the data of the run cannot be checked")
         changes = split_changes(recorded, split)
         if changes:
             raise SystemExit(f"{flag} {self.path}: the data under {data_root or 'the built-in dataset'} is not what "
@@ -163,25 +223,47 @@ class RunFolder:
         """checkpoint.pt, atomically, keeping the one before as checkpoint.prev.pt: if the latest
         is ever unreadable, a resume costs one checkpoint interval, not the run."""
         latest, tmp = self.path / CHECKPOINTS[0], self.path / ".checkpoint.next.pt"
-        save_weights_atomic(obj, tmp)
-        if latest.exists():
-            os.replace(latest, self.path / CHECKPOINTS[1])
-        os.replace(tmp, latest)
+        try:
+            save_weights_atomic(obj, tmp)  # a full disk fails here: both checkpoints are untouched
+            if latest.exists():
+                os.replace(latest, self.path / CHECKPOINTS[1])
+            os.replace(tmp, latest)
+        except OSError as e:  # RunFileError included
+            tmp.unlink(missing_ok=True)
+            kept = [n for n in CHECKPOINTS if (self.path / n).is_file()]
+            why = (e.strerror or str(e)).removeprefix(f"could not write {tmp}: ")
+            raise RunFileError(e.errno or errno.EIO, f"could not write {latest}: {why}; the checkpoint"
+                                                     f"{'s' if len(kept) > 1 else ''} already there "
+                                                     f"({', '.join(kept) or 'none'}) kept") from None
 
     def load_checkpoint(self, device: torch.device, flag: str = "--resume") -> dict[str, Any]:
         """The latest readable checkpoint: checkpoint.pt, or checkpoint.prev.pt (with a warning)
         when the latest is corrupt or missing. Never executes code from the files (weights-only)."""
         try:
-            return load_weights(self.path / CHECKPOINTS[0], map_location=device)
+            return checked_checkpoint(self.path / CHECKPOINTS[0], device)
         except (UnsafeFileError, FileNotFoundError) as e:  # missing: a crash between the two renames
             prev = self.path / CHECKPOINTS[1]
             if "refusing" in str(e) or not prev.is_file():
                 raise SystemExit(f"{flag} {self.path}: {e}") from None
             print(f"warning: {e}; using the checkpoint before it, {prev}")
+            self.checkpoint_path = prev
             try:
-                return load_weights(prev, map_location=device)
+                return checked_checkpoint(prev, device)
             except UnsafeFileError as e2:
                 raise SystemExit(f"{flag} {self.path}: {e}; and {e2}") from None
+
+    def restore_checkpoint(self, ckpt: dict[str, Any], env: Any, agent: Any, flag: str) -> None:
+        """Load a checkpoint's env and agent states; one that does not fit this run's env or agent
+        (another run's, an older format, edited) stops with a message naming the file."""
+        for part, target in (("env", env), ("agent", agent)):
+            try:
+                target.load_state_dict(ckpt[part])
+            except ValueError as e:  # the env's and agents' own explanations (e.g. an older format)
+                raise SystemExit(f"{flag} {self.path}: {e}") from None
+            except (KeyError, TypeError, IndexError, AttributeError, RuntimeError) as e:
+                why = f"no {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:300]
+                raise SystemExit(f"{flag} {self.path}: the {part} state in {self.checkpoint_path} does not fit "
+                                 f"this run ({why}): it is another run's, of an older version, or was edited") from None
 
     # ------------------------------------------------------------------ the training log
     def truncate_log(self, episodes: int) -> None:
@@ -235,7 +317,15 @@ class RunFolder:
         path = self.path / PROFILES
         if not path.is_file():
             raise SystemExit(f"{path} not found: {self.missing_profiles_advice()}")
-        z = np.load(path)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                z = {k: npz[k] for k in npz.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise SystemExit(f"cannot read {path}: it is truncated, holds pickled objects or is not a file "
+                             f"train.py wrote ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        problem = profiles_problem(z)
+        if problem:
+            raise SystemExit(f"{path} is not a best_profiles.npz train.py wrote: {problem}")
         scale = float(z["scale"])
         return {"labeled": z["labeled"].astype(np.float32) * scale,
                 "unlabeled": z["unlabeled"].astype(np.float32) * scale,
@@ -243,7 +333,7 @@ class RunFolder:
                 "unlabeled_names": [str(n) for n in z["unlabeled_names"]],
                 "best_update": int(z["best_update"]), "best_l_pred": float(z["best_l_pred"]),
                 "error": str(z["error"]) if "error" in z else None,
-                **{k: z[k] if k in z else None for k in HELDOUT_KEYS}}
+                **{k: z.get(k) for k in HELDOUT_KEYS}}
 
     def missing_profiles_advice(self) -> str:
         """How to get best_profiles.npz (written when training ends): --resume needs a checkpoint,
@@ -283,4 +373,9 @@ class RunFolder:
         write_json_atomic(self.path / METRICS, metrics)
 
     def read_metrics(self) -> dict[str, Any]:
-        return read_json(self.path / METRICS, keys=("rows",))
+        """metrics.json, checked to hold a list of rows (RunFileError naming it otherwise)."""
+        path = self.path / METRICS
+        metrics = read_json(path, keys=("rows",))
+        if not isinstance(metrics["rows"], list) or not all(isinstance(r, dict) for r in metrics["rows"]):
+            raise RunFileError(errno.EINVAL, f"{path}: \"rows\" is not a list of table rows: it was edited by hand")
+        return metrics

@@ -27,11 +27,13 @@ def find_images(paths: list[str]) -> list[tuple[str, Path]]:
     for arg in paths:
         p = Path(arg)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            # Broken and looping symbolic links are kept: they get an error row like any unreadable file.
+            files = sorted(f for f in p.rglob("*") if (f.is_file() or f.is_symlink() and not f.is_dir())
+                           and f.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
                 raise SystemExit(f"{p}: no image files in this folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
             found += [("__".join(f.relative_to(p).with_suffix("").parts), f) for f in files]
-        elif p.is_file():
+        elif p.is_file() or p.is_symlink():
             found.append((p.stem, p))
         else:
             raise SystemExit(f"{p}: no such file or folder")
@@ -44,6 +46,55 @@ def find_images(paths: list[str]) -> list[tuple[str, Path]]:
         dupes = sorted(str(f) for n, f in found if names.count(n) > 1)
         raise SystemExit(f"inputs would write the same outputs ({', '.join(dupes[:5])}): give them in one folder")
     return found
+
+
+OUTPUT_SUFFIXES = ("_prob.png", "_mask.png", "_overlay.png")
+CSV_NAME = "predictions.csv"
+
+
+def output_paths(out: Path, names: list[str]) -> list[Path]:
+    """Every file predict.py writes under `out` for images of these output names."""
+    return [out / f"{n}{suffix}" for n in names for suffix in OUTPUT_SUFFIXES] + [out / CSV_NAME]
+
+
+def earlier_outputs(out: Path) -> set[Path]:
+    """The files an earlier predict.py run wrote in `out`, as its predictions.csv lists them
+    (empty when there is none, or the file there is not one predict.py wrote)."""
+    path = out / CSV_NAME
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != CSV_COLUMNS:
+                return set()
+            names = [row["name"] for row in reader if row.get("name")]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return set()
+    return set(output_paths(out, names))
+
+
+def check_outputs(out: Path, inputs: list[str], files: list[tuple[str, Path]]) -> None:
+    """Refuse, before anything is segmented, an --out that would lose or feed back files: one
+    that is or lies inside an input folder (its outputs would be segmented by the next run, and
+    their names can be the user's own files), an output path that is an input image, and an
+    existing file at an output path that no earlier predict.py run in that folder wrote."""
+    target = out.resolve()
+    for arg in inputs:
+        folder = Path(arg).resolve()
+        if Path(arg).is_dir() and (target == folder or folder in target.parents):
+            raise SystemExit(f"--out {out}: it {'is' if target == folder else 'lies inside'} the input folder {arg}: "
+                             "the outputs could replace images there, and the next run would segment them. "
+                             "Choose an --out outside the inputs")
+    planned = output_paths(out, [n for n, _ in files])
+    sources = {f.resolve() for _, f in files if f.exists()}
+    clash = [p for p in planned if p.resolve() in sources]
+    if clash:
+        raise SystemExit(f"--out {out}: {clash[0]} would be written over an input image; choose another --out")
+    ours = {p.resolve() for p in earlier_outputs(out)} if out.is_dir() else set()
+    foreign = [p for p in planned if (p.exists() or p.is_symlink()) and p.resolve() not in ours]
+    if foreign:
+        shown = ", ".join(str(p) for p in foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise SystemExit(f"--out {out}: would overwrite {shown}, which predict.py did not write (it replaces only "
+                         f"the outputs its {CSV_NAME} there lists). Move them, or choose another --out")
 
 
 def write_png(path: Path, image: np.ndarray) -> None:

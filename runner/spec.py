@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.settings import check_field_types
 from data.config import DataConfig
 from runner.presets import DEFAULT_PRESET, canonical_key
 
@@ -71,8 +72,11 @@ SAVED_WITHOUT = {"policy_input_size": 0}
 
 
 def saved_args(saved: dict[str, Any], **override: Any) -> Args:
-    """Args of a run's config.json ("args"), with `override` on top; raises TypeError on unknown keys."""
-    return Args(**{**SAVED_WITHOUT, **saved, **override})
+    """Args of a run's config.json ("args"), with `override` on top; raises TypeError on unknown keys
+    and ConfigError on a value of the wrong type (a hand-edited file)."""
+    args = Args(**{**SAVED_WITHOUT, **saved, **override})
+    check_field_types(args)
+    return args
 
 
 def build_parser(defaults: bool = True) -> argparse.ArgumentParser:

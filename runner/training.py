@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from common.device import resolve_device
+from common.device import check_device, resolve_device
 from common.progress import progress
 from common.seeding import seed_everything
 from common.settings import ConfigError
@@ -92,6 +92,7 @@ def _check_args(args: Args) -> None:
     for bad, message in checks:
         if bad:
             raise SystemExit(message)
+    check_device(args.device)
 
 
 def open_run(argv: list[str] | None = None) -> OpenRun:
@@ -115,7 +116,12 @@ def open_run(argv: list[str] | None = None) -> OpenRun:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
-    data = data_config(args)
+    try:
+        data = data_config(args)
+    except ConfigError as e:  # e.g. --image-size 100000 (or that value in a resumed run's config.json)
+        field = str(e).partition("=")[0].removeprefix("data.")
+        flag = "--" + {"split_seed": "seed"}.get(field, field).replace("_", "-")
+        raise SystemExit(f"{f'--resume {run}: config.json: ' if resume else flag + ': '}{e}") from None
     config = kind.with_device(config, args.device)
     probe: list[dict[str, Any]] = []
     if not resume:  # a resumed run's config.json holds the AE its probe chose
@@ -128,16 +134,14 @@ def open_run(argv: list[str] | None = None) -> OpenRun:
     if resume:
         run.verify_data(env.split, args.data_root, "--resume")
         ckpt = run.load_checkpoint(env.device)
-        try:
-            env.load_state_dict(ckpt["env"])
-        except ValueError as e:  # e.g. a checkpoint of an older format
-            raise SystemExit(f"--resume {run}: {e}") from None
-        agent.load_state_dict(ckpt["agent"])
+        run.restore_checkpoint(ckpt, env, agent, "--resume")
         run.truncate_log(agent.episodes)
         print(f"resuming {run} at episode {agent.episodes}/{args.updates}")
         return OpenRun(run, args, kind, config, env, agent, float(ckpt["wall_s"]))
     run = RunFolder(args.run_dir or f"runs/{env.split.category}-{args.agent.replace(':', '-')}-seed{args.seed}-"
                                     f"{time.strftime('%Y%m%d-%H%M%S')}")
+    if not run.has_checkpoint():
+        run.check_new_run_folder("--run-dir")  # never overwrite a user's own files
     run.create("--run-dir")
     run.lock("--run-dir")
     if run.has_checkpoint():

@@ -113,14 +113,18 @@ def test_a_full_disk_gives_one_clear_error_and_leaves_no_partial_file(tmp_path, 
 
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
     run = RunFolder(tmp_path)
-    run.save_checkpoint({"episodes": 50})
-    run.save_checkpoint({"episodes": 100})
-    assert load_weights(tmp_path / "checkpoint.prev.pt")["episodes"] == 50
+    checkpoint = lambda episodes: {"env": {"updates": episodes}, "agent": {"episodes": episodes}, "wall_s": 1.0}  # noqa: E731
+    run.save_checkpoint(checkpoint(50))
+    run.save_checkpoint(checkpoint(100))
+    assert load_weights(tmp_path / "checkpoint.prev.pt")["agent"]["episodes"] == 50
     (tmp_path / "checkpoint.pt").write_bytes(b"\x00truncated")
-    assert run.load_checkpoint(torch.device("cpu"))["episodes"] == 50
+    assert run.load_checkpoint(torch.device("cpu"))["agent"]["episodes"] == 50
     assert "checkpoint.pt" in capsys.readouterr().out
     (tmp_path / "checkpoint.pt").unlink()  # a crash between save_checkpoint's two renames
-    assert run.load_checkpoint(torch.device("cpu"))["episodes"] == 50
+    assert run.load_checkpoint(torch.device("cpu"))["agent"]["episodes"] == 50
+    torch.save([1, 2], tmp_path / "checkpoint.pt")  # readable, but not a checkpoint: the previous one too
+    assert run.load_checkpoint(torch.device("cpu"))["agent"]["episodes"] == 50
+    assert "holds a list" in capsys.readouterr().out
     (tmp_path / "checkpoint.pt").write_bytes(b"\x00truncated")
     (tmp_path / "checkpoint.prev.pt").write_bytes(b"")
     with pytest.raises(SystemExit, match="cannot read .*checkpoint.pt.*; and cannot read .*checkpoint.prev.pt"):
