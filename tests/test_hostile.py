@@ -48,7 +48,7 @@ ENTRY = {"train": train, "evaluate": evaluate, "predict": predict, "ablate": abl
 TINY_SETS = ("--set sampler.patches_per_update=4 --set profiles.length=4 --set ae_training.warmup_updates=4 "
              "--set ae_training.reinit_every=20 --set predictor.buffer_size=16 --set predictor.batch=4 "
              "--set probe.updates=4")
-TRAIN = (f"--data-root {{data}} --category brick --image-size 32 --n-labeled 3 --device cpu --threads 1 "
+TRAIN = (f"--preset chu2020 --data-root {{data}} --category brick --image-size 32 --n-labeled 3 --device cpu --threads 1 "
          f"--no-tensorboard --updates 0 --run-dir {{tmp}}/new {TINY_SETS}")
 EVAL = "{run} --baselines none --overlays 0 --device cpu"
 PREDICT = "{run} {images} --out {tmp}/out --device cpu"
