@@ -121,7 +121,7 @@ def test_interrupted_sweep_resumes_only_what_is_left(tiny_root, tmp_path, capsys
     out = tmp_path / "sweep"
     partial = out / "brick" / "chu2020" / "heuristic" / "seed0"
     # A cell stopped half way: same settings as the sweep's, 3 of 6 updates done.
-    run("train.py", "--data-root", str(tiny_root), "--agent", "heuristic", "--seed", "0", "--updates", "3",
+    run("train.py", "--data-root", str(tiny_root), "--preset", "chu2020", "--agent", "heuristic", "--seed", "0", "--updates", "3",
         "--run-dir", str(partial), "--category", "brick", "--image-size", "32", "--n-labeled", "3",
         *SETS, "--device", "cpu", "--threads", "1")
     assert len(log_rows(partial)) == 3
