@@ -1,10 +1,12 @@
 """DataConfig: which images a run trains on (dataset, category, size and the semi-supervised split)."""
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from common.settings import ConfigError, check_fields, setting
+from common.settings import ConfigError, check_fields, from_dict, setting
 
 #: Dataset layouts a data root can have (data.datasets.load_dataset).
 LAYOUTS = ("mvtec", "crackforest", "folder")
@@ -44,3 +46,25 @@ class DataConfig:
         check_fields(self)
         if self.category in ("", ".", "..") or "/" in self.category or "\\" in self.category:
             raise ConfigError(f"data.category={self.category!r}: must be a folder name, not a path")
+
+
+def data_config_from_kwargs(data: Any = None, overrides: Mapping[str, Any] | None = None,
+                            owner: str = "the env") -> DataConfig:
+    """The DataConfig of an env's `data` argument (a DataConfig, a dict of its fields, as a JSON
+    spec holds it, or None for the defaults) with `overrides` (DataConfig fields given as plain
+    keyword arguments, e.g. image_size=64) on top. Unknown names raise ConfigError listing the
+    fields; `owner` names who was given them."""
+    known = [f.name for f in dataclasses.fields(DataConfig)]
+    unknown = sorted(set(overrides or {}) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown keyword argument(s) {', '.join(unknown)} for {owner}: besides its own "
+                          f"arguments it takes the DataConfig fields {', '.join(known)}")
+    if data is None:
+        base: dict[str, Any] = {}
+    elif isinstance(data, DataConfig):
+        base = dataclasses.asdict(data)
+    elif isinstance(data, Mapping):
+        base = dict(data)
+    else:
+        raise ConfigError(f"data={data!r}: expected a DataConfig or a dict of its fields, got {type(data).__name__}")
+    return from_dict(DataConfig, {**base, **(overrides or {})})

@@ -8,7 +8,10 @@ it unchanged.
 """
 from __future__ import annotations
 
+import copy
 import math
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -16,12 +19,13 @@ import numpy as np
 from gymnasium import spaces
 
 from common.device import resolve_device
-from data.config import DataConfig
+from data.config import DataConfig, data_config_from_kwargs
 from data.loading import load_split
 from data.split import Split
-from envs.actions import JUMP, MOVES, N_ACTIONS
-from envs.config import EnvConfig
+from envs.actions import JUMP, MOVES, N_ACTIONS, checked_action
+from envs.config import EnvConfig, env_config_from_kwargs, preset_of
 from common.profiling import section
+from envs.rendering import render_frame
 from envs.rewards import balance_cover_reward, beta_schedule, clone_reward, cover_reward, frequency_cover_reward
 from envs.state_maps import fuse_maps, local_variance, minmax, sobel_magnitude
 from envs.training_process import TrainingProcess
@@ -60,16 +64,37 @@ class BatchSamplingEnv(gym.Env):
     its mean Sobel magnitude ('sobel'); R_cover: a bonus for new pixels ('bonus'), -mean visit
     count under the patch ('frequency') or a bonus for pixels the AE has trained on less than
     average since its last re-init ('balance'). `info` carries the terms and the training figures.
+    `info` values that do not exist yet (l_pred before the profiles are full, diagnostics D_l
+    cannot give) are None, never NaN: infos of identically seeded envs compare equal.
     Seeding: `reset(seed=s)` starts the training process afresh from s (AE, predictor, buffer,
-    profiles); `reset()` without a seed starts the next episode of the running process.
+    profiles); `reset()` without a seed starts the next episode of the running process. Once the
+    run of seed s is under way (an episode has trained the AE), `reset(seed=s)` again continues it,
+    with a warning: that is what SB3's `load(path, env=env)` does to the env it is given, and it
+    must not wipe the world the model was trained in. `options={"restart": True}` restarts anyway,
+    `{"restart": False}` never does; a seed other than the run's restarts (with a warning).
+    Rendering: `render_mode="rgb_array"`: render() gives image | loss map | visit history with the
+    current patch outlined (envs/rendering.py).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(self, split: Split | None = None, data: DataConfig | None = None,
-                 config: EnvConfig | None = None) -> None:
+    def __init__(self, split: Split | None = None, data: DataConfig | Mapping[str, Any] | None = None,
+                 config: EnvConfig | Mapping[str, Any] | None = None, preset: str | None = None,
+                 render_mode: str | None = None, **data_fields: Any) -> None:
+        """`data`: a DataConfig or a dict of its fields, with DataConfig fields also accepted as plain
+        keywords (image_size=64); `preset`: a name of envs.config.ENV_PRESETS; `config`: an
+        EnvConfig, or a dict of settings applied on top of the preset (envs.config.env_config_from_kwargs).
+        Plain values all, so that `gymnasium.make(spec)` of a spec read back from JSON builds the
+        same env. Bad values raise ConfigError (a ValueError) naming the argument."""
         super().__init__()
-        self.data_config = data or DataConfig()
+        self.data_config = data_config_from_kwargs(data, data_fields, "BatchSamplingEnv")
+        config = env_config_from_kwargs(preset, config)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r}: expected None or 'rgb_array'")
+        self.render_mode = render_mode
+        self.preset = preset or preset_of(config)
+        """the ENV_PRESETS name the config is (None: none of them), for tools that need the rest of
+        the preset (runner.scoring: its final predictor)"""
         self.split = split if split is not None else load_split(self.data_config)
         images = self.split.labeled + self.split.unlabeled + self.split.extra_unlabeled
         if not self.split.labeled:
@@ -79,8 +104,12 @@ class BatchSamplingEnv(gym.Env):
             if s.image.shape != (size, size, 3):
                 raise ValueError(f"image {s.name} has shape {s.image.shape}; expected ({size}, {size}, 3)")
         self.image_size = size
-        self.config = (config or EnvConfig()).resolved(size)
+        self.config = config.resolved(size)
         c = self.config
+        if c.sampler.observation == "crop" and c.sampler.crop_size > size:
+            warnings.warn(f"sampler.crop_size={c.sampler.crop_size} is larger than the images ({size} px): the "
+                          f"observations are {c.sampler.crop_size} px, mostly zero padding; set sampler.crop_size "
+                          f"<= {size} (noghredeh2025's 128 px crop is meant for 256 px images)", UserWarning, stacklevel=2)
         self.device = resolve_device(c.device)
         self.process = TrainingProcess(self.split, c, self.device)
         self.n_labeled, self.n_images = self.process.n_labeled, self.process.n_images
@@ -102,6 +131,12 @@ class BatchSamplingEnv(gym.Env):
         self.observation_space = spaces.Dict(maps)
         self.action_space = spaces.Discrete(N_ACTIONS)
         self._half = c.sampler.patch_size // 2
+        self._t = 0
+        self._run_seed: int | None = None  # the seed the running process started from
+        self._under_way = False  # whether an episode of the running process has trained the AE
+        self._start_cache: tuple[int, dict[str, Any]] | None = None  # (seed, process state right after its start)
+        self._warned: set[str] = set()
+        self._cut_in_a_row = 0  # episodes ended by reset() before their AE update, in a row
 
     @property
     def episode_steps(self) -> int:
@@ -110,9 +145,11 @@ class BatchSamplingEnv(gym.Env):
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        if seed is not None or not self.process.started:
-            self.process.start(self.np_random)
+        restart = self._restart_wanted(seed, options)
+        self._check_cut_episode(restart)
+        super().reset(seed=seed if restart else None)
+        if restart:
+            self._start(seed)
         self._t = 0
         self._patches: list[tuple[int, int, int]] = []
         self._action_counts = np.zeros(N_ACTIONS, np.int64)
@@ -122,14 +159,64 @@ class BatchSamplingEnv(gym.Env):
         self._jump()
         return self._observation(), self._info()
 
+    def _restart_wanted(self, seed: int | None, options: dict[str, Any] | None) -> bool:
+        """Whether this reset starts the training process afresh (see the class docstring)."""
+        choice = (options or {}).get("restart")
+        if choice is not None and not isinstance(choice, bool):
+            raise ValueError(f"options['restart']={choice!r}: expected True or False")
+        if not self.process.started:
+            return True
+        if choice is not None:
+            return choice
+        if seed is None or not self._under_way:
+            return seed is not None
+        updates = self.process.updates
+        if seed == self._run_seed:
+            self._warn_once("continue", f"reset(seed={seed}): the run of seed {seed} is under way ({updates} AE "
+                            "updates); it continues (SB3's load(path, env=env) re-seeds its env). Pass "
+                            "options={'restart': True} to start it afresh")
+            return False
+        self._warn_once("restart", f"reset(seed={seed}) restarts the training process: the AE, predictor and "
+                        f"profiles of the running one ({updates} AE updates) are discarded. Pass "
+                        "options={'restart': False} to keep them")
+        return True
+
+    def _start(self, seed: int | None) -> None:
+        """Start the training process from self.np_random, or, when the same seed's start is cached
+        (nothing has trained since it), restore it: a seeded restart then costs no AE warm-up
+        (the env checkers reset with the same seed again and again)."""
+        if seed is not None and self._start_cache is not None and self._start_cache[0] == seed:
+            self.process.start(self.np_random, warmup=False)
+            self.process.load_state_dict(copy.deepcopy(self._start_cache[1]))
+        else:
+            self.process.start(self.np_random)
+            self._start_cache = None if seed is None else (seed, copy.deepcopy(self.process.state_dict()))
+        self._run_seed, self._under_way = seed, False
+
+    def _check_cut_episode(self, restart: bool) -> None:
+        """Warn (once) when reset() without a restart ends two episodes in a row before their AE
+        update: their patches are lost, and a TimeLimit shorter than an episode loses every one.
+        (One cut episode can be a user's own reset; the env checkers make such single cuts.)"""
+        n = self.config.sampler.patches_per_update
+        cut = not restart and 0 < self._t < n
+        self._cut_in_a_row = self._cut_in_a_row + 1 if cut else 0
+        if self._cut_in_a_row >= 2:
+            self._warn_once("cut", f"reset() after {self._t} of the episode's {n} steps, twice in a row: those "
+                            "patches were dropped without an AE update. A TimeLimit (max_episode_steps) below "
+                            "sampler.patches_per_update cuts every episode so and the AE never trains: make the "
+                            f"env with max_episode_steps={n}")
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, UserWarning, stacklevel=4)
+
     def step(self, action):
         if not self.process.started:
             raise RuntimeError("call reset() before step()")
         if self._t >= self.config.sampler.patches_per_update:
             raise RuntimeError("episode is over: call reset()")
-        a = int(action)
-        if not 0 <= a < N_ACTIONS:
-            raise ValueError(f"action must be in 0..{N_ACTIONS - 1}, got {action!r}")
+        a = checked_action(action, N_ACTIONS)
         self._action_counts[a] += 1
         if a == JUMP:
             self._jump()
@@ -174,10 +261,11 @@ class BatchSamplingEnv(gym.Env):
                         action_hist=(self._action_counts / self._t).tolist())
             if process.fold_predictors:
                 info["heldout_l_pred"] = process.last_heldout_l_pred
+            self._under_way, self._start_cache = True, None
         info.update(self._info())
         with section("observation"):
             obs = self._observation()
-        return obs, float(reward), terminated, False, info
+        return obs, float(reward), terminated, False, _none_for_nan(info)
 
     # ------------------------------------------------------------------ observation
     def _jump(self) -> None:
@@ -288,9 +376,23 @@ class BatchSamplingEnv(gym.Env):
 
     def _info(self) -> dict[str, Any]:
         p = self.process
-        return {"ae_updates": p.updates, "ae_loss": p.last_ae_loss, "l_pred": p.last_l_pred,
-                "best_l_pred": p.best_l_pred, "beta": beta_schedule(p.updates, self.config.rewards.beta_horizon, self.config.rewards.beta_min),
-                "image": self._img, "centre": (self._cy, self._cx)}
+        return _none_for_nan({
+            "ae_updates": p.updates, "ae_loss": p.last_ae_loss, "l_pred": p.last_l_pred, "best_l_pred": p.best_l_pred,
+            "beta": beta_schedule(p.updates, self.config.rewards.beta_horizon, self.config.rewards.beta_min),
+            "image": self._img, "centre": (self._cy, self._cx)})
+
+    # ------------------------------------------------------------------ rendering
+    def render(self) -> np.ndarray | None:
+        """With render_mode 'rgb_array': (H, W, 3) uint8, the current image with the current patch
+        outlined | its AE loss map | its visit history this episode (envs/rendering.py)."""
+        if self.render_mode is None:
+            gym.logger.warn("render() without a render mode: make the env with render_mode='rgb_array'")
+            return None
+        if not self.process.started:
+            raise RuntimeError("call reset() before render()")
+        hist = self._history.get(self._img)
+        seen = np.zeros((self.image_size,) * 2, np.float32) if hist is None else hist / max(1.0, float(hist.max()))
+        return render_frame(self._rgb[self._img], self._loss_map(), seen, (self._cy, self._cx), self._half)
 
     # ------------------------------------------------------------------ results and checkpoints
     def best_profiles(self, error: str | None = None) -> dict[str, np.ndarray]:
@@ -302,10 +404,18 @@ class BatchSamplingEnv(gym.Env):
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume training exactly (take it between episodes); like
         `nn.Module.state_dict`, it references live tensors: save it before stepping again."""
-        return self.process.state_dict()
+        return {**self.process.state_dict(), "run_seed": self._run_seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a state_dict(); the next reset() (without seed) continues the same run."""
+        """Restore a state_dict(); the next reset() without a seed, or with the run's own seed,
+        continues the same run."""
         if not self.process.started:
             self.process.start(self.np_random, warmup=False)  # everything is overwritten next
         self.process.load_state_dict(state)
+        self._run_seed, self._under_way, self._start_cache = state.get("run_seed"), True, None
+
+
+def _none_for_nan(info: dict[str, Any]) -> dict[str, Any]:
+    """`info` with NaN values (a figure that does not exist yet) as None: NaN != NaN, so two equal
+    infos holding one would compare unequal (gymnasium's check_env compares them)."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in info.items()}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -24,16 +25,19 @@ from gymnasium import spaces
 
 from common.device import resolve_device
 from common.seeding import torch_rng_from
-from data.config import DataConfig
+from data.config import DataConfig, data_config_from_kwargs
 from data.mvtec import DatasetError, Sample
 from data.split import Split
+from envs.actions import checked_action
 from envs.buffers import dihedral, snapshot
-from common.settings import check_fields, from_dict, setting
+from common.settings import ConfigError, check_fields, from_dict, setting
 from envs.config import default_patch_size
 from models.autoencoder import AEConfig, ConvAutoencoder, ae_train_step, reconstruction_loss_map
 
 NORMAL, ANOMALOUS = 0, 1
 INPUTS = ("residual", "residual+image", "residual+image+stats")
+#: Trained AEs kept per env, by seed: reset(seed=s) again restores s's AE instead of training it again.
+CACHED_SEEDS = 4
 
 
 @dataclass
@@ -99,18 +103,29 @@ class ResidualClassifierEnv(gym.Env):
     Reward: +1 for a right decision, -1 for a wrong one. Images are drawn class-balanced (a class
     with probability 1/2, then an image of it uniformly), so any constant policy earns 0 on
     average and only telling the classes apart pays.
-    Seeding: `reset(seed=s)` trains the AE afresh from s; `reset()` starts the next episode.
+    Seeding: `reset(seed=s)` trains the AE from s; `reset()` starts the next episode. The AE a seed
+    gave is kept (the last CACHED_SEEDS seeds): reset(seed=s) again restores it, RNG included, which
+    is exactly what training it again would give, without the minute it takes at the defaults
+    (the env checkers reset with the same seed several times).
     """
 
     metadata = {"render_modes": []}
 
     def __init__(self, split: Split | None = None, train_good: list[Sample] | None = None,
-                 data: DataConfig | None = None, config: ClassifierConfig | None = None) -> None:
+                 data: DataConfig | Mapping[str, Any] | None = None,
+                 config: ClassifierConfig | Mapping[str, Any] | None = None, **data_fields: Any) -> None:
+        """`data` and `config` as objects or plain dicts (a JSON spec's form); DataConfig fields may
+        also be given as plain keywords (image_size=64)."""
         super().__init__()
-        self.data_config = data or DataConfig()
+        self.data_config = data_config_from_kwargs(data, data_fields, "ResidualClassifierEnv")
         if split is None or train_good is None:
             split, train_good = load_classifier_data(self.data_config)
         self.split = split
+        if isinstance(config, Mapping):
+            config = classifier_config_from_dict(dict(config))
+        elif config is not None and not isinstance(config, ClassifierConfig):
+            raise ConfigError(f"config={config!r}: expected a ClassifierConfig or a dict of its settings, got "
+                              f"{type(config).__name__}")
         self.config = c = dataclasses.replace(config or ClassifierConfig())
         size = split.labeled[0].image.shape[0]
         self.image_size = size
@@ -136,6 +151,7 @@ class ResidualClassifierEnv(gym.Env):
         self.observation_space = spaces.Dict(maps)
         self.action_space = spaces.Discrete(2)
         self._initialised = False
+        self._trained: dict[int, dict[str, Any]] = {}  # seed -> what _train_ae left (see reset)
 
     @property
     def episode_steps(self) -> int:
@@ -226,21 +242,37 @@ class ResidualClassifierEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        if seed is not None or not self._initialised:
+        if seed is not None and seed in self._trained:
+            self._restore(self._trained[seed])
+        elif seed is not None or not self._initialised:
             self._train_ae()
-            self._initialised = True
+            if seed is not None:
+                self._remember(seed)
+        self._initialised = True
         self._t = 0
         self._draw()
         return self.observation("pool", self._k, self._aug), {"image": self._k}
+
+    _TRAINED = ("ae", "snapshots", "last_ae_loss", "scale", "raw", "rgb", "stats")
+
+    def _remember(self, seed: int) -> None:
+        """Keep what training the AE from `seed` left (never changed afterwards: shared, not
+        copied) and the RNG state it left."""
+        self._trained[seed] = {**{k: getattr(self, k) for k in self._TRAINED}, "rng": self.np_random.bit_generator.state}
+        while len(self._trained) > CACHED_SEEDS:
+            del self._trained[next(iter(self._trained))]
+
+    def _restore(self, trained: dict[str, Any]) -> None:
+        for k in self._TRAINED:
+            setattr(self, k, trained[k])
+        self.np_random.bit_generator.state = trained["rng"]
 
     def step(self, action):
         if not self._initialised:
             raise RuntimeError("call reset() before step()")
         if self._t >= self.config.images_per_episode:
             raise RuntimeError("episode is over: call reset()")
-        a = int(action)
-        if a not in (NORMAL, ANOMALOUS):
-            raise ValueError(f"action must be 0 (normal) or 1 (anomalous), got {action!r}")
+        a = checked_action(action, 2)  # 0 normal, 1 anomalous
         label = int(self.pool_labels[self._k])
         reward = 1.0 if a == label else -1.0
         info = {"image": self._k, "label": label, "correct": a == label, "ae_loss": self.last_ae_loss}

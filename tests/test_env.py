@@ -321,10 +321,15 @@ def test_same_seed_same_numbers():
 
 
 def test_seeded_reset_restarts_training():
+    """A seed other than the run's restarts it; the run's own seed does once asked to (a run under
+    way continues on its own seed: tests/test_rl_users.py)."""
     env = tiny_env()
     env.reset(seed=1)
     first = run_episodes(env, 3)
-    env.reset(seed=1)
+    with pytest.warns(UserWarning, match="restarts the training process"):
+        env.reset(seed=2)
+    assert env.process.updates == TINY.ae_training.warmup_updates
+    env.reset(seed=1, options={"restart": True})
     assert env.process.updates == TINY.ae_training.warmup_updates
     assert run_episodes(env, 3) == first
 
