@@ -123,13 +123,21 @@ DEFINITIONS = (
     "(after CRF for their method) and noghredeh2025 F1-max, measured at 256 px on the papers' own splits.")
 
 
+#: The caption of report.md's frames of the sampler at work.
+SAMPLER_FRAMES = ("One episode (the patches of one AE update) at the start, the middle and the end of training. "
+                  "Each frame: the image the sampler is on, its current patch outlined in green | the AE's loss map "
+                  "of that image (bright: reconstructed worst) | the patches of this episode on that image so far.")
+
+
 def run_report_sections(run: str, setup: dict[str, Any], rows: list[dict], diagnostics: dict[str, float],
                         thresholds: str, probe: str, warnings: list[str], overlays: list[str],
-                        choices: list[str] | None = None) -> list[tuple[str, str]]:
+                        choices: list[str] | None = None,
+                        frames: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
     """The sections of a run's report.md: setup, the method x metric table, the training
-    diagnostics, the definitions and the overlays. `setup`: category, image_size, data_root,
-    seed, labeled, n_unlabeled, per_type, n_extra, best_update, best_l_pred, ae_updates, wall_s,
-    device."""
+    diagnostics, what the sampler did (`frames`: (phase, file) strips of one episode per phase of
+    training, when the run has them), the definitions and the overlays. `setup`: category,
+    image_size, data_root, seed, labeled, n_unlabeled, per_type, n_extra, best_update, best_l_pred,
+    ae_updates, wall_s, device."""
     s = setup
     meta = (f"- run: `{run}`\n- category: **{s['category']}**, image size {s['image_size']}, "
             f"data root: `{s['data_root'] or 'built-in synthetic dataset'}`\n"
@@ -148,5 +156,8 @@ def run_report_sections(run: str, setup: dict[str, Any], rows: list[dict], diagn
             f"Means of the last 10 % of updates.{probe}" + "".join(f"\n\n**Warning:** {w}" for w in warnings)
             + "\n\n![training diagnostics](training.png)")
     chosen = [("What this run chose on D_l", "\n".join(f"- {c}" for c in choices))] if choices else []
+    sampler = [("What the sampler did", SAMPLER_FRAMES + "\n\n" + "\n\n".join(
+        f"{phase}:\n\n![{phase}]({name})" for phase, name in frames))] if frames else []
     return [("Setup", meta), ("Results", format_markdown_table(rows, COLUMNS)), *chosen, ("Training diagnostics", diag),
-            ("Definitions", notes), ("Overlays", "\n".join(f"![{n}](overlays/{n})" for n in overlays) or "none")]
+            *sampler, ("Definitions", notes), ("Overlays", "\n".join(f"![{n}](overlays/{n})" for n in overlays) or "none")]
+

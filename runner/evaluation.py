@@ -37,6 +37,7 @@ from models.predictor import predictor_from_saved, probability_maps
 from runner.checks import saved_data_config, saved_run_args
 from runner.factory import env_kind, make_agent, make_env
 from runner.folder import CHECKPOINTS, CONFIG, PREDICTOR, PROFILES, RunFolder
+from runner.frames import PHASES, frames_file
 
 #: Bumped when evaluate_run's rows change for the same run and settings (2: the NBS decision's CRF
 #: chosen on held-out D_l maps), so that a sweep re-evaluates runs scored by older code.
@@ -240,7 +241,8 @@ def evaluate_run(run: Path, overlays: int = 16, device: str = "auto",
     thresholds = ", ".join(f"{m.name} {m.threshold:.4g}" for m in methods if m.threshold is not None)
     write_report(run / "report.md", f"Evaluation: {split.category}", run_report_sections(
         str(run), setup, rows, diagnostics, thresholds, probe_text(config.get("ae_probe")),
-        summary.get("warnings", []), written, choices))
+        summary.get("warnings", []), written, choices,
+        [(phase, frames_file(phase)) for phase in PHASES if (run / frames_file(phase)).is_file()]))
     return result
 
 
