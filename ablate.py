@@ -4,6 +4,7 @@
     python ablate.py --categories all --updates 300 --workers 2
     python ablate.py --agents reinforce sb3:PPO heuristic --seeds 0 1 --out sweeps/mine
     python ablate.py --ray-address auto                       # on an existing Ray cluster
+    python ablate.py --agents sb3:DQN --agent-kwargs '{"sb3:DQN": {"learning_starts": 50}}'
 
 Each cell is an ordinary run folder, <out>/<category>/<preset>/<agent>/seed<k>, written by
 train.py and evaluated by evaluate.py in their own processes (pinned threads, device and seed;
@@ -58,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crf-iterations", type=int, default=None, help="as evaluate.py")
     p.add_argument("--baseline-rate", type=float, default=None, help="as train.py, for the reinforce cells "
                    "(the other agents do not use it)")
+    p.add_argument("--agent-kwargs", default=None, metavar="JSON|FILE", help="hyperparameters per agent, as "
+                   "train.py's --agent-kwargs: a JSON object (or .json / .yaml file) keyed by agent, e.g. "
+                   "'{\"sb3:DQN\": {\"learning_starts\": 50}}'")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="EnvConfig override for all cells")
     p.add_argument("--workers", type=int, default=1, help="cells run at once (local mode)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per cell (0: cores / workers)")

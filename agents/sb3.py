@@ -6,11 +6,16 @@ expect uint8 images, neither of which fits. `net_arch=[]` puts the action (and v
 on top, so the network is the spec's 5 conv + 2 FC whatever the algorithm.
 
 `SB3Agent` gives an SB3 model the verbs train.py uses for every agent: `learn(total_episodes,
-callback)`, `predict`, `state_dict` / `load_state_dict`, `episodes`.
+callback)`, `predict`, `state_dict` / `load_state_dict`, `episodes`. Using SB3 directly instead,
+`policy_kwargs()` gives its Dict policy the same network:
+
+    model = PPO("MultiInputPolicy", env, policy_kwargs=policy_kwargs())
 """
 from __future__ import annotations
 
 import importlib
+import inspect
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -18,7 +23,9 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 from stable_baselines3.common.utils import set_random_seed
 
 from models.policy import SamplerFeatures, observation_channels
@@ -44,6 +51,61 @@ class SamplerExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(observations)
+
+
+def policy_kwargs(features_dim: int = 256, input_size: int = 64, **extra: Any) -> dict[str, Any]:
+    """`policy_kwargs` that give an SB3 algorithm's Dict policy the spec's network (5 conv + FC,
+    the maps average-pooled to `input_size`, 0: their own size) as its features extractor, with
+    the action and value heads straight on top (`net_arch=[]`); `extra` adds or replaces entries
+    (e.g. lstm_hidden_size for RecurrentPPO):
+
+        PPO("MultiInputPolicy", env, policy_kwargs=policy_kwargs())
+        RecurrentPPO("MultiInputLstmPolicy", env, policy_kwargs=policy_kwargs())
+
+    Why: SB3's own extractors do not fit the observation. CnnPolicy refuses Dict observations,
+    MultiInputPolicy flattens float maps into an MLP's input (795k parameters at 32 px, growing with
+    the image's area) and RecurrentPPO's LSTM then reads that vector (13.2M parameters at 32 px)."""
+    return {"features_extractor_class": SamplerExtractor,
+            "features_extractor_kwargs": {"features_dim": features_dim, "input_size": input_size},
+            "net_arch": [], **extra}
+
+
+#: Constructor arguments SB3Agent sets itself; every other argument of the algorithm may be given.
+SET_BY_AGENT = ("self", "policy", "env", "seed", "device", "verbose", "_init_setup_model")
+
+
+def accepted_settings(cls: type[BaseAlgorithm]) -> list[str]:
+    """The constructor arguments of an SB3 algorithm a user may set (its hyperparameters)."""
+    return sorted(p for p in inspect.signature(cls.__init__).parameters if p not in SET_BY_AGENT)
+
+
+def algorithm_settings(cls: type[BaseAlgorithm], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """`settings` checked against the algorithm's accepted names (ValueError listing them), with
+    rl-zoo3's "lin_<value>" learning-rate / clip-range schedules made functions (linear from the
+    value to 0 over training). `policy_kwargs` must be a mapping: rl-zoo3's Python-expression
+    strings are not evaluated (a config file must never run code)."""
+    unknown = sorted(set(settings) - set(accepted_settings(cls)))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)} for {cls.__name__}; it accepts: "
+                         f"{', '.join(accepted_settings(cls))}")
+    out = dict(settings)
+    if "policy_kwargs" in out and not isinstance(out["policy_kwargs"], Mapping):
+        raise ValueError(f"policy_kwargs={out['policy_kwargs']!r}: expected a mapping, e.g. "
+                         '{"features_dim": 128}; expressions are not evaluated')
+    for key, value in out.items():
+        if isinstance(value, str) and value.startswith("lin_"):
+            try:
+                start = float(value[4:])
+            except ValueError:
+                raise ValueError(f"{key}={value!r}: expected lin_<number>, e.g. lin_3e-4") from None
+            out[key] = _linear(start)
+    return out
+
+
+def _linear(start: float) -> Callable[[float], float]:
+    def schedule(progress_remaining: float) -> float:
+        return progress_remaining * start
+    return schedule
 
 
 def algorithm_class(name: str) -> type[BaseAlgorithm]:
@@ -146,17 +208,28 @@ class SB3Agent:
         self.episode_steps = episode_steps
         self.device = torch.device(device)
         self.policy_input_size = policy_input_size
-        self.settings = {**DEFAULTS.get(algorithm, {}), **kwargs}
+        self.settings = algorithm_settings(self.cls, {**DEFAULTS.get(algorithm, {}), **kwargs})
         self.model = self._make_model(seed)
         self.episodes = 0
         self.seed = seed
 
     def _make_model(self, seed: int | None) -> BaseAlgorithm:
-        policy_kwargs = {"features_extractor_class": SamplerExtractor,
-                         "features_extractor_kwargs": {"features_dim": 256, "input_size": self.policy_input_size},
-                         "net_arch": []}
+        settings = dict(self.settings)
+        kwargs = policy_kwargs(input_size=self.policy_input_size, **settings.pop("policy_kwargs", {}))
         return self.cls(dict_policy(self.cls), self.env, seed=seed, device=self.device,
-                        policy_kwargs=policy_kwargs, verbose=0, **self.settings)
+                        policy_kwargs=kwargs, verbose=0, **settings)
+
+    def first_update(self) -> tuple[int, str]:
+        """(env steps before the algorithm's first gradient step, the settings that say so): an
+        on-policy algorithm updates after n_steps, an off-policy one at the first train_freq
+        boundary past learning_starts. A run shorter than that trains nothing."""
+        model = self.model
+        if isinstance(model, OnPolicyAlgorithm):
+            return model.n_steps * model.n_envs, f"n_steps={model.n_steps}"
+        freq = model.train_freq
+        every = freq.frequency * (self.episode_steps if freq.unit == TrainFrequencyUnit.EPISODE else 1)
+        return ((model.learning_starts // every + 1) * every,
+                f"learning_starts={model.learning_starts}, train_freq={freq.frequency} {freq.unit.value}(s)")
 
     def learn(self, total_episodes: int,
               callback: Callable[[dict[str, Any]], bool] | None = None) -> "SB3Agent":

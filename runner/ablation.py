@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import queue
 import signal
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,7 +34,7 @@ from runner.children import run_child, stop_children
 from runner.evaluation import build_parser as evaluate_parser
 from runner.evaluation import evaluation_settings, settings_from_args
 from runner.folder import CHECKPOINTS, CONFIG, METRICS, SUMMARY, RunFolder
-from runner.spec import SAVED_WITHOUT, Args
+from runner.spec import SAVED_WITHOUT, Args, read_agent_kwargs
 from runner.spec import parse_args as parse_train_args
 
 DEFAULT_AGENTS = ["reinforce", "sb3:PPO", "sb3:A2C", *BASELINES]
@@ -42,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: train.py settings that define a cell's results; a folder run with other values is not reused.
 FIXED_SETTINGS = ["category", "preset", "agent", "seed", "dataset", "data_root", "image_size", "n_labeled",
                   "per_defect_type", "include_train_good", "include_unannotated", "set", "policy_input_size",
-                  "baseline_rate"]
+                  "baseline_rate", "agent_kwargs"]
 #: train.py's defaults, for settings that runs saved before the setting existed trained with.
 TRAIN_DEFAULTS = {f.name: f.default for f in fields(Args) if f.default is not MISSING}
 
@@ -71,12 +72,15 @@ class Plan:
     overlays: int
     evaluate_args: tuple[str, ...] = ()  # --baselines/--unet-steps/--ae-steps/--crf-iterations for evaluate.py
     reinforce_args: tuple[str, ...] = ()  # --baseline-rate: train.py refuses it for other agents
+    agent_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # --agent-kwargs per agent
 
 
 def cell_train_args(cell: Cell, plan: Plan) -> list[str]:
     args = ["--category", cell.category, "--preset", cell.preset, "--agent", cell.agent,
             "--seed", str(cell.seed), *plan.train_args]
     args += list(plan.reinforce_args) if cell.agent == "reinforce" else []
+    if cell.agent in plan.agent_kwargs:
+        args += ["--agent-kwargs", json.dumps(plan.agent_kwargs[cell.agent])]
     return args + (["--updates", str(plan.updates)] if plan.updates is not None else [])
 
 
@@ -317,6 +321,23 @@ def write_outputs(out: Path, cells: list[Cell], agents: list[str],
     return summary
 
 
+def sweep_agent_kwargs(text: str | None, agents: list[str]) -> dict[str, dict[str, Any]]:
+    """ablate.py --agent-kwargs: a JSON object (or .json / .yaml file) of hyperparameters per agent,
+    e.g. {"sb3:DQN": {"learning_starts": 50}}; each cell of that agent gets its entry as train.py's
+    --agent-kwargs, which checks the names."""
+    if text is None:
+        return {}
+    try:
+        data = read_agent_kwargs(text, env="")
+    except ValueError as e:
+        raise SystemExit(f"--agent-kwargs: {e}") from None
+    for agent, settings in data.items():
+        if agent not in agents or not isinstance(settings, dict):
+            raise SystemExit(f"--agent-kwargs: expected {{agent: {{setting: value}}}} with agents of --agents "
+                             f"({', '.join(agents)}), got {agent!r}: {settings!r}")
+    return data
+
+
 def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     """ablate.py with its parsed arguments: plan the grid, run what is left, write the tables."""
     out = Path(args.out).resolve()  # absolute: Ray tasks do not share our working directory
@@ -337,7 +358,8 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
         passthrough += ["--set", item]
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     reinforce_args = ("--baseline-rate", str(args.baseline_rate)) if args.baseline_rate is not None else ()
-    plan = Plan(str(out), args.updates, passthrough, threads, args.overlays, tuple(evaluate_args), reinforce_args)
+    plan = Plan(str(out), args.updates, passthrough, threads, args.overlays, tuple(evaluate_args), reinforce_args,
+                sweep_agent_kwargs(args.agent_kwargs, args.agents))
     evaluation = wanted_evaluation(plan)  # evaluate.py's flags checked (SystemExit) before anything runs
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     for d in devices:

@@ -66,7 +66,7 @@ class EnvKind:
 def _build_batch_sampling(data: DataConfig, config: MethodConfig) -> BatchSamplingEnv:
     split, found = load_split_and_summary(data)
     print(f"data: {found}")
-    return BatchSamplingEnv(split=split, data=data, config=config.env)
+    return BatchSamplingEnv(split=split, data=data, config=config.env, render_mode="rgb_array")  # rendered on demand only
 
 
 def _describe_batch_sampling(env: BatchSamplingEnv) -> str:
@@ -191,26 +191,55 @@ def prepare_config(kind: EnvKind, data: DataConfig, config: Any, seed: int) -> t
 
 
 def make_agent(args: Args, env: gym.Env, device: torch.device) -> Any:
-    """The agent named by --agent; every agent has learn / state_dict / load_state_dict."""
+    """The agent named by --agent, with --agent-kwargs; every agent has learn / state_dict /
+    load_state_dict. A bad --agent-kwargs key raises ValueError naming the accepted ones."""
+    extra = dict(args.agent_kwargs or {})
     if args.agent == "reinforce":
-        return REINFORCE(env, ReinforceConfig(args.learning_rate, args.gamma, args.ent_coef,
-                                              policy_input_size=args.policy_input_size,
-                                              baseline_rate=args.baseline_rate),
-                         device=device, seed=args.seed)
+        known = [f.name for f in dataclasses.fields(ReinforceConfig)]
+        unknown = sorted(set(extra) - set(known))
+        if unknown:
+            raise ValueError(f"--agent-kwargs: unknown setting(s) {', '.join(unknown)} for reinforce; it accepts: "
+                             f"{', '.join(known)}")
+        config = ReinforceConfig(**{"learning_rate": args.learning_rate, "gamma": args.gamma, "ent_coef": args.ent_coef,
+                                    "policy_input_size": args.policy_input_size, "baseline_rate": args.baseline_rate,
+                                    **extra})
+        return REINFORCE(env, config, device=device, seed=args.seed)
     if args.agent.startswith("sb3:"):
-        from agents.sb3 import SB3Agent, algorithm_class
+        from agents.sb3 import SB3Agent, algorithm_class, algorithm_settings
 
         name = args.agent[4:]
+        cls = algorithm_class(name)
         kwargs: dict[str, Any] = {"learning_rate": args.learning_rate, "gamma": args.gamma}
-        if "ent_coef" in inspect.signature(algorithm_class(name)).parameters:
+        if "ent_coef" in inspect.signature(cls).parameters:
             kwargs["ent_coef"] = args.ent_coef
-        return SB3Agent(env, name, device=device, seed=args.seed, policy_input_size=args.policy_input_size, **kwargs)
+        try:
+            algorithm_settings(cls, extra)
+        except ValueError as e:
+            raise ValueError(f"--agent-kwargs: {e}") from None
+        return SB3Agent(env, name, device=device, seed=args.seed, policy_input_size=args.policy_input_size,
+                        **{**kwargs, **extra})
     if args.agent in BASELINES:
+        if extra:
+            raise ValueError(f"--agent-kwargs: {args.agent} is a fixed sampler and takes no settings")
         return BASELINES[args.agent](env, seed=args.seed)
     if args.agent in ORACLES:  # diagnostics: they read D_u's masks (agents.baselines.OracleSampler)
         return ORACLES[args.agent](env, seed=args.seed)
     raise ValueError(f"expected 'reinforce', 'sb3:<ALGO>' (e.g. sb3:PPO), one of {sorted(BASELINES)} or a "
                      f"diagnostic oracle ({', '.join(sorted(ORACLES))})")
+
+
+def too_short_warning(args: Args, agent: Any) -> str | None:
+    """Why a run of args.updates episodes cannot train the agent's policy at all (an SB3
+    algorithm's first gradient step comes later: DQN's learning_starts, PPO's n_steps), or None."""
+    if not hasattr(agent, "first_update") or args.updates is None:
+        return None
+    steps, why = agent.first_update()
+    total = args.updates * agent.episode_steps
+    if steps <= total:
+        return None
+    return (f"--agent {args.agent} makes its first gradient step after {steps} env steps ({why}), but this run "
+            f"has {args.updates} updates x {agent.episode_steps} steps = {total}: the policy will not train. "
+            f"Raise --updates to at least {-(-steps // agent.episode_steps)}, or lower it with --agent-kwargs")
 
 
 def build_run(args: Args) -> tuple[gym.Env, Any]:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from common.settings import check_field_types
 from data.config import DataConfig
+from envs import CLASSIFIER_ENV_ID, ENV_ID
 from runner.presets import DEFAULT_PRESET, canonical_key
 
 #: train.py's one-line description (its --help).
@@ -52,6 +55,11 @@ class Args:
     learning_rate: float = arg(1e-4, "policy learning rate")
     gamma: float = arg(0.99, "discount")
     ent_coef: float = arg(0.01, "entropy bonus (REINFORCE, PPO, A2C)")
+    agent_kwargs: dict[str, Any] | None = arg(None, "the agent's hyperparameters as a JSON object, e.g. "
+                                              "'{\"learning_starts\": 50}', or a .json / .yaml file (rl-zoo3's "
+                                              "form, one section per env id, is read too): any constructor "
+                                              "argument of the SB3 algorithm, or a field of REINFORCE's "
+                                              "ReinforceConfig; over --learning-rate, --gamma, --ent-coef")
     baseline_rate: float = arg(0.0, "REINFORCE with a baseline: moving-average rate of the per-step return "
                                     "baseline subtracted from the returns (0: plain REINFORCE, as the papers)")
     policy_input_size: int = arg(64, "the policy (REINFORCE's, or an SB3 algorithm's features extractor) sees "
@@ -91,6 +99,8 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
             parser.add_argument(flag, action="store_true", help=f.metadata["help"], **default)
         elif f.name == "set":
             parser.add_argument(flag, action="append", metavar="KEY=VALUE", help=f.metadata["help"], **default)
+        elif f.name == "agent_kwargs":
+            parser.add_argument(flag, metavar="JSON|FILE", help=f.metadata["help"], **default)
         else:
             typ = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
             parser.add_argument(flag, type=typ, help=f.metadata["help"], **default)
@@ -101,6 +111,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, set[str]]:
     """The arguments, and the names of those given on the command line (for --resume)."""
     parser = build_parser()
     args = Args(**vars(parser.parse_args(argv)))
+    if args.agent_kwargs is not None:
+        try:
+            args.agent_kwargs = read_agent_kwargs(args.agent_kwargs, args.env)
+        except ValueError as e:
+            parser.error(f"--agent-kwargs: {e}")
     given = set(vars(build_parser(defaults=False).parse_args(argv))) - {"resume"}
     fixed = given - RESUME_OVERRIDES
     if args.resume is not None and "set" in fixed and all(is_export_setting(item) for item in args.set):
@@ -113,6 +128,45 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, set[str]]:
                      f"given; the run's config.json fixes the rest (got {flags(fixed)}"
                      + (f": {', '.join(i for i in args.set if not is_export_setting(i))}" if "set" in fixed else "") + ")")
     return args, given
+
+
+#: rl-zoo3's per-env keys that are not the algorithm's own arguments: train.py sets them otherwise
+#: (--updates; the policy is the spec's network), so a zoo file is read without them.
+ZOO_KEYS = ("n_timesteps", "policy")
+ENV_IDS = {"batch-sampling": ENV_ID, "residual-classifier": CLASSIFIER_ENV_ID}
+
+
+def read_agent_kwargs(text: str, env: str = "batch-sampling") -> dict[str, Any]:
+    """--agent-kwargs as a dict: a JSON object, or the path of a .json / .yaml / .yml file holding
+    one. A file in rl-zoo3's form ({env id: {hyperparameter: value}}) gives the section of the
+    run's env, without rl-zoo3's own keys (ZOO_KEYS). Raises ValueError saying what is wrong."""
+    path = Path(text).expanduser()
+    if not text.lstrip().startswith("{") and path.suffix.lower() in (".json", ".yaml", ".yml"):
+        if not path.is_file():
+            raise ValueError(f"{text}: no such file")
+        if path.suffix.lower() == ".json":
+            data = _json(path.read_text(), str(path))
+        else:
+            try:
+                import yaml
+            except ImportError:
+                raise ValueError(f"{text}: reading YAML needs PyYAML (pip install pyyaml); or give JSON") from None
+            data = yaml.safe_load(path.read_text())  # safe_load: plain data only, no Python objects
+    else:
+        data = _json(text, "the argument")
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object (or mapping) of settings, got {type(data).__name__}")
+    section = data.get(ENV_IDS.get(env, env))
+    if isinstance(section, dict):
+        data = {k: v for k, v in section.items() if k not in ZOO_KEYS}
+    return data
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where} is not JSON ({e}); e.g. '{{\"learning_starts\": 50}}' or a .yaml file") from None
 
 
 #: Arguments that may differ when a run is resumed (none of them changes what is computed).
@@ -146,6 +200,8 @@ def train_command(saved_args: dict[str, Any]) -> str:
             words += [flag] if value else []
         elif f.name == "set":
             words += [w for item in value for w in ("--set", item)]
+        elif isinstance(value, dict):
+            words += [flag, json.dumps(value)]
         else:
             words += [flag, str(value)]
     return shlex.join(words)

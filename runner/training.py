@@ -26,8 +26,9 @@ from common.progress import progress
 from common.seeding import seed_everything
 from common.settings import ConfigError
 from runner.export import export
-from runner.factory import EnvKind, env_kind, make_agent, make_env, prepare_config
+from runner.factory import EnvKind, env_kind, make_agent, make_env, prepare_config, too_short_warning
 from runner.folder import ACTION_COLUMNS, LOG, LOG_COLUMNS, RunFolder
+from runner.frames import EpisodeFrames
 from runner.spec import Args, data_config, parse_args, saved_args
 from runner.watch import TrainingWatch
 
@@ -127,14 +128,19 @@ def open_run(argv: list[str] | None = None) -> OpenRun:
     if not resume:  # a resumed run's config.json holds the AE its probe chose
         config, probe = prepare_config(kind, data, config, args.seed)
     env = make_env(kind, data, config)
+    frames = EpisodeFrames(env)  # the agent's view of the env: a strip of frames per phase of training
     try:
-        agent = make_agent(args, env, resolve_device(args.device))
+        agent = make_agent(args, frames, resolve_device(args.device))
     except ValueError as e:
-        raise SystemExit(f"--agent {args.agent}: {e}") from None
+        raise SystemExit(str(e) if str(e).startswith("--") else f"--agent {args.agent}: {e}") from None
+    warning = too_short_warning(args, agent)
+    if warning:
+        print(f"WARNING: {warning}")
     if resume:
         run.verify_data(env.split, args.data_root, "--resume")
         ckpt = run.load_checkpoint(env.device)
         run.restore_checkpoint(ckpt, env, agent, "--resume")
+        frames.attach(run.path, args.updates, agent.episodes)
         run.truncate_log(agent.episodes)
         print(f"resuming {run} at episode {agent.episodes}/{args.updates}")
         return OpenRun(run, args, kind, config, env, agent, float(ckpt["wall_s"]))
@@ -150,6 +156,7 @@ def open_run(argv: list[str] | None = None) -> OpenRun:
     run.write_config({"args": dataclasses.asdict(args), **kind.to_saved(config, env),
                       "data": dataclasses.asdict(data), **({"ae_probe": probe} if probe else {})})
     run.write_split(env.split)
+    frames.attach(run.path, args.updates, 0)
     env.reset(seed=args.seed)
     opened = OpenRun(run, args, kind, config, env, agent, 0.0)
     save_checkpoint(opened, time.time())  # from here on, --resume always has something to continue from
@@ -226,7 +233,8 @@ def train_loop(r: OpenRun, stop: StopSignals, t0: float) -> TrainingWatch:
                     if isinstance(value, (int, float)) and math.isfinite(value):
                         writer.add_scalar(f"train/{key}", value, stats["episode"])
             bar.update(1)
-            bar.set_postfix({k: f.format(stats[c]) for k, (c, f) in shown.items() if c in stats}, refresh=False)
+            bar.set_postfix({k: f.format(stats[c]) for k, (c, f) in shown.items() if isinstance(stats.get(c), (int, float))},
+                            refresh=False)
             if stats["episode"] % args.checkpoint_every == 0 or stop.requested:
                 log_file.flush()
                 save_checkpoint(r, t0)
