@@ -31,7 +31,7 @@ from models.segmenter import Segmenter
 from runner.ablation import Cell, Plan, cell_train_args, sweep_agent_kwargs
 from runner.evaluation import evaluate_run
 from runner.factory import make_agent, too_short_warning
-from runner.scoring import score_policy
+from runner.scoring import PolicyActions, score_policy
 from runner.spec import parse_args, saved_args
 from runner.training import train
 from tests.helpers import TINY_ARGS, toy_split
@@ -108,11 +108,20 @@ def test_the_policy_factory_gives_sb3_policies_the_spec_network(kwargs):
 
 
 @CONTRIB
-def test_recurrent_ppo_with_the_factory_stays_small(kwargs):
-    from sb3_contrib import RecurrentPPO
+def test_recurrent_and_maskable_policies_fit_and_drive_the_env(kwargs):
+    """RecurrentPPO with the factory stays small; score_policy's actions carry its LSTM state
+    through an episode and give MaskablePPO the env's action masks."""
+    from sb3_contrib import MaskablePPO, RecurrentPPO
 
-    model = RecurrentPPO("MultiInputLstmPolicy", gym.make(ENV_ID, **kwargs), policy_kwargs=policy_kwargs())
-    assert sum(p.numel() for p in model.policy.parameters()) < 3_000_000  # 13.2M with SB3's own extractor
+    env = gym.make(ENV_ID, **kwargs)
+    recurrent = RecurrentPPO("MultiInputLstmPolicy", env, policy_kwargs=policy_kwargs())
+    assert sum(p.numel() for p in recurrent.policy.parameters()) < 3_000_000  # 13.2M with SB3's own extractor
+    obs, _ = env.reset(seed=0)
+    actions = PolicyActions(recurrent, env)
+    assert 0 <= int(actions(obs)) < 9 and actions.state is not None and not actions.start
+    masked = PolicyActions(MaskablePPO("MultiInputPolicy", env, policy_kwargs=policy_kwargs()), env, deterministic=True)
+    env.unwrapped.action_masks = lambda: np.eye(9, dtype=bool)[4]  # only action 4 allowed
+    assert int(masked(obs)) == 4
 
 
 # ---------------------------------------------------------------- 4. hyperparameters from the command line
