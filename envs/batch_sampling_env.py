@@ -8,7 +8,6 @@ it unchanged.
 """
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from collections.abc import Mapping
@@ -23,10 +22,12 @@ from data.config import DataConfig, data_config_from_kwargs
 from data.loading import load_split
 from data.split import Split
 from envs.actions import JUMP, MOVES, N_ACTIONS, checked_action
-from envs.config import EnvConfig, env_config_from_kwargs, preset_of
+from envs.config import EnvConfig
+from envs.env_kwargs import env_config_from_kwargs, preset_of
 from common.profiling import section
 from envs.rendering import render_frame
 from envs.rewards import balance_cover_reward, beta_schedule, clone_reward, cover_reward, frequency_cover_reward
+from envs.runs import RunSeeds
 from envs.state_maps import fuse_maps, local_variance, minmax, sobel_magnitude
 from envs.training_process import TrainingProcess
 
@@ -71,7 +72,7 @@ class BatchSamplingEnv(gym.Env):
     run of seed s is under way (an episode has trained the AE), `reset(seed=s)` again continues it,
     with a warning: that is what SB3's `load(path, env=env)` does to the env it is given, and it
     must not wipe the world the model was trained in. `options={"restart": True}` restarts anyway,
-    `{"restart": False}` never does; a seed other than the run's restarts (with a warning).
+    `{"restart": False}` never does; a seed other than the run's restarts (with a warning); envs/runs.py.
     Rendering: `render_mode="rgb_array"`: render() gives image | loss map | visit history with the
     current patch outlined (envs/rendering.py).
     """
@@ -83,7 +84,7 @@ class BatchSamplingEnv(gym.Env):
                  render_mode: str | None = None, **data_fields: Any) -> None:
         """`data`: a DataConfig or a dict of its fields, with DataConfig fields also accepted as plain
         keywords (image_size=64); `preset`: a name of envs.config.ENV_PRESETS; `config`: an
-        EnvConfig, or a dict of settings applied on top of the preset (envs.config.env_config_from_kwargs).
+        EnvConfig, or a dict of settings applied on top of the preset (envs.env_kwargs).
         Plain values all, so that `gymnasium.make(spec)` of a spec read back from JSON builds the
         same env. Bad values raise ConfigError (a ValueError) naming the argument."""
         super().__init__()
@@ -132,11 +133,7 @@ class BatchSamplingEnv(gym.Env):
         self.action_space = spaces.Discrete(N_ACTIONS)
         self._half = c.sampler.patch_size // 2
         self._t = 0
-        self._run_seed: int | None = None  # the seed the running process started from
-        self._under_way = False  # whether an episode of the running process has trained the AE
-        self._start_cache: tuple[int, dict[str, Any]] | None = None  # (seed, process state right after its start)
-        self._warned: set[str] = set()
-        self._cut_in_a_row = 0  # episodes ended by reset() before their AE update, in a row
+        self.runs = RunSeeds(self.process, c.sampler.patches_per_update)  # which reset() restarts (envs/runs.py)
 
     @property
     def episode_steps(self) -> int:
@@ -145,11 +142,11 @@ class BatchSamplingEnv(gym.Env):
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        restart = self._restart_wanted(seed, options)
-        self._check_cut_episode(restart)
+        restart = self.runs.restart_wanted(seed, options)
+        self.runs.check_cut_episode(restart, self._t)
         super().reset(seed=seed if restart else None)
         if restart:
-            self._start(seed)
+            self.runs.start(seed, self.np_random)
         self._t = 0
         self._patches: list[tuple[int, int, int]] = []
         self._action_counts = np.zeros(N_ACTIONS, np.int64)
@@ -158,58 +155,6 @@ class BatchSamplingEnv(gym.Env):
         self._next_jump = self.process.random_patches(1)[0]
         self._jump()
         return self._observation(), self._info()
-
-    def _restart_wanted(self, seed: int | None, options: dict[str, Any] | None) -> bool:
-        """Whether this reset starts the training process afresh (see the class docstring)."""
-        choice = (options or {}).get("restart")
-        if choice is not None and not isinstance(choice, bool):
-            raise ValueError(f"options['restart']={choice!r}: expected True or False")
-        if not self.process.started:
-            return True
-        if choice is not None:
-            return choice
-        if seed is None or not self._under_way:
-            return seed is not None
-        updates = self.process.updates
-        if seed == self._run_seed:
-            self._warn_once("continue", f"reset(seed={seed}): the run of seed {seed} is under way ({updates} AE "
-                            "updates); it continues (SB3's load(path, env=env) re-seeds its env). Pass "
-                            "options={'restart': True} to start it afresh")
-            return False
-        self._warn_once("restart", f"reset(seed={seed}) restarts the training process: the AE, predictor and "
-                        f"profiles of the running one ({updates} AE updates) are discarded. Pass "
-                        "options={'restart': False} to keep them")
-        return True
-
-    def _start(self, seed: int | None) -> None:
-        """Start the training process from self.np_random, or, when the same seed's start is cached
-        (nothing has trained since it), restore it: a seeded restart then costs no AE warm-up
-        (the env checkers reset with the same seed again and again)."""
-        if seed is not None and self._start_cache is not None and self._start_cache[0] == seed:
-            self.process.start(self.np_random, warmup=False)
-            self.process.load_state_dict(copy.deepcopy(self._start_cache[1]))
-        else:
-            self.process.start(self.np_random)
-            self._start_cache = None if seed is None else (seed, copy.deepcopy(self.process.state_dict()))
-        self._run_seed, self._under_way = seed, False
-
-    def _check_cut_episode(self, restart: bool) -> None:
-        """Warn (once) when reset() without a restart ends two episodes in a row before their AE
-        update: their patches are lost, and a TimeLimit shorter than an episode loses every one.
-        (One cut episode can be a user's own reset; the env checkers make such single cuts.)"""
-        n = self.config.sampler.patches_per_update
-        cut = not restart and 0 < self._t < n
-        self._cut_in_a_row = self._cut_in_a_row + 1 if cut else 0
-        if self._cut_in_a_row >= 2:
-            self._warn_once("cut", f"reset() after {self._t} of the episode's {n} steps, twice in a row: those "
-                            "patches were dropped without an AE update. A TimeLimit (max_episode_steps) below "
-                            "sampler.patches_per_update cuts every episode so and the AE never trains: make the "
-                            f"env with max_episode_steps={n}")
-
-    def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            warnings.warn(message, UserWarning, stacklevel=4)
 
     def step(self, action):
         if not self.process.started:
@@ -261,7 +206,7 @@ class BatchSamplingEnv(gym.Env):
                         action_hist=(self._action_counts / self._t).tolist())
             if process.fold_predictors:
                 info["heldout_l_pred"] = process.last_heldout_l_pred
-            self._under_way, self._start_cache = True, None
+            self.runs.trained()
         info.update(self._info())
         with section("observation"):
             obs = self._observation()
@@ -404,7 +349,7 @@ class BatchSamplingEnv(gym.Env):
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume training exactly (take it between episodes); like
         `nn.Module.state_dict`, it references live tensors: save it before stepping again."""
-        return {**self.process.state_dict(), "run_seed": self._run_seed}
+        return {**self.process.state_dict(), "run_seed": self.runs.run_seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state_dict(); the next reset() without a seed, or with the run's own seed,
@@ -412,7 +357,7 @@ class BatchSamplingEnv(gym.Env):
         if not self.process.started:
             self.process.start(self.np_random, warmup=False)  # everything is overwritten next
         self.process.load_state_dict(state)
-        self._run_seed, self._under_way, self._start_cache = state.get("run_seed"), True, None
+        self.runs.loaded(state.get("run_seed"))
 
 
 def _none_for_nan(info: dict[str, Any]) -> dict[str, Any]:

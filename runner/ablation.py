@@ -29,12 +29,13 @@ from evaluation.sweep import (PAIRED_REFERENCES, SAMPLER_WINDOW, SWEEP_METRICS, 
                               markdown_methods, markdown_paired, markdown_sampler_summary, markdown_summary,
                               paired_differences, summarize, summarize_methods, write_csv)
 from common.files import RunFileError, make_writable_folder, read_json, write_text_atomic
+from runner.agent_kwargs import sweep_agent_kwargs
 from runner.checks import check_grid, has_overlays, is_int
 from runner.children import run_child, stop_children
 from runner.evaluation import build_parser as evaluate_parser
 from runner.evaluation import evaluation_settings, settings_from_args
 from runner.folder import CHECKPOINTS, CONFIG, METRICS, SUMMARY, RunFolder
-from runner.spec import SAVED_WITHOUT, Args, read_agent_kwargs
+from runner.spec import SAVED_WITHOUT, Args
 from runner.spec import parse_args as parse_train_args
 
 DEFAULT_AGENTS = ["reinforce", "sb3:PPO", "sb3:A2C", *BASELINES]
@@ -319,23 +320,6 @@ def write_outputs(out: Path, cells: list[Cell], agents: list[str],
                 curves.setdefault(label, []).append(RunFolder(r["run"]).read_log())
         plot_training_curves(curves, out / f"curves_{category}.png", title=f"{category}: training curves")
     return summary
-
-
-def sweep_agent_kwargs(text: str | None, agents: list[str]) -> dict[str, dict[str, Any]]:
-    """ablate.py --agent-kwargs: a JSON object (or .json / .yaml file) of hyperparameters per agent,
-    e.g. {"sb3:DQN": {"learning_starts": 50}}; each cell of that agent gets its entry as train.py's
-    --agent-kwargs, which checks the names."""
-    if text is None:
-        return {}
-    try:
-        data = read_agent_kwargs(text, env="")
-    except ValueError as e:
-        raise SystemExit(f"--agent-kwargs: {e}") from None
-    for agent, settings in data.items():
-        if agent not in agents or not isinstance(settings, dict):
-            raise SystemExit(f"--agent-kwargs: expected {{agent: {{setting: value}}}} with agents of --agents "
-                             f"({', '.join(agents)}), got {agent!r}: {settings!r}")
-    return data
 
 
 def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -10,12 +10,11 @@ import dataclasses
 import json
 import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from common.settings import check_field_types
 from data.config import DataConfig
-from envs import CLASSIFIER_ENV_ID, ENV_ID
+from runner.agent_kwargs import read_agent_kwargs
 from runner.presets import DEFAULT_PRESET, canonical_key
 
 #: train.py's one-line description (its --help).
@@ -128,45 +127,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, set[str]]:
                      f"given; the run's config.json fixes the rest (got {flags(fixed)}"
                      + (f": {', '.join(i for i in args.set if not is_export_setting(i))}" if "set" in fixed else "") + ")")
     return args, given
-
-
-#: rl-zoo3's per-env keys that are not the algorithm's own arguments: train.py sets them otherwise
-#: (--updates; the policy is the spec's network), so a zoo file is read without them.
-ZOO_KEYS = ("n_timesteps", "policy")
-ENV_IDS = {"batch-sampling": ENV_ID, "residual-classifier": CLASSIFIER_ENV_ID}
-
-
-def read_agent_kwargs(text: str, env: str = "batch-sampling") -> dict[str, Any]:
-    """--agent-kwargs as a dict: a JSON object, or the path of a .json / .yaml / .yml file holding
-    one. A file in rl-zoo3's form ({env id: {hyperparameter: value}}) gives the section of the
-    run's env, without rl-zoo3's own keys (ZOO_KEYS). Raises ValueError saying what is wrong."""
-    path = Path(text).expanduser()
-    if not text.lstrip().startswith("{") and path.suffix.lower() in (".json", ".yaml", ".yml"):
-        if not path.is_file():
-            raise ValueError(f"{text}: no such file")
-        if path.suffix.lower() == ".json":
-            data = _json(path.read_text(), str(path))
-        else:
-            try:
-                import yaml
-            except ImportError:
-                raise ValueError(f"{text}: reading YAML needs PyYAML (pip install pyyaml); or give JSON") from None
-            data = yaml.safe_load(path.read_text())  # safe_load: plain data only, no Python objects
-    else:
-        data = _json(text, "the argument")
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object (or mapping) of settings, got {type(data).__name__}")
-    section = data.get(ENV_IDS.get(env, env))
-    if isinstance(section, dict):
-        data = {k: v for k, v in section.items() if k not in ZOO_KEYS}
-    return data
-
-
-def _json(text: str, where: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where} is not JSON ({e}); e.g. '{{\"learning_starts\": 50}}' or a .yaml file") from None
 
 
 #: Arguments that may differ when a run is resumed (none of them changes what is computed).

@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.utils.env_checker import check_env as gym_check_env
-from stable_baselines3 import DQN, PPO
+from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecFrameStack
 
-import envs
 from agents.sb3 import SamplerExtractor, policy_kwargs
 from baselines.reference import ReferenceConfig
 from common.settings import ConfigError
@@ -28,7 +27,8 @@ from envs import ENV_ID, BatchSamplingEnv, ClassifierConfig, DataConfig, Residua
 from envs.config import SamplerConfig, make_env_config
 from envs.rendering import GAP, MIN_SIDE
 from models.segmenter import Segmenter
-from runner.ablation import Cell, Plan, cell_train_args, sweep_agent_kwargs
+from runner.ablation import Cell, Plan, cell_train_args
+from runner.agent_kwargs import sweep_agent_kwargs
 from runner.evaluation import evaluate_run
 from runner.factory import make_agent, too_short_warning
 from runner.scoring import PolicyActions, score_policy
