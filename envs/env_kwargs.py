@@ -9,26 +9,28 @@ from typing import Any
 
 from envs.config import ENV_PRESETS, ConfigError, EnvConfig, make_env_config
 
+#: The preset gym.make starts from without `preset=` (EnvConfig()'s defaults are its settings).
+DEFAULT_ENV_PRESET = "chu2020"
 
 def env_config_from_kwargs(preset: str | None = None, config: Any = None) -> EnvConfig:
     """The EnvConfig that `gymnasium.make`'s `preset` and `config` keyword arguments name.
 
     `config` may be an EnvConfig (used as it is), a dict of settings applied on top of `preset`
-    (default chu2020) in any of the forms `--set` and config.json use: nested groups
+    (default DEFAULT_ENV_PRESET) in any of the forms `--set` and config.json use: nested groups
     ({"sampler": {"patch_size": 8}}), dotted keys ({"sampler.patch_size": 8}) or the old flat names
     ({"patch_size": 8}), or None (the preset). A dict is what `EnvSpec.to_json` turns an EnvConfig
     into, so a spec made from JSON builds the same env again."""
     if preset is not None and not isinstance(preset, str):
         raise ConfigError(f"preset={preset!r}: expected a preset name, one of {', '.join(sorted(ENV_PRESETS))}")
     if config is None:
-        return make_env_config(preset or "chu2020")
+        return make_env_config(preset or DEFAULT_ENV_PRESET)
     if isinstance(config, EnvConfig):
         if preset is not None:
             raise ConfigError(f"preset={preset!r} and config=EnvConfig(...): give one of them (a dict config is "
                               "applied on top of the preset)")
         return copy.deepcopy(config)
     if isinstance(config, Mapping):
-        return make_env_config(preset or "chu2020", **flatten_settings(config))
+        return make_env_config(preset or DEFAULT_ENV_PRESET, **flatten_settings(config))
     raise ConfigError(f"config={config!r}: expected an EnvConfig or a dict of settings such as "
                       '{"sampler.patch_size": 8}, got ' + type(config).__name__)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import queue
 import signal
@@ -29,7 +28,7 @@ from evaluation.sweep import (PAIRED_REFERENCES, SAMPLER_WINDOW, SWEEP_METRICS, 
                               markdown_methods, markdown_paired, markdown_sampler_summary, markdown_summary,
                               paired_differences, summarize, summarize_methods, write_csv)
 from common.files import RunFileError, make_writable_folder, read_json, write_text_atomic
-from runner.agent_kwargs import sweep_agent_kwargs
+from runner.agent_kwargs import sweep_agent_args
 from runner.checks import check_grid, has_overlays, is_int
 from runner.children import run_child, stop_children
 from runner.evaluation import build_parser as evaluate_parser
@@ -72,16 +71,13 @@ class Plan:
     threads: int
     overlays: int
     evaluate_args: tuple[str, ...] = ()  # --baselines/--unet-steps/--ae-steps/--crf-iterations for evaluate.py
-    reinforce_args: tuple[str, ...] = ()  # --baseline-rate: train.py refuses it for other agents
-    agent_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)  # --agent-kwargs per agent
+    agent_args: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per agent (runner.agent_kwargs)
 
 
 def cell_train_args(cell: Cell, plan: Plan) -> list[str]:
     args = ["--category", cell.category, "--preset", cell.preset, "--agent", cell.agent,
             "--seed", str(cell.seed), *plan.train_args]
-    args += list(plan.reinforce_args) if cell.agent == "reinforce" else []
-    if cell.agent in plan.agent_kwargs:
-        args += ["--agent-kwargs", json.dumps(plan.agent_kwargs[cell.agent])]
+    args += plan.agent_args.get(cell.agent, ())
     return args + (["--updates", str(plan.updates)] if plan.updates is not None else [])
 
 
@@ -341,9 +337,8 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     for item in args.set:
         passthrough += ["--set", item]
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
-    reinforce_args = ("--baseline-rate", str(args.baseline_rate)) if args.baseline_rate is not None else ()
-    plan = Plan(str(out), args.updates, passthrough, threads, args.overlays, tuple(evaluate_args), reinforce_args,
-                sweep_agent_kwargs(args.agent_kwargs, args.agents))
+    agent_args = sweep_agent_args(args.agents, args.agent_kwargs, args.baseline_rate)
+    plan = Plan(str(out), args.updates, passthrough, threads, args.overlays, tuple(evaluate_args), agent_args)
     evaluation = wanted_evaluation(plan)  # evaluate.py's flags checked (SystemExit) before anything runs
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     for d in devices:

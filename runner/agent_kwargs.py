@@ -1,5 +1,5 @@
 """--agent-kwargs: an agent's hyperparameters for train.py (a JSON object, or a .json / .yaml file,
-rl-zoo3's form included) and per agent for ablate.py."""
+rl-zoo3's form included) and per agent for ablate.py, with the other per-agent flags of a sweep."""
 from __future__ import annotations
 
 import json
@@ -63,3 +63,14 @@ def sweep_agent_kwargs(text: str | None, agents: list[str]) -> dict[str, dict[st
             raise SystemExit(f"--agent-kwargs: expected {{agent: {{setting: value}}}} with agents of --agents "
                              f"({', '.join(agents)}), got {agent!r}: {settings!r}")
     return data
+
+
+def sweep_agent_args(agents: list[str], agent_kwargs: str | None,
+                     baseline_rate: float | None) -> dict[str, tuple[str, ...]]:
+    """ablate.py's train.py flags per agent: --baseline-rate for the reinforce cells (train.py
+    refuses it for other agents) and each agent's entry of --agent-kwargs (sweep_agent_kwargs)."""
+    per_agent = sweep_agent_kwargs(agent_kwargs, agents)
+    out = {agent: ("--agent-kwargs", json.dumps(kwargs)) for agent, kwargs in per_agent.items()}
+    if baseline_rate is not None:
+        out["reinforce"] = ("--baseline-rate", str(baseline_rate), *out.get("reinforce", ()))
+    return out

@@ -30,11 +30,12 @@ from agents.rollout import play_episode
 from data.loading import load_split
 from data.split import Split
 from envs.batch_sampling_env import BatchSamplingEnv
+from envs.env_kwargs import DEFAULT_ENV_PRESET
 from runner.export import export
 from runner.factory import ENV_KINDS
 from runner.folder import PROFILES, RunFolder
 from runner.frames import EpisodeFrames
-from runner.presets import DEFAULT_PRESET, MethodConfig, method_config
+from runner.presets import MethodConfig, method_config
 from runner.spec import Args
 from runner.training import OpenRun, StopSignals, train_loop
 
@@ -100,8 +101,9 @@ def score_policy(policy: Any, env: gym.Env | Mapping[str, Any], run_dir: str | P
     `env`: a BatchSamplingEnv (wrapped or not; one that has run continues where it is, a fresh one
     is reset with `seed`), or the keyword arguments to make one. Its data must come from its
     DataConfig, since evaluate.py reloads the images from it. `method`: the final predictor and AE
-    probe to record (default: the env's preset's, runner.presets). `seed` also seeds the final
-    predictor's fit. Returns the folder. ValueError on an env or folder that cannot work."""
+    probe to record (default: those of the env's preset, runner.presets; chu2020's, gym.make's
+    default, when its settings are no preset's). `seed` also seeds the final predictor's fit.
+    Returns the folder. ValueError on an env or folder that cannot work."""
     env = BatchSamplingEnv(**env) if isinstance(env, Mapping) else env
     base = env.unwrapped if isinstance(env, gym.Env) else None
     if not isinstance(base, BatchSamplingEnv):
@@ -111,7 +113,7 @@ def score_policy(policy: Any, env: gym.Env | Mapping[str, Any], run_dir: str | P
     if not _same_images(load_split(base.data_config), base.split):
         raise ValueError("env: its images are not those its DataConfig loads (an env made from an in-memory split?); "
                          "evaluate.py reloads them from the DataConfig: make the env from one")
-    method = method or dataclasses.replace(method_config(base.preset or DEFAULT_PRESET), env=base.config)
+    method = method or dataclasses.replace(method_config(base.preset or DEFAULT_ENV_PRESET), env=base.config)
     run = _new_run_folder(run_dir)
     args = _scoring_args(base, policy, updates, seed, run)
     kind = ENV_KINDS["batch-sampling"]
@@ -163,6 +165,6 @@ def _scoring_args(env: BatchSamplingEnv, policy: Any, updates: int, seed: int, r
     return Args(dataset=d.dataset, data_root=d.data_root, category=d.category, image_size=d.image_size,
                 n_labeled=d.n_labeled, per_defect_type=d.per_defect_type, include_train_good=d.include_train_good,
                 include_unannotated=d.include_unannotated, holdout_fraction=d.holdout_fraction,
-                preset=env.preset or DEFAULT_PRESET, seed=seed, updates=updates,
+                preset=env.preset or DEFAULT_ENV_PRESET, seed=seed, updates=updates,
                 agent=f"policy:{type(policy).__name__}", run_dir=str(run), checkpoint_every=updates + 1,
                 no_tensorboard=True)

@@ -155,6 +155,7 @@ def test_baseline_rate_reaches_the_reinforce_cells_only(tmp_path, capsys):
     """--baseline-rate is REINFORCE's: train.py refuses it for other agents, so a mixed sweep passes
     it to the reinforce cells alone, and a folder trained at another rate is not reused."""
     from runner import ablation
+    from runner.agent_kwargs import sweep_agent_args
     from runner.folder import CHECKPOINTS, CONFIG
     from runner.spec import parse_args as parse_train_args
 
@@ -164,7 +165,8 @@ def test_baseline_rate_reaches_the_reinforce_cells_only(tmp_path, capsys):
             ablate.parse_args(bad)
         assert why in capsys.readouterr().err
     args = ablate.parse_args(["--baseline-rate", "0.1", "--agents", "reinforce", "sb3:PPO"])
-    plan = ablation.Plan(str(tmp_path), 6, [], 1, 0, (), ("--baseline-rate", str(args.baseline_rate)))
+    plan = ablation.Plan(str(tmp_path), 6, [], 1, 0, (),
+                         sweep_agent_args(args.agents, args.agent_kwargs, args.baseline_rate))
     reinforce, ppo = ablation.Cell("brick", "chu2020", "reinforce", 0), ablation.Cell("brick", "chu2020", "sb3:PPO", 0)
     assert parse_train_args(ablation.cell_train_args(reinforce, plan))[0].baseline_rate == 0.1
     assert parse_train_args(ablation.cell_train_args(ppo, plan))[0].baseline_rate == 0.0

@@ -28,13 +28,13 @@ from envs.config import SamplerConfig, make_env_config
 from envs.rendering import GAP, MIN_SIDE
 from models.segmenter import Segmenter
 from runner.ablation import Cell, Plan, cell_train_args
-from runner.agent_kwargs import sweep_agent_kwargs
+from runner.agent_kwargs import sweep_agent_args, sweep_agent_kwargs
 from runner.evaluation import evaluate_run
 from runner.factory import make_agent, too_short_warning
 from runner.scoring import PolicyActions, score_policy
 from runner.spec import parse_args, saved_args
 from runner.training import train
-from tests.helpers import TINY_ARGS, toy_split
+from tests.helpers import TINY_CHU, toy_split
 
 #: Tiny env settings as plain values (what a user passes to gym.make): warm-up shorter than the
 #: profiles, so l_pred does not exist at first (the check_env failure of issue 39, item 5).
@@ -126,7 +126,7 @@ def test_recurrent_and_maskable_policies_fit_and_drive_the_env(kwargs):
 
 # ---------------------------------------------------------------- 4. hyperparameters from the command line
 def test_agent_kwargs_reach_the_algorithm_and_are_recorded(tiny_root, tmp_path, capsys):
-    argv = [*TINY_ARGS, "--data-root", str(tiny_root), "--agent", "sb3:DQN", "--updates", "2",
+    argv = [*TINY_CHU, "--data-root", str(tiny_root), "--agent", "sb3:DQN", "--updates", "2",
             "--agent-kwargs", '{"learning_starts": 50, "buffer_size": 64}', "--run-dir", str(tmp_path / "dqn")]
     run = train(argv)
     assert "the policy will not train" in capsys.readouterr().out  # 2 x 4 steps < 51
@@ -153,8 +153,8 @@ def test_agent_kwargs_files_unknown_names_and_short_runs(tmp_path):
     args.agent, args.agent_kwargs = "reinforce", {"gama": 0.9}
     with pytest.raises(ValueError, match="gama for reinforce; it accepts: .*gamma"):
         make_agent(args, env, "cpu")
-    plan = Plan("out", 2, [], 1, 0, agent_kwargs=sweep_agent_kwargs('{"sb3:DQN": {"learning_starts": 8}}',
-                                                                     ["sb3:DQN", "reinforce"]))
+    plan = Plan("out", 2, [], 1, 0, agent_args=sweep_agent_args(["sb3:DQN", "reinforce"],
+                                                                '{"sb3:DQN": {"learning_starts": 8}}', None))
     cell_args = cell_train_args(Cell("brick", "chu2020", "sb3:DQN", 0), plan)
     assert cell_args[cell_args.index("--agent-kwargs") + 1] == '{"learning_starts": 8}'
     assert "--agent-kwargs" not in cell_train_args(Cell("brick", "chu2020", "reinforce", 0), plan)
@@ -174,7 +174,7 @@ def test_both_checkers_pass_at_every_preset_before_the_predictor_trains(preset, 
 
 
 def test_a_missing_figure_is_a_blank_log_cell(tiny_root, tmp_path):
-    run = train([*TINY_ARGS, "--data-root", str(tiny_root), "--updates", "2", "--set", "ae_training.warmup_updates=1",
+    run = train([*TINY_CHU, "--data-root", str(tiny_root), "--updates", "2", "--set", "ae_training.warmup_updates=1",
                  "--run-dir", str(tmp_path / "r")])
     with open(run / "log.csv") as f:
         first = next(csv.DictReader(f))
