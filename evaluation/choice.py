@@ -73,6 +73,8 @@ class FinalChoice:
     """labeled images with out-of-fold maps (0: D_l could not judge, the fallback)"""
     scores: list[CandidateScore] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    image_threshold: float | None = None
+    """image-score threshold of the image decision (choose_image_threshold); None: any defect pixel"""
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,6 +150,26 @@ def choose_image_score(prob: np.ndarray, masks: np.ndarray, threshold: float) ->
     best = max(IMAGE_SCORES, key=lambda r: (results[r], r == "max"))
     return best, (f"{best} (image AUROC on {len(labels)} held-out D_l images: "
                   + ", ".join(f"{r} {v:.3f}" for r, v in results.items()) + ")")
+
+
+def choose_image_threshold(prob: np.ndarray, masks: np.ndarray, rule: str,
+                           threshold: float) -> tuple[float | None, str]:
+    """The threshold on the image score (`rule`) above which an image is called defective: the best
+    image F1 on the labeled maps, at the midpoint between two neighbouring scores (ties: the widest
+    gap, so the cut sits where the labeled images leave most room). None where the labeled images
+    are all of one class: the decision is then "any defect pixel in the mask"."""
+    labels = masks.reshape(len(masks), -1).any(axis=1)
+    if labels.all() or not labels.any():
+        return None, "image decision: any defect pixel in the mask (the D_l maps are all of one class)"
+    s = image_scores(prob, rule, threshold)
+    values = np.unique(s)
+    cuts = np.concatenate([[values[0] - 1e-6], (values[1:] + values[:-1]) / 2])
+    gaps = np.concatenate([[np.inf], values[1:] - values[:-1]])
+    f1s = [binary_scores(s >= t, labels).f1 for t in cuts]
+    best = max(range(len(cuts)), key=lambda i: (round(f1s[i], 12), gaps[i]))
+    t = float(cuts[best])
+    return t, (f"image decision: {rule} score >= {t:.4g} (the best image F1 on {len(labels)} D_l maps, "
+               f"{f1s[best]:.3f}; {int(labels.sum())} defective, {int((~labels).sum())} normal)")
 
 
 def choose_crf_oof(prob: np.ndarray, threshold: float, masks: np.ndarray, images: np.ndarray,

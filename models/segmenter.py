@@ -68,6 +68,9 @@ class BundleMeta:
     (absolute_error then says 'absolute' or 'squared')"""
     image_score: str = setting("max", choices=IMAGE_SCORES)
     """how an image's score is read off its probability map (evaluation.choice.image_scores)"""
+    image_threshold: float | None = setting(None, ge=0)
+    """an image is defective when its score is at least this (chosen on D_l,
+    evaluation.choice.choose_image_threshold); None: when its mask has any defect pixel"""
 
     def __post_init__(self) -> None:
         try:
@@ -137,7 +140,8 @@ class Prediction:
     """image-level anomaly score: by default the maximum of the probability map (the MVTec AD
     convention); a run that chose another image score on D_l (BundleMeta.image_score) uses that"""
     decisions: np.ndarray
-    """bool: the image is called defective when its mask has any defect pixel"""
+    """bool: the image is called defective when its score reaches the run's image threshold
+    (BundleMeta.image_threshold, chosen on D_l), or, without one, when its mask has a defect pixel"""
 
 
 class Segmenter:
@@ -228,7 +232,8 @@ class Segmenter:
                 out.probabilities.append(cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR))
                 out.masks.append(cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0)
                 out.scores[start + k] = image_scores(p[None], self.meta.image_score, self.meta.threshold)[0]
-                out.decisions[start + k] = bool(mask.any())
+                out.decisions[start + k] = (bool(mask.any()) if self.meta.image_threshold is None
+                                            else bool(out.scores[start + k] >= self.meta.image_threshold))
         return out
 
 

@@ -15,7 +15,8 @@ import torch
 
 from envs.batch_sampling_env import BatchSamplingEnv
 from evaluation.choice import (CANDIDATES, FALLBACK, FinalChoice, choose_crf_oof, choose_image_score,
-                               choose_threshold, combine, judge_candidates, pick, sigmoid)
+                               choose_image_threshold, choose_threshold, combine, judge_candidates, pick,
+                               sigmoid)
 from evaluation.decisions import MethodMaps, nbs_from_record, nbs_method, run_heldout_maps
 from evaluation.metrics import auroc, best_f1_threshold
 from models.crf import CRFConfig
@@ -100,13 +101,15 @@ def decision_record(m: MethodMaps) -> dict[str, Any]:
 
 
 def write_bundle(env: BatchSamplingEnv, run: RunFolder, fields: dict[str, Any], state_dict: dict[str, torch.Tensor],
-                 decision: MethodMaps, seed: int, error: str | None = None, image_score: str = "max") -> None:
+                 decision: MethodMaps, seed: int, error: str | None = None, image_score: str = "max",
+                 image_threshold: float | None = None) -> None:
     """<run>/bundle.pt: the best moment's AE snapshots, the exported predictor and its decision
     (threshold, CRF), so that predict.py can segment images the run never saw."""
     c, split = env.config, env.split
     error = error or c.profiles.error
     meta = BundleMeta(image_size=env.image_size, patch_size=c.sampler.patch_size, ae=dataclasses.asdict(c.ae),
-                      absolute_error=error == "absolute", error=error, image_score=image_score, loss_map=c.profiles.mode,
+                      absolute_error=error == "absolute", error=error, image_score=image_score,
+                      image_threshold=image_threshold, loss_map=c.profiles.mode,
                       loss_map_stride=c.profiles.stride, predictor=fields,
                       threshold=0.5 if decision.threshold is None else float(decision.threshold),
                       threshold_rule=f"{decision.note}; {decision.crf_choice}",
@@ -144,9 +147,13 @@ def export_chosen(env: BatchSamplingEnv, run: RunFolder, final: FinalPredictorCo
     split, process = env.split, env.process
     images_l, masks_l = np.stack([s.image for s in split.labeled]), np.stack([s.mask for s in split.labeled])
     shape = predictor_shape(env, final)
-    profiles, error, raw, error_why = choose_profiles(env, final)
-    print(f"final predictor: {error} profiles, {'raw' if raw else 'normalised'} mean ({error_why})")
     groups = fold_groups(masks_l, final.folds)
+    if groups:
+        profiles, error, raw, error_why = choose_profiles(env, final)
+    else:  # one defect image cannot choose among errors: the profiles as trained, as evaluate.py's row reads them
+        profiles, error, raw = env.best_profiles(), env.config.profiles.error, True
+        error_why = "D_l has fewer than two defect images: the env's own error and the raw mean, nothing chosen"
+    print(f"final predictor: {error} profiles, {'raw' if raw else 'normalised'} mean ({error_why})")
     member = fit_profile_member(profiles["labeled"], masks_l, raw=raw).to(env.device)
     cross = None
     if groups:
@@ -157,6 +164,12 @@ def export_chosen(env: BatchSamplingEnv, run: RunFolder, final: FinalPredictorCo
             choice.notes[1] = f"threshold: {choice.threshold_rule}"
     else:
         choice = fallback_choice(member, profiles["labeled"], masks_l)
+    if cross is not None and choice.weights != CANDIDATES[FALLBACK]:
+        prob_l = sigmoid(combine(cross.logits, choice.weights))  # out of fold
+    else:  # the member: two numbers fit on all of D_l, nothing to hold out
+        prob_l = probability_maps(member, torch.as_tensor(profiles["labeled"])).cpu().numpy()
+    choice.image_threshold, why = choose_image_threshold(prob_l, masks_l, choice.image_score, choice.threshold)
+    choice.notes.insert(len(choice.notes) - 1, why)  # the CRF's note stays last: the decision's crf_choice
     choice.notes.insert(0, f"profiles: {error}, {'raw' if raw else 'normalised'} mean ({error_why})")
     net = pooled(cross, member, choice.weights)
     run.write_best_profiles(profiles, split, process.best.update, process.best_l_pred, error=error)
@@ -168,9 +181,11 @@ def export_chosen(env: BatchSamplingEnv, run: RunFolder, final: FinalPredictorCo
     prob_u = unlabeled_maps(env, fields, state_dict, profiles)
     decision = nbs_from_record(prob_u, {"threshold": choice.threshold, "crf": choice.crf, "note":
                                         f"final map chosen on D_l: {choice.candidate}", "crf_choice": choice.notes[-1]})
-    record = {**decision_record(decision), "image_score": choice.image_score, "choice": choice.record()}
+    record = {**decision_record(decision), "image_score": choice.image_score,
+              "image_threshold": choice.image_threshold, "choice": choice.record()}
     run.write_predictor({"state_dict": state_dict, "alpha": process.alpha, **fields, "decision": record})
-    write_bundle(env, run, fields, state_dict, decision, seed, error=error, image_score=choice.image_score)
+    write_bundle(env, run, fields, state_dict, decision, seed, error=error, image_score=choice.image_score,
+                 image_threshold=choice.image_threshold)
 
 
 def mean_profile(profiles: np.ndarray, raw: bool) -> np.ndarray:

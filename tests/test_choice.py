@@ -131,3 +131,21 @@ def test_threshold_and_image_score_are_chosen_out_of_fold():
     np.testing.assert_array_equal(image_scores(prob, "max"), prob.reshape(4, -1).max(1))
     assert image_scores(prob, "area", t)[3] < image_scores(prob, "area", t)[0]
     assert sigmoid(np.array([0.0]))[0] == 0.5
+
+
+def test_the_image_threshold_separates_the_labeled_images_where_it_can():
+    """Between the highest normal and the lowest defective score where the two classes separate;
+    the best image F1 where they overlap; none where D_l is all of one class."""
+    from evaluation.choice import choose_image_threshold
+
+    masks = np.zeros((5, 8, 8), bool)
+    masks[4, 2:4, 2:4] = True
+    prob = np.full((5, 8, 8), 0.01, np.float32)
+    for i, peak in enumerate([0.02, 0.03, 0.025, 0.035, 0.04]):
+        prob[i, 5, 5] = peak
+    t, why = choose_image_threshold(prob, masks, "max", 0.02)
+    assert t == pytest.approx(0.0375) and "1.000" in why
+    prob[1, 5, 5] = 0.05  # a normal image above the defect: the best F1 flags both, not everything
+    t, _ = choose_image_threshold(prob, masks, "max", 0.02)
+    assert 0.035 < t <= 0.04
+    assert choose_image_threshold(prob, np.zeros_like(masks), "max", 0.02)[0] is None
