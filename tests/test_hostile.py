@@ -5,8 +5,7 @@ Each row is run as the entry point's `__main__` block runs it (common.errors.run
 `main(argv)`), so a traceback fails the row. The rows share one tiny trained run (32 px, 6
 updates); each gets its own copy, crafted in tmp_path. Cases with a process of their own are in
 tests/test_trust.py (a killed sweep leaves no orphan; two trainers are serialised) and
-tests/test_safety.py; integer actions are issue 39's (tests/test_rl_users.py): its row here skips
-until the env raises. Then a small hypothesis fuzz of config values and bundle metadata: every
+tests/test_safety.py; integer actions: here and in tests/test_rl_users.py. Then a small hypothesis fuzz of config values and bundle metadata: every
 value either works or raises the package's own error.
 """
 from __future__ import annotations
@@ -526,16 +525,15 @@ def test_ablate_cells_with_malformed_results(trained, tmp_path, capsys, metrics,
 
 
 def test_env_takes_integer_actions_only():
-    """Issue 39's (tests/test_rl_users.py): step(2.7) must raise, as Discrete.contains would."""
+    """step(2.7) and step('3') are refused in one line naming the action (envs.actions.checked_action);
+    more cases in tests/test_rl_users.py."""
     from tests.helpers import tiny_env
 
     env = tiny_env()
     env.reset(seed=0)
-    try:
-        env.step(2.7)
-    except (ValueError, TypeError, AssertionError):
-        return
-    pytest.skip("owned by issue 39 (tests/test_rl_users.py): the env still truncates 2.7 to 2")
+    for bad in (2.7, "3", True, 9):
+        with pytest.raises(ValueError, match=r"action .*: expected an integer in 0\.\.8"):
+            env.step(bad)
 
 
 def test_configs_from_every_source_are_range_checked():
