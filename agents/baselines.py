@@ -114,29 +114,41 @@ BASELINES: dict[str, type[FixedSampler]] = {
 
 
 class OracleSampler(HeuristicSampler):
-    """DIAGNOSTIC ONLY, never a method: the heuristic's rule, but on the masks of every image, D_u
-    included (BatchSamplingEnv.oracle_action_masks), to measure how much a sampler could win by
-    choosing patches ('oracle-normal') or lose ('oracle-defect'). No real run can do this."""
+    """DIAGNOSTIC ONLY, never a method: uniform over the patches its masks allow, on the masks of
+    every image, D_u included (BatchSamplingEnv.oracle_action_masks), to measure how much a
+    sampler could win by choosing patches ('oracle-normal') or lose ('oracle-defect'). No real run
+    can do this. It jumps, drawing the next jump again (BatchSamplingEnv.redraw_jump) until it
+    lands on an allowed patch: rejection sampling, so its patches are uniform over the allowed
+    ones, as uniform's are over all. After `tries` draws it falls back to the heuristic's move."""
 
     env_method = "oracle_action_masks"
     kind = "normal"
+    tries = 64
+
+    def __init__(self, env: gym.Env, seed: int = 0) -> None:
+        super().__init__(env, seed)
+        self._redraw = env.get_wrapper_attr("redraw_jump")
 
     def allowed(self) -> np.ndarray:
         return np.asarray(self._query(self.kind), bool)
 
+    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = False) -> int:
+        for _ in range(self.tries):
+            if self.allowed()[JUMP]:
+                return JUMP
+            self._redraw()
+        return super().predict(obs, deterministic)
+
 
 class OracleNormalSampler(OracleSampler):
-    """oracle-normal: uniform patches, but never one that touches an anomaly of ANY image (the
-    ideal chu2020's R_clone aims at, extended to the unlabeled images). It jumps unless the next
-    jump would land on an anomaly; then it moves to a clean neighbouring patch."""
+    """oracle-normal: uniform over the patches that touch no anomaly of ANY image (the ideal
+    chu2020's R_clone aims at, extended to the unlabeled images)."""
 
     name, kind = "oracle-normal", "normal"
 
 
 class OracleDefectSampler(OracleSampler):
-    """oracle-defect: patches that touch anomalies whenever it can find them: it moves onto a
-    patch with an anomaly when one is a move away, jumps when the next jump lands on one, and
-    otherwise jumps on (to find a defective image). How much a bad sampler can hurt."""
+    """oracle-defect: uniform over the patches that touch an anomaly: how much a bad sampler can hurt."""
 
     name, kind = "oracle-defect", "defect"
 

@@ -260,6 +260,13 @@ class BatchSamplingEnv(gym.Env):
                             for i, cy, cx in (self._destination(a) for a in range(N_ACTIONS))])
         return touches if kind == "defect" else ~touches
 
+    def redraw_jump(self) -> None:
+        """DIAGNOSTIC ONLY (oracle samplers): draw the next jump's destination again, so that an
+        oracle samples uniformly over the patches its masks allow, by rejection. Without it a
+        sampler whose next jump lands on a patch it must avoid can only move (the heuristic's
+        case): a walk, not uniform patches. Never used by training, rewards or the other samplers."""
+        self._next_jump = self.process.random_patches(1)[0]
+
     def image_has_anomaly(self) -> bool:
         """DIAGNOSTIC ONLY (oracle samplers): whether the current image holds an anomalous pixel."""
         return bool(self.process.all_masks[self._img].any())
